@@ -1,0 +1,1 @@
+//! NEON kernels (4 f32 lanes).

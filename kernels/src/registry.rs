@@ -1,0 +1,158 @@
+//! The one list of every kernel in the crate. Dispatch, the conformance tests and the benchmarks all
+//! read it, so a kernel that is not listed here is neither used nor tested.
+//!
+//! Choosing among kernels: for each (op, ISA) dispatch takes the first entry. Measured speeds of the
+//! chosen kernels are in `results/` (see the README for the latest record).
+
+use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
+use crate::error::{Error, Result};
+use crate::{Isa, scalar};
+
+/// The operations the crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Depthwise 3x3 convolution, stride 1 or 2, padding 1 ([`crate::dwconv3x3`]).
+    DwConv3x3,
+}
+
+impl Op {
+    /// Short name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::DwConv3x3 => "dwconv3x3",
+        }
+    }
+}
+
+/// The entry point of a kernel, typed by operation.
+#[derive(Clone, Copy)]
+enum KernelFn {
+    DwConv3x3(DwConv3x3Fn),
+}
+
+/// One registered kernel.
+#[derive(Clone, Copy)]
+pub struct KernelInfo {
+    /// The operation it computes.
+    pub op: Op,
+    /// The instruction set it needs.
+    pub isa: Isa,
+    /// Unique name: operation, tile and ISA, e.g. `dwconv3x3_c16_avx512`.
+    pub name: &'static str,
+    func: KernelFn,
+}
+
+impl std::fmt::Debug for KernelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelInfo")
+            .field("op", &self.op)
+            .field("isa", &self.isa)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl KernelInfo {
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(&self) -> bool {
+        self.isa.is_available()
+    }
+
+    /// The typed depthwise 3x3 handle, or an error if this entry is another op.
+    pub fn dwconv3x3(&self) -> Result<DwConv3x3Kernel> {
+        match self.func {
+            KernelFn::DwConv3x3(f) => Ok(DwConv3x3Kernel { info: *self, f }),
+        }
+    }
+}
+
+/// A depthwise 3x3 kernel from the registry, callable safely on raw slices.
+#[derive(Debug, Clone, Copy)]
+pub struct DwConv3x3Kernel {
+    /// The registry entry.
+    pub info: KernelInfo,
+    f: DwConv3x3Fn,
+}
+
+impl DwConv3x3Kernel {
+    /// Checks the ISA and every length against `geom`, then runs the kernel (layouts in
+    /// [`DwConv3x3Geom`]). Writes nothing outside `output` and `sums`.
+    pub fn run(
+        &self,
+        geom: &DwConv3x3Geom,
+        input: &[f32],
+        weights: &[f32],
+        bias: &[f32],
+        output: &mut [f32],
+        sums: Option<&mut [f32]>,
+    ) -> Result<()> {
+        self.info.isa.check("the API")?;
+        geom.check(
+            input.len(),
+            weights.len(),
+            bias.len(),
+            output.len(),
+            sums.as_ref().map(|s| s.len()),
+        )?;
+        // SAFETY: the ISA was checked available and `check` validated the geometry and every length,
+        // which is the whole contract of `DwConv3x3Fn`.
+        unsafe { (self.f)(geom, input, weights, bias, output, sums) };
+        Ok(())
+    }
+}
+
+static REGISTRY: &[KernelInfo] = &[
+    KernelInfo {
+        op: Op::DwConv3x3,
+        isa: Isa::Scalar,
+        name: "dwconv3x3_c1_scalar",
+        func: KernelFn::DwConv3x3(scalar::dwconv::dwconv3x3_scalar),
+    },
+    // x86_64 dwconv3x3 entries
+    // aarch64 dwconv3x3 entries
+];
+
+/// Every registered kernel, including those this CPU cannot run.
+pub fn all() -> &'static [KernelInfo] {
+    REGISTRY
+}
+
+/// The kernels of `op`, including those this CPU cannot run.
+pub fn for_op(op: Op) -> impl Iterator<Item = &'static KernelInfo> {
+    REGISTRY.iter().filter(move |k| k.op == op)
+}
+
+/// The kernel dispatch uses for `op` on `isa`.
+pub fn find(op: Op, isa: Isa) -> Result<&'static KernelInfo> {
+    for_op(op).find(|k| k.isa == isa).ok_or(Error::NoKernel {
+        op: op.name(),
+        isa: isa.name(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_say_their_isa() {
+        let mut names: Vec<_> = all().iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+        for k in all() {
+            assert!(
+                k.name.starts_with(k.op.name()) && k.name.ends_with(k.isa.name()),
+                "{}",
+                k.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_op_has_a_kernel_on_every_available_isa() {
+        for isa in Isa::available() {
+            assert!(find(Op::DwConv3x3, isa).is_ok(), "{isa}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! AVX2+FMA kernels (8 f32 lanes).

@@ -1,0 +1,1 @@
+//! AVX-512F kernels (16 f32 lanes).
