@@ -1,1 +1,41 @@
-//! Shared helpers of the benchmarks.
+//! Shared pieces of the benchmarks: the peak-FMA probe, the shapes of the networks benchmarked, and
+//! the criterion settings. The report writer (`src/bin/report.rs`) turns criterion's results into
+//! a record under `results/`.
+
+pub mod criterion_results;
+pub mod machine;
+pub mod peak;
+pub mod shapes;
+
+use mobile_cnn_kernels::Isa;
+use std::time::Duration;
+
+/// The tiers to benchmark: every available one, or only `KERNELS_ISA` when it is set.
+pub fn isas_to_bench() -> Vec<Isa> {
+    match std::env::var(mobile_cnn_kernels::isa::ISA_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            vec![Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}"))]
+        }
+        _ => Isa::available(),
+    }
+}
+
+/// `BENCH_QUICK=1` shortens every measurement (for a first look; figures are noisier).
+pub fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty())
+}
+
+/// Criterion settings shared by the benchmarks: short warm-up and measurement windows, since
+/// each kernel call is microseconds and there are many shapes.
+pub fn criterion_config() -> criterion::Criterion {
+    let (warm, meas, samples) = if quick() {
+        (0.2, 0.5, 10)
+    } else {
+        (0.5, 1.5, 20)
+    };
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_secs_f64(warm))
+        .measurement_time(Duration::from_secs_f64(meas))
+        .sample_size(samples)
+        .noise_threshold(0.03)
+}

@@ -166,3 +166,106 @@ pub fn fold_repvgg_dw(br: &RepVggDwBranches) -> Result<(Vec<f32>, Vec<f32>), Fus
         None => Ok((w, b)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobile_cnn_kernels::dwconv::dw_weights_from_oihw;
+    use mobile_cnn_kernels::{Activation, DwConv3x3Geom, reference};
+    use proptest::prelude::*;
+
+    fn bn(vals: &[f32], c: usize) -> BatchNorm {
+        // Non-trivial statistics: gamma around 1, beta and mean around 0, var in [0.1, 2].
+        BatchNorm {
+            weight: vals[..c].iter().map(|v| 1.0 + 0.5 * v).collect(),
+            bias: vals[c..2 * c].iter().map(|v| 0.3 * v).collect(),
+            mean: vals[2 * c..3 * c].iter().map(|v| 0.5 * v).collect(),
+            var: vals[3 * c..4 * c].iter().map(|v| 1.05 + 0.95 * v).collect(),
+            eps: 1e-5,
+        }
+    }
+
+    fn apply_bn(bn: &BatchNorm, ch: usize, x: f64) -> f64 {
+        (x - bn.mean[ch] as f64) / (bn.var[ch] as f64 + bn.eps).sqrt() * bn.weight[ch] as f64
+            + bn.bias[ch] as f64
+    }
+
+    /// Runs the branches one by one (the train-time graph in eval mode), NHWC.
+    fn unfused(br: &RepVggDwBranches, x: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
+        let g = DwConv3x3Geom {
+            n: 1,
+            h,
+            w,
+            c,
+            stride: 1,
+            act: Activation::Identity,
+        };
+        let mut y3 = vec![0.0; x.len()];
+        let w3 = dw_weights_from_oihw(c, &br.conv3_weight).unwrap();
+        reference::dwconv3x3(&g, x, &w3, &vec![0.0; c], &mut y3, None).unwrap();
+        let mut out = vec![0.0; x.len()];
+        for (i, o) in out.iter_mut().enumerate() {
+            let ch = i % c;
+            let a = apply_bn(&br.conv3_bn, ch, y3[i] as f64);
+            let mut b = x[i] as f64 * br.conv1_weight[ch] as f64;
+            if let Some(bias) = &br.conv1_bias {
+                b += bias[ch] as f64;
+            }
+            if let Some(bn1) = &br.conv1_bn {
+                b = apply_bn(bn1, ch, b);
+            }
+            let mut s = a + b + x[i] as f64;
+            if let Some(bn) = &br.bn {
+                s = apply_bn(bn, ch, s);
+            }
+            *o = s as f32;
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn repvgg_dw_fold_matches_unfused_branches(
+            c in 1usize..24, h in 1usize..7, w in 1usize..7, legacy in any::<bool>(),
+            vals in prop::collection::vec(-1.0f32..1.0, 700..701),
+        ) {
+            let mut it = vals.iter().copied().cycle();
+            let mut take = |n: usize| (0..n).map(|_| it.next().unwrap()).collect::<Vec<f32>>();
+            let br = RepVggDwBranches {
+                conv3_weight: take(9 * c),
+                conv3_bn: bn(&take(4 * c), c),
+                conv1_weight: take(c),
+                conv1_bias: if legacy { None } else { Some(take(c)) },
+                conv1_bn: if legacy { Some(bn(&take(4 * c), c)) } else { None },
+                bn: if legacy { None } else { Some(bn(&take(4 * c), c)) },
+            };
+            let x: Vec<f32> = take(h * w * c).iter().map(|v| 3.0 * v).collect();
+            let want = unfused(&br, &x, h, w, c);
+            let (fw, fb) = fold_repvgg_dw(&br).unwrap();
+            let g = DwConv3x3Geom { n: 1, h, w, c, stride: 1, act: Activation::Identity };
+            let mut got = vec![0.0; x.len()];
+            reference::dwconv3x3(&g, &x, &dw_weights_from_oihw(c, &fw).unwrap(), &fb, &mut got, None).unwrap();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "element {}: fused {} unfused {}", i, a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let c = 4;
+        let b = bn(&[0.5; 16], c);
+        assert!(fold_bn(&[0.0; 10], None, &b).is_err());
+        assert!(fold_bn(&[0.0; 8], Some(&[0.0; 3]), &b).is_err());
+        let br = RepVggDwBranches {
+            conv3_weight: vec![0.0; 35],
+            conv3_bn: b.clone(),
+            conv1_weight: vec![0.0; 4],
+            conv1_bias: Some(vec![0.0; 4]),
+            conv1_bn: None,
+            bn: Some(b),
+        };
+        let e = fold_repvgg_dw(&br).unwrap_err();
+        assert_eq!((e.expected, e.found), (36, 35));
+    }
+}

@@ -1,1 +1,94 @@
-//! Conformance tests live in `tests/`; this library is empty on purpose.
+//! Shared helpers of the conformance tests: guarded buffers, tolerances and the list of kernels to
+//! run. The tests themselves live in `tests/tests/`.
+//!
+//! Tolerance (documented once, used by every depthwise test): a kernel's output may differ from the
+//! f64 reference by `2e-6 * S + 2e-6`, where `S = |bias| + sum |x * w|` is the magnitude of the
+//! terms that were summed (f32 accumulation of ten terms loses at most about `10 * 2^-24 * S`; the
+//! activations are at most 1.5-Lipschitz; GELU adds at most 1e-6 of approximation error).
+
+use mobile_cnn_kernels::registry::{self, KernelInfo, Op};
+
+/// Bit pattern written around every output buffer; any change means a kernel wrote out of bounds.
+pub const GUARD_BITS: u32 = 0x7fc0_dead;
+/// Floats of guard on each side of an output.
+pub const GUARD: usize = 37;
+
+/// The registered kernels of `op` that this CPU can run; with `KERNELS_ISA` set, only that tier's.
+/// Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
+pub fn kernels_under_test(op: Op) -> Vec<&'static KernelInfo> {
+    let only = match std::env::var("KERNELS_ISA") {
+        Ok(v) if !v.trim().is_empty() => {
+            Some(mobile_cnn_kernels::Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}")))
+        }
+        _ => None,
+    };
+    let ks: Vec<_> = registry::for_op(op)
+        .filter(|k| k.is_available() && only.is_none_or(|i| i == k.isa))
+        .collect();
+    assert!(!ks.is_empty(), "no runnable kernel for {}", op.name());
+    ks
+}
+
+/// An output buffer of `len` floats with NaN guards on both sides; the body is NaN-filled too, so
+/// an element the kernel forgets to write fails the comparison.
+#[derive(Debug)]
+pub struct Guarded {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+impl Guarded {
+    /// `len` NaN floats between two guards.
+    pub fn new(len: usize) -> Self {
+        Guarded {
+            buf: vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD],
+            len,
+        }
+    }
+
+    /// The region the kernel may write.
+    pub fn body(&mut self) -> &mut [f32] {
+        &mut self.buf[GUARD..GUARD + self.len]
+    }
+
+    /// The region, read-only.
+    pub fn get(&self) -> &[f32] {
+        &self.buf[GUARD..GUARD + self.len]
+    }
+
+    /// Panics with `what` if any guard float changed.
+    pub fn assert_guards(&self, what: &str) {
+        let (head, rest) = self.buf.split_at(GUARD);
+        let tail = &rest[self.len..];
+        for (i, v) in head.iter().chain(tail).enumerate() {
+            assert_eq!(
+                v.to_bits(),
+                GUARD_BITS,
+                "{what}: guard float {i} overwritten"
+            );
+        }
+    }
+}
+
+/// Copies `data` into a fresh allocation at an offset of `shift` floats, so kernels are also run on
+/// inputs that are not 64-byte aligned. Returns the buffer and the range holding `data`.
+pub fn shifted(data: &[f32], shift: usize) -> (Vec<f32>, std::ops::Range<usize>) {
+    let mut v = vec![f32::from_bits(GUARD_BITS); data.len() + shift];
+    v[shift..].copy_from_slice(data);
+    (v, shift..shift + data.len())
+}
+
+/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64).
+pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}

@@ -1,0 +1,28 @@
+//! The activation shapes of RepViT at 224x224 input, as plain data, for kernel benchmarks.
+
+/// Resolution and channels of each stage of every RepViT variant at 224x224 (stages 1 to 4 run at
+/// 56, 28, 14 and 7 pixels square). Channels from the paper's configs (M0.9/M1: 48..384, M1.0:
+/// 56..448, M1.1/M1.5/M2/M3: 64..512, M2.3: 80..640).
+pub const STAGE_CHANNELS: [(usize, [usize; 4]); 4] = [
+    (56, [48, 56, 64, 80]),
+    (28, [96, 112, 128, 160]),
+    (14, [192, 224, 256, 320]),
+    (7, [384, 448, 512, 640]),
+];
+
+/// Depthwise 3x3 shapes as (stride, input height = width, channels): every stride-1 token mixer,
+/// and every stride-2 spatial downsample (the input of stage i at the width of stage i).
+pub fn dwconv_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for (hw, cs) in STAGE_CHANNELS {
+        for c in cs {
+            v.push((1, hw, c));
+        }
+    }
+    for (hw, cs) in &STAGE_CHANNELS[..3] {
+        for c in cs {
+            v.push((2, *hw, *c));
+        }
+    }
+    v
+}
