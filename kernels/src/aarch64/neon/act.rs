@@ -1,0 +1,351 @@
+//! Activations on `float32x4_t`, by exactly the scheme (formulas, constants, operation order) of the
+//! scalar functions in [`crate::activation`]: results equal the scalar ones bit for bit (NaN aside,
+//! which stays NaN where the scalar form gives NaN), as the tests below check.
+//!
+//! The activation is a compile-time choice in the hot loops: kernels take `const ACT: u8` (one of
+//! the `ACT_*` codes below, the same pattern as the x86-64 tiers) and turn the runtime
+//! [`Activation`] into it once, at their entry, with [`with_act!`](crate::aarch64::neon::act::with_act).
+//!
+//! Every function here is `#[inline(always)]` and meant to be inlined into a
+//! `#[target_feature(enable = "neon")]` function.
+
+use core::arch::aarch64::*;
+
+use crate::activation::{
+    Activation, ERFC_COEFFS, ERFC_P, ERFC_ZMAX, EXP_MAX, EXP_MIN, EXP_TAYLOR, FRAC_1_SQRT_2,
+    LN2_HI, LN2_LO, LOG2_E,
+};
+
+/// Compile-time code of [`Activation::Identity`].
+pub(crate) const ACT_IDENTITY: u8 = 0;
+/// Compile-time code of [`Activation::Relu`].
+pub(crate) const ACT_RELU: u8 = 1;
+/// Compile-time code of [`Activation::Relu6`].
+pub(crate) const ACT_RELU6: u8 = 2;
+/// Compile-time code of [`Activation::HardSwish`].
+pub(crate) const ACT_HARDSWISH: u8 = 3;
+/// Compile-time code of [`Activation::Gelu`].
+pub(crate) const ACT_GELU: u8 = 4;
+
+/// The activation of an `ACT_*` code (the inverse of the mapping [`with_act!`] performs).
+pub(crate) const fn act_of_code(code: u8) -> Activation {
+    match code {
+        ACT_IDENTITY => Activation::Identity,
+        ACT_RELU => Activation::Relu,
+        ACT_RELU6 => Activation::Relu6,
+        ACT_HARDSWISH => Activation::HardSwish,
+        ACT_GELU => Activation::Gelu,
+        _ => panic!("unknown activation code"),
+    }
+}
+
+/// `with_act!(act, |A| expr)` evaluates `expr` with `A` bound, as a `const u8`, to the `ACT_*` code
+/// of the runtime activation `act`, so `expr` can name `f::<A>` and each activation compiles its own
+/// loop nest. This is the one `match` on the activation a kernel performs.
+macro_rules! with_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            $crate::activation::Activation::Identity => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_IDENTITY;
+                $body
+            }
+            $crate::activation::Activation::Relu => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_RELU;
+                $body
+            }
+            $crate::activation::Activation::Relu6 => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_RELU6;
+                $body
+            }
+            $crate::activation::Activation::HardSwish => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_HARDSWISH;
+                $body
+            }
+            $crate::activation::Activation::Gelu => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_GELU;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_act;
+
+/// `x`.
+///
+/// # Safety
+/// None (kept `unsafe` for uniformity with the other activations).
+#[inline(always)]
+pub(crate) unsafe fn identity(x: float32x4_t) -> float32x4_t {
+    x
+}
+
+/// `max(x, 0)`; NaN gives 0 and -0 gives +0, as the scalar `relu` (`FMAXNM` returns the number when
+/// one operand is a quiet NaN, and orders -0 below +0).
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn relu(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract); register-only intrinsics.
+    unsafe { vmaxnmq_f32(x, vdupq_n_f32(0.0)) }
+}
+
+/// `min(max(x, 0), 6)`, as the scalar `relu6` (`f32::min` also ignores a NaN operand).
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn relu6(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract, which `relu` shares).
+    unsafe { vminnmq_f32(relu(x), vdupq_n_f32(6.0)) }
+}
+
+/// `x * relu6(x + 3) * (1/6)`, evaluated left to right as the scalar `hardswish`.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn hardswish(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract, which `relu6` shares).
+    unsafe {
+        let r = relu6(vaddq_f32(x, vdupq_n_f32(3.0)));
+        vmulq_f32(vmulq_f32(x, r), vdupq_n_f32(1.0 / 6.0))
+    }
+}
+
+/// `exp(x)` by the shared scheme of [`crate::activation::exp`]; NaN stays NaN.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract); register-only intrinsics.
+    unsafe {
+        // FMAX/FMIN (not the -NM forms) propagate NaN, like `f32::clamp`.
+        let x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(EXP_MAX)), vdupq_n_f32(EXP_MIN));
+        // Round to nearest, ties to even (FRINTN), as `round_ties_even`.
+        let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2_E)));
+        // vfmaq_f32(a, b, c) = a + b * c with one rounding: `n.mul_add(-LN2_HI, x)`.
+        let r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));
+        let r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));
+        let mut p = vdupq_n_f32(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
+            p = vfmaq_f32(vdupq_n_f32(c), p, r);
+        }
+        // n is integral in [-126, 128) after the clamp, so the conversion is exact (NaN converts to
+        // 0, and the product with the NaN polynomial stays NaN).
+        let bits = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
+        vmulq_f32(p, vreinterpretq_f32_s32(bits))
+    }
+}
+
+/// Exact-form GELU `x * Phi(x)` by the shared scheme of [`crate::activation::gelu`]; NaN stays NaN.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn gelu(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract, which `exp` shares).
+    unsafe {
+        let one = vdupq_n_f32(1.0);
+        let z = vmulq_f32(vabsq_f32(x), vdupq_n_f32(FRAC_1_SQRT_2));
+        // FMINNM: a NaN z gives ERFC_ZMAX, like the scalar `f32::min`.
+        let zc = vminnmq_f32(z, vdupq_n_f32(ERFC_ZMAX));
+        // True division, as the scalar `1.0 / ...`.
+        let t = vdivq_f32(one, vfmaq_f32(one, vdupq_n_f32(ERFC_P), zc));
+        let mut p = vdupq_n_f32(ERFC_COEFFS[7]);
+        for &c in ERFC_COEFFS[..7].iter().rev() {
+            p = vfmaq_f32(vdupq_n_f32(c), p, t);
+        }
+        let p = vmulq_f32(p, t);
+        let e = exp(vnegq_f32(vmulq_f32(zc, zc)));
+        let c = vmulq_f32(vmulq_f32(vdupq_n_f32(0.5), p), e);
+        // c = 0 where z > ERFC_ZMAX (false for NaN, as in the scalar form).
+        let big = vcgtq_f32(z, vdupq_n_f32(ERFC_ZMAX));
+        let c = vbslq_f32(big, vdupq_n_f32(0.0), c);
+        // phi = x >= 0 ? 1 - c : c (NaN x takes c; x * phi is NaN either way).
+        let pos = vcgeq_f32(x, vdupq_n_f32(0.0));
+        let phi = vbslq_f32(pos, vsubq_f32(one, c), c);
+        vmulq_f32(x, phi)
+    }
+}
+
+/// The activation of code `ACT` (an `ACT_*` constant of this module); resolved at compile time.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn apply<const ACT: u8>(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract covers every callee's).
+    unsafe {
+        match ACT {
+            ACT_IDENTITY => identity(x),
+            ACT_RELU => relu(x),
+            ACT_RELU6 => relu6(x),
+            ACT_HARDSWISH => hardswish(x),
+            ACT_GELU => gelu(x),
+            _ => unreachable!("unknown activation code {ACT}"),
+        }
+    }
+}
+
+/// Applies `act` in place with NEON (the element-wise form of the fused epilogues).
+pub(crate) fn act_in_place(act: Activation, data: &mut [f32]) {
+    /// # Safety
+    /// NEON must be available.
+    #[target_feature(enable = "neon")]
+    unsafe fn run<const ACT: u8>(data: &mut [f32]) {
+        let mut chunks = data.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: `c` holds exactly 4 floats; NEON is available (contract).
+            unsafe { vst1q_f32(c.as_mut_ptr(), apply::<ACT>(vld1q_f32(c.as_ptr()))) };
+        }
+        for v in chunks.into_remainder() {
+            *v = act_of_code(ACT).apply(*v);
+        }
+    }
+    assert!(
+        crate::Isa::Neon.is_available(),
+        "NEON kernels called without NEON"
+    );
+    // SAFETY: NEON availability was asserted just above.
+    unsafe { with_act!(act, |A| run::<A>(data)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::{self, GELU_ABS_TOLERANCE};
+
+    /// Applies `ACT` to four lanes through NEON registers.
+    fn apply4<const ACT: u8>(x: [f32; 4]) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        // SAFETY: NEON is part of the aarch64 baseline (and `Isa::Neon.is_available()` is asserted
+        // by the tests of `crate::aarch64`); both pointers address 4 floats of local arrays.
+        unsafe { vst1q_f32(out.as_mut_ptr(), apply::<ACT>(vld1q_f32(x.as_ptr()))) };
+        out
+    }
+
+    fn apply_act(act: Activation, x: [f32; 4]) -> [f32; 4] {
+        with_act!(act, |A| apply4::<A>(x))
+    }
+
+    fn exp4(x: [f32; 4]) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        // SAFETY: as in `apply4`.
+        unsafe { vst1q_f32(out.as_mut_ptr(), exp(vld1q_f32(x.as_ptr()))) };
+        out
+    }
+
+    fn gelu_exact(x: f64) -> f64 {
+        0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+    }
+
+    /// Same bits, or both NaN.
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// A dense grid of [-20, 20] plus special values.
+    fn samples() -> Vec<f32> {
+        let mut v: Vec<f32> = (-20 * 4096..=20 * 4096)
+            .map(|i| i as f32 / 4096.0)
+            .collect();
+        v.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            3.25,
+            -3.25,
+            6.0,
+            6.5,
+            -3.0,
+            ERFC_ZMAX * std::f32::consts::SQRT_2,
+            -ERFC_ZMAX * std::f32::consts::SQRT_2,
+            87.0,
+            -87.0,
+            1e4,
+            -1e4,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ]);
+        v
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for act in Activation::ALL {
+            let code = with_act!(act, |A| A);
+            assert_eq!(act_of_code(code), act);
+        }
+    }
+
+    #[test]
+    fn every_activation_equals_the_scalar_bit_for_bit() {
+        for act in Activation::ALL {
+            for chunk in samples().chunks(4) {
+                let mut x = [0.0f32; 4];
+                x[..chunk.len()].copy_from_slice(chunk);
+                let y = apply_act(act, x);
+                for (&xi, &yi) in x.iter().zip(&y) {
+                    let s = act.apply(xi);
+                    assert!(
+                        same(yi, s),
+                        "{}({xi:e}): neon {yi:e}, scalar {s:e}",
+                        act.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_gelu_within_tolerance_of_exact_erf_form() {
+        let mut worst = (0.0f64, 0.0f32);
+        let xs: Vec<f32> = (-20 * 16384..=20 * 16384)
+            .map(|i| i as f32 / 16384.0)
+            .collect();
+        for chunk in xs.chunks_exact(4) {
+            let x: [f32; 4] = chunk.try_into().unwrap();
+            let y = apply4::<ACT_GELU>(x);
+            for (&xi, &yi) in x.iter().zip(&y) {
+                let e = (yi as f64 - gelu_exact(xi as f64)).abs();
+                if e > worst.0 {
+                    worst = (e, xi);
+                }
+            }
+        }
+        assert!(
+            worst.0 <= 1e-6 && worst.0 <= GELU_ABS_TOLERANCE as f64,
+            "worst |gelu - exact| = {:e} at x = {}",
+            worst.0,
+            worst.1
+        );
+        let y = apply4::<ACT_GELU>([f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        assert!(y[0].is_nan() && y[1].is_nan(), "{y:?}");
+        assert_eq!(y[2], f32::INFINITY);
+        // -inf * Phi(-inf) = -inf * 0 is NaN in both the scalar and the vector form.
+        assert!(same(y[3], activation::gelu(f32::NEG_INFINITY)));
+    }
+
+    #[test]
+    fn exp_equals_the_scalar_bit_for_bit() {
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            let v = exp4([x, -x, x * 0.5, x + 0.003]);
+            for (xi, yi) in [x, -x, x * 0.5, x + 0.003].into_iter().zip(v) {
+                assert!(same(yi, activation::exp(xi)), "exp({xi})");
+            }
+            x += 0.0137;
+        }
+        assert!(exp4([f32::NAN; 4])[0].is_nan());
+    }
+}

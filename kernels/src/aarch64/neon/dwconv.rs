@@ -1,0 +1,554 @@
+//! Depthwise 3x3 on NEON: channel blocks of 8 (two q registers), then one block of 4, then a scalar
+//! tail of `c % 4` channels.
+//!
+//! Loop nest per image: output row (its valid kernel rows are a compile-time range, so the top and
+//! bottom rows skip the padding rows instead of multiplying by zero), channel block (its 9 taps and
+//! bias are loaded into registers once per row: 9 x 2 + 2 of the 32 vector registers), output columns
+//! (left border, interior without checks in groups of 2 columns, or 4 for the 4-channel block, so
+//! that 4 accumulator chains hide the FMA latency, then the right border).
+//!
+//! Every output element is computed with the operations and order of the portable scalar kernel
+//! (bias, then one fused multiply-add per valid tap, ky-major, then the activation of
+//! [`super::act`], which equals the scalar one bit for bit), and the sums are accumulated in the
+//! same order too: the tests check that this kernel equals the scalar kernel bit for bit, and the f64
+//! reference within tolerance.
+
+use core::arch::aarch64::*;
+
+use super::act::{self, act_of_code, with_act};
+use crate::dwconv::DwConv3x3Geom;
+
+/// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block (layouts in
+/// [`DwConv3x3Geom`]). When `sums` is given it is overwritten with the per-image, per-channel sums
+/// of the activated output. Writes nothing outside `output` and `sums`, reads nothing outside the
+/// inputs.
+///
+/// # Safety
+/// NEON must be available, and [`DwConv3x3Geom::check`] must accept `g` with the lengths of the
+/// slices (the contract of [`crate::dwconv::DwConv3x3Fn`]).
+pub(crate) unsafe fn dwconv3x3_c8_neon(
+    g: &DwConv3x3Geom,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    sums: Option<&mut [f32]>,
+) {
+    debug_assert!(
+        g.check(
+            input.len(),
+            weights.len(),
+            bias.len(),
+            output.len(),
+            sums.as_ref().map(|s| s.len())
+        )
+        .is_ok()
+    );
+    // SAFETY: NEON is available and the geometry and lengths were checked: this function's contract,
+    // which is `run`'s whole contract.
+    unsafe { with_act!(g.act, |A| run::<A>(g, input, weights, bias, output, sums)) }
+}
+
+/// The loop nest for activation code `ACT`: images and output rows; each row goes to [`row`] with
+/// the compile-time range of its valid kernel rows.
+///
+/// # Safety
+/// As [`dwconv3x3_c8_neon`]: NEON available, `g.check` accepts the slice lengths.
+#[target_feature(enable = "neon")]
+unsafe fn run<const ACT: u8>(
+    g: &DwConv3x3Geom,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    mut sums: Option<&mut [f32]>,
+) {
+    let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
+    let (oh, ow) = (g.oh(), g.ow());
+    // Output columns 1..int_end read input columns ox*s-1 ..= ox*s+1, all inside the image: the
+    // interior. Column 0 is the left border; ox in int_end..ow (at most one) the right border.
+    let int_end = if w >= 2 { (1 + (w - 2) / s).min(ow) } else { 1 };
+    for b in 0..g.n {
+        let mut sums_b = sums.as_deref_mut().map(|t| {
+            let t = &mut t[b * c..(b + 1) * c];
+            t.fill(0.0);
+            t
+        });
+        for oy in 0..oh {
+            let top = oy * s == 0; // kernel row 0 would read input row -1
+            let bottom = oy * s + 1 >= h; // kernel row 2 would read input row h
+            // Start of input row oy*s + ky - 1 of image b, for the valid kernel rows ky.
+            let row_start = |ky: usize| ((b * h + oy * s + ky - 1) * w) * c;
+            let mut r = Row {
+                input,
+                weights,
+                bias,
+                output: &mut *output,
+                sums: sums_b.as_deref_mut(),
+                rows: [
+                    if top { 0 } else { row_start(0) },
+                    row_start(1),
+                    if bottom { 0 } else { row_start(2) },
+                ],
+                out: ((b * oh + oy) * ow) * c,
+                c,
+                w,
+                s,
+                ow,
+                int_end,
+            };
+            // SAFETY: NEON is available (this function's contract); `r` satisfies the invariants of
+            // `Row` for the kernel rows each arm names: `check` validated every length, rows[ky] is
+            // the start of an existing input row for each ky in that range (`top`/`bottom` exclude
+            // the others), `out` starts output row oy of image b, and `sums` is image b's `c` floats.
+            unsafe {
+                match (top, bottom) {
+                    (false, false) => row::<ACT, 0, 3>(&mut r),
+                    (true, false) => row::<ACT, 1, 3>(&mut r),
+                    (false, true) => row::<ACT, 0, 2>(&mut r),
+                    (true, true) => row::<ACT, 1, 2>(&mut r),
+                }
+            }
+        }
+    }
+}
+
+/// One output row of one image and what computing it needs.
+///
+/// Invariants (established by [`run`], relied on by the `unsafe` functions below) for the kernel
+/// rows `ky` in the range `KY0..KY1` the row is processed with:
+/// - `input`, `weights`, `bias` hold `n*h*w*c`, `9*c` and `c` floats; `output` holds `n*oh*ow*c`,
+/// - `rows[ky] + w * c <= input.len()` (`rows[ky]` starts input row `oy*s + ky - 1`),
+/// - `out + ow * c <= output.len()` (`out` starts the output row),
+/// - `sums`, when present, holds exactly `c` floats,
+/// - `1 <= int_end <= ow`, and output columns `1..int_end` have all three input columns inside the
+///   row, while `w == 1` exactly when column 0 lacks its right neighbour.
+struct Row<'a> {
+    input: &'a [f32],
+    weights: &'a [f32],
+    bias: &'a [f32],
+    output: &'a mut [f32],
+    sums: Option<&'a mut [f32]>,
+    rows: [usize; 3],
+    out: usize,
+    c: usize,
+    w: usize,
+    s: usize,
+    ow: usize,
+    int_end: usize,
+}
+
+/// One output row: blocks of 8 channels, one block of 4, then the scalar tail.
+///
+/// # Safety
+/// NEON must be available; `r` satisfies the invariants of [`Row`] for kernel rows `KY0..KY1`.
+#[inline(always)]
+unsafe fn row<const ACT: u8, const KY0: usize, const KY1: usize>(r: &mut Row<'_>) {
+    let c = r.c;
+    let mut ch = 0;
+    while ch + 8 <= c {
+        // SAFETY: NEON and the `Row` invariants are this function's contract; ch + 8 <= c.
+        unsafe { block::<ACT, KY0, KY1, 2, 2>(r, ch) };
+        ch += 8;
+    }
+    if ch + 4 <= c {
+        // SAFETY: NEON and the `Row` invariants are this function's contract; ch + 4 <= c.
+        unsafe { block::<ACT, KY0, KY1, 1, 4>(r, ch) };
+        ch += 4;
+    }
+    if ch < c {
+        tail::<ACT, KY0, KY1>(r, ch);
+    }
+}
+
+/// Loads 4 floats at `s[i..i + 4]`.
+///
+/// # Safety
+/// NEON must be available; `i + 4 <= s.len()`.
+#[inline(always)]
+unsafe fn ld(s: &[f32], i: usize) -> float32x4_t {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: `i + 4 <= s.len()` (this function's contract), so the 4 floats lie inside `s`.
+    unsafe { vld1q_f32(s.as_ptr().add(i)) }
+}
+
+/// Stores 4 floats at `s[i..i + 4]`.
+///
+/// # Safety
+/// NEON must be available; `i + 4 <= s.len()`.
+#[inline(always)]
+unsafe fn st(s: &mut [f32], i: usize, v: float32x4_t) {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: `i + 4 <= s.len()` (this function's contract), so the 4 floats lie inside `s`, which
+    // is borrowed mutably.
+    unsafe { vst1q_f32(s.as_mut_ptr().add(i), v) }
+}
+
+/// Channels `ch..ch + 4 * V` of one output row: taps and bias in registers, columns left to right.
+///
+/// # Safety
+/// NEON must be available; `r` satisfies the invariants of [`Row`] for kernel rows `KY0..KY1`;
+/// `ch + 4 * V <= r.c`.
+#[target_feature(enable = "neon")]
+unsafe fn block<
+    const ACT: u8,
+    const KY0: usize,
+    const KY1: usize,
+    const V: usize,
+    const N: usize,
+>(
+    r: &mut Row<'_>,
+    ch: usize,
+) {
+    let c = r.c;
+    let mut wt = [[vdupq_n_f32(0.0); V]; 9];
+    let mut b = [vdupq_n_f32(0.0); V];
+    let mut sum = [vdupq_n_f32(0.0); V];
+    for v in 0..V {
+        for (tap, k) in wt.iter_mut().enumerate() {
+            // SAFETY: tap * c + ch + 4 * v + 4 <= 8 * c + c = weights.len() (`Row`, ch + 4V <= c).
+            k[v] = unsafe { ld(r.weights, tap * c + ch + 4 * v) };
+        }
+        // SAFETY: ch + 4 * v + 4 <= c = bias.len().
+        b[v] = unsafe { ld(r.bias, ch + 4 * v) };
+        if let Some(t) = r.sums.as_deref() {
+            // Continue the running sums, so they add up in the scalar kernel's order.
+            // SAFETY: ch + 4 * v + 4 <= c = t.len().
+            sum[v] = unsafe { ld(t, ch + 4 * v) };
+        }
+    }
+    let p = Pix {
+        wt: &wt,
+        bias: &b,
+        ch,
+    };
+    // SAFETY: for every call below, NEON, the `Row` invariants and ch + 4V <= c are this function's
+    // contract, the columns stay below `ow`, and their kernel columns exist as `Pix::run` requires:
+    // column 0 starts at kernel column 1 and, when w == 1, stops before kernel column 2; columns
+    // 1..int_end are interior (all three kernel columns); the columns int_end..ow lack kernel column
+    // 2 only (`Row` invariants).
+    unsafe {
+        if r.w == 1 {
+            p.run::<ACT, KY0, KY1, 1, 2, 1>(r, &mut sum, 0);
+        } else {
+            p.run::<ACT, KY0, KY1, 1, 3, 1>(r, &mut sum, 0);
+        }
+        let mut ox = 1;
+        while ox + N <= r.int_end {
+            p.run::<ACT, KY0, KY1, 0, 3, N>(r, &mut sum, ox);
+            ox += N;
+        }
+        while ox < r.int_end {
+            p.run::<ACT, KY0, KY1, 0, 3, 1>(r, &mut sum, ox);
+            ox += 1;
+        }
+        while ox < r.ow {
+            p.run::<ACT, KY0, KY1, 0, 2, 1>(r, &mut sum, ox);
+            ox += 1;
+        }
+    }
+    if let Some(t) = r.sums.as_deref_mut() {
+        for (v, &sv) in sum.iter().enumerate() {
+            // SAFETY: ch + 4 * v + 4 <= c = t.len().
+            unsafe { st(t, ch + 4 * v, sv) };
+        }
+    }
+}
+
+/// The registers of one channel block.
+struct Pix<'a, const V: usize> {
+    wt: &'a [[float32x4_t; V]; 9],
+    bias: &'a [float32x4_t; V],
+    ch: usize,
+}
+
+impl<const V: usize> Pix<'_, V> {
+    /// Output columns `ox..ox + N` of the block: bias, one FMA per tap of kernel rows `KY0..KY1` and
+    /// columns `KX0..KX1` (ky-major, as the scalar kernel), activation, store, running sum.
+    ///
+    /// # Safety
+    /// NEON must be available; `r` satisfies the invariants of [`Row`] for kernel rows `KY0..KY1`;
+    /// `self.ch + 4 * V <= r.c`; `ox + N <= r.ow`; for every column `x` in `ox..ox + N` the input
+    /// columns `x * s + kx - 1` for `kx` in `KX0..KX1` exist (`>= 0` and `< w`).
+    #[inline(always)]
+    unsafe fn run<
+        const ACT: u8,
+        const KY0: usize,
+        const KY1: usize,
+        const KX0: usize,
+        const KX1: usize,
+        const N: usize,
+    >(
+        &self,
+        r: &mut Row<'_>,
+        sum: &mut [float32x4_t; V],
+        ox: usize,
+    ) {
+        let (c, s, ch) = (r.c, r.s, self.ch);
+        let mut acc = [*self.bias; N];
+        for ky in KY0..KY1 {
+            for kx in KX0..KX1 {
+                let k = &self.wt[ky * 3 + kx];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    // Input column (ox + j) * s + kx - 1 exists (contract), so no underflow.
+                    let i = r.rows[ky] + ((ox + j) * s + kx - 1) * c + ch;
+                    for v in 0..V {
+                        // SAFETY: NEON is available; input row `rows[ky]` holds w * c floats and
+                        // this column exists, so i + 4v + 4 <= rows[ky] + w * c <= input.len()
+                        // (ch + 4V <= c; `Row` invariants).
+                        a[v] = unsafe { vfmaq_f32(a[v], ld(r.input, i + 4 * v), k[v]) };
+                    }
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            let o = r.out + (ox + j) * c + ch;
+            for v in 0..V {
+                // SAFETY: NEON is available; o + 4v + 4 <= out + ow * c <= output.len() since
+                // ox + j < ow and ch + 4V <= c (contract and `Row` invariants).
+                unsafe {
+                    let y = act::apply::<ACT>(a[v]);
+                    st(r.output, o + 4 * v, y);
+                    sum[v] = vaddq_f32(sum[v], y);
+                }
+            }
+        }
+    }
+}
+
+/// Channels `ch0..c` (fewer than 4) of one output row, in scalar code with bounds-checked indexing,
+/// by the operations and order of the portable scalar kernel.
+#[inline(always)]
+fn tail<const ACT: u8, const KY0: usize, const KY1: usize>(r: &mut Row<'_>, ch0: usize) {
+    let (c, w, s) = (r.c, r.w, r.s);
+    let act = act_of_code(ACT);
+    for ox in 0..r.ow {
+        let kx0 = if ox == 0 { 1 } else { 0 };
+        let kx1 = (w + 1 - ox * s).min(3);
+        for ch in ch0..c {
+            let mut a = r.bias[ch];
+            for ky in KY0..KY1 {
+                for kx in kx0..kx1 {
+                    let x = r.input[r.rows[ky] + (ox * s + kx - 1) * c + ch];
+                    a = x.mul_add(r.weights[(ky * 3 + kx) * c + ch], a);
+                }
+            }
+            let y = act.apply(a);
+            r.output[r.out + ox * c + ch] = y;
+            if let Some(t) = r.sums.as_deref_mut() {
+                t[ch] += y;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::dwconv::DwConv3x3Fn;
+    use crate::reference;
+    use crate::scalar::dwconv::dwconv3x3_scalar;
+
+    const GUARD: usize = 19;
+
+    /// Deterministic floats in [-amp, amp) (SplitMix64).
+    fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+            })
+            .collect()
+    }
+
+    /// Runs `f` into an output surrounded by NaN guards (and NaN inside, so an unwritten element
+    /// fails); checks the guards stay bit-identical and returns output and sums.
+    fn run_guarded(
+        f: DwConv3x3Fn,
+        g: &DwConv3x3Geom,
+        x: &[f32],
+        wt: &[f32],
+        bias: &[f32],
+        with_sums: bool,
+        what: &str,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        const GUARD_BITS: u32 = 0x7fc0_beef;
+        let len = g.output_shape().len();
+        let sl = g.n * g.c;
+        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
+        let mut sums = vec![f32::from_bits(GUARD_BITS); sl + 2 * GUARD];
+        let s = with_sums.then(|| &mut sums[GUARD..GUARD + sl]);
+        assert!(
+            g.check(
+                x.len(),
+                wt.len(),
+                bias.len(),
+                len,
+                s.as_ref().map(|s| s.len())
+            )
+            .is_ok()
+        );
+        // SAFETY: NEON is part of the aarch64 baseline (`Isa::Neon.is_available()` is asserted in
+        // `crate::aarch64`), and `check` accepted the geometry and every length just above.
+        unsafe { f(g, x, wt, bias, &mut out[GUARD..GUARD + len], s) };
+        for buf in [
+            &out[..GUARD],
+            &out[GUARD + len..],
+            &sums[..GUARD],
+            &sums[GUARD + sl..],
+        ] {
+            for v in buf {
+                assert_eq!(v.to_bits(), GUARD_BITS, "{what}: guard overwritten");
+            }
+        }
+        if !with_sums {
+            assert!(
+                sums.iter().all(|v| v.to_bits() == GUARD_BITS),
+                "{what}: sums written though not requested"
+            );
+        }
+        (
+            out[GUARD..GUARD + len].to_vec(),
+            with_sums.then(|| sums[GUARD..GUARD + sl].to_vec()),
+        )
+    }
+
+    fn close(a: f32, r: f32) -> bool {
+        (a - r).abs() <= 1e-4 * r.abs().max(1.0)
+    }
+
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    fn check_shape(n: usize, h: usize, w: usize, c: usize, stride: usize, act: Activation) {
+        let g = DwConv3x3Geom {
+            n,
+            h,
+            w,
+            c,
+            stride,
+            act,
+        };
+        let seed = (((n * 31 + h) * 31 + w) * 131 + c) as u64 * 7 + stride as u64;
+        // Amplitudes put every activation's interesting region in play (relu6 clamps, GELU tails).
+        let x = rand_vec(seed, n * h * w * c, 4.0);
+        let wt = rand_vec(seed ^ 0xabcd, 9 * c, 1.0);
+        let bias = rand_vec(seed ^ 0x1234, c, 2.0);
+        let len = g.output_shape().len();
+        let mut want = vec![0.0f32; len];
+        let mut want_sums = vec![0.0f32; n * c];
+        reference::dwconv3x3(&g, &x, &wt, &bias, &mut want, Some(&mut want_sums)).unwrap();
+        let what = format!("n{n} h{h} w{w} c{c} s{stride} {}", act.name());
+        for with_sums in [false, true] {
+            let (got, sums) = run_guarded(dwconv3x3_c8_neon, &g, &x, &wt, &bias, with_sums, &what);
+            for (i, (&a, &r)) in got.iter().zip(&want).enumerate() {
+                assert!(close(a, r), "{what}: output[{i}] = {a}, reference {r}");
+            }
+            let (scalar, scalar_sums) =
+                run_guarded(dwconv3x3_scalar, &g, &x, &wt, &bias, with_sums, &what);
+            assert!(
+                same(&got, &scalar),
+                "{what}: differs from the scalar kernel"
+            );
+            if let Some(sums) = sums {
+                for (i, (&a, &r)) in sums.iter().zip(&want_sums).enumerate() {
+                    assert!(close(a, r), "{what}: sums[{i}] = {a}, reference {r}");
+                }
+                assert!(
+                    same(&sums, &scalar_sums.unwrap()),
+                    "{what}: sums differ from the scalar kernel"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_on_every_edge_class() {
+        for c in [1, 3, 4, 5, 8, 9, 17, 48] {
+            for h in [1, 2, 3, 7, 12] {
+                for w in [1, 2, 3, 7, 12] {
+                    for stride in [1, 2] {
+                        for act in Activation::ALL {
+                            check_shape(1, h, w, c, stride, act);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batches_and_odd_widths() {
+        for (n, h, w, c) in [(2, 5, 6, 12), (3, 4, 9, 7), (2, 13, 11, 20), (2, 1, 1, 4)] {
+            for stride in [1, 2] {
+                for act in Activation::ALL {
+                    check_shape(n, h, w, c, stride, act);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_are_overwritten_not_accumulated() {
+        let g = DwConv3x3Geom {
+            n: 2,
+            h: 3,
+            w: 4,
+            c: 9,
+            stride: 1,
+            act: Activation::Relu,
+        };
+        let x = rand_vec(1, 2 * 3 * 4 * 9, 1.0);
+        let wt = rand_vec(2, 81, 1.0);
+        let bias = rand_vec(3, 9, 1.0);
+        let mut out = vec![0.0; g.output_shape().len()];
+        let mut a = vec![1e6f32; 18];
+        let mut b = vec![-7.0f32; 18];
+        assert!(g.check(x.len(), 81, 9, out.len(), Some(18)).is_ok());
+        // SAFETY: NEON is part of the aarch64 baseline; `check` accepted the lengths just above.
+        unsafe { dwconv3x3_c8_neon(&g, &x, &wt, &bias, &mut out, Some(&mut a)) };
+        // SAFETY: as above.
+        unsafe { dwconv3x3_c8_neon(&g, &x, &wt, &bias, &mut out, Some(&mut b)) };
+        assert!(same(&a, &b));
+    }
+
+    #[test]
+    fn nan_and_inf_inputs_propagate_as_in_the_scalar_kernel() {
+        let g = DwConv3x3Geom {
+            n: 1,
+            h: 4,
+            w: 5,
+            c: 13,
+            stride: 1,
+            act: Activation::Gelu,
+        };
+        let mut x = rand_vec(9, 4 * 5 * 13, 3.0);
+        x[7] = f32::NAN;
+        x[100] = f32::INFINITY;
+        x[200] = f32::NEG_INFINITY;
+        let wt = rand_vec(10, 9 * 13, 1.0);
+        let bias = rand_vec(11, 13, 1.0);
+        for act in Activation::ALL {
+            let g = DwConv3x3Geom { act, ..g };
+            let (a, sa) = run_guarded(dwconv3x3_c8_neon, &g, &x, &wt, &bias, true, act.name());
+            let (b, sb) = run_guarded(dwconv3x3_scalar, &g, &x, &wt, &bias, true, act.name());
+            let eq = |p: &[f32], q: &[f32]| {
+                p.iter()
+                    .zip(q)
+                    .all(|(u, v)| u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()))
+            };
+            assert!(
+                eq(&a, &b) && eq(&sa.unwrap(), &sb.unwrap()),
+                "{}",
+                act.name()
+            );
+        }
+    }
+}
