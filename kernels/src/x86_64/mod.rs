@@ -1,4 +1,142 @@
 //! x86-64 kernels: AVX2+FMA and AVX-512F.
+//!
+//! Pattern shared by every tier (the NEON tier can mirror it):
+//! - the activation is a compile-time choice in hot loops: kernels take `const ACT: u8` (one of the
+//!   `ACT_*` codes below), and their safe-typed entry point turns the runtime [`Activation`] into it
+//!   once with [`with_act!`](crate::x86_64::with_act), so every activation gets its own monomorphised
+//!   loop nest;
+//! - each tier implements [`SimdF32`] for its register type (`__m256`, `__m512`) with
+//!   `#[inline(always)]` bodies, and the loop nests are generic over it (see [`dwconv`]); they are
+//!   instantiated and compiled for the ISA inside the tier's `#[target_feature]` functions. Keep
+//!   each of those of moderate size (e.g. [`dwconv::Tier::block`]: one per activation, stride,
+//!   valid rows and tail): a single function per activation holding the whole loop nest took
+//!   minutes to compile (LLVM's GVN), and its register allocation was worse.
+
+use crate::activation::Activation;
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod dwconv;
+mod elementwise;
+pub(crate) use elementwise::act_in_place;
+pub(crate) mod pointwise;
+
+/// Compile-time code of [`Activation::Identity`].
+pub(crate) const ACT_IDENTITY: u8 = 0;
+/// Compile-time code of [`Activation::Relu`].
+pub(crate) const ACT_RELU: u8 = 1;
+/// Compile-time code of [`Activation::Relu6`].
+pub(crate) const ACT_RELU6: u8 = 2;
+/// Compile-time code of [`Activation::HardSwish`].
+pub(crate) const ACT_HARDSWISH: u8 = 3;
+/// Compile-time code of [`Activation::Gelu`].
+pub(crate) const ACT_GELU: u8 = 4;
+
+/// The `ACT_*` code of an activation.
+#[allow(dead_code)] // part of the shared pattern; the kernels dispatch with `with_act!`
+pub(crate) const fn act_code(act: Activation) -> u8 {
+    match act {
+        Activation::Identity => ACT_IDENTITY,
+        Activation::Relu => ACT_RELU,
+        Activation::Relu6 => ACT_RELU6,
+        Activation::HardSwish => ACT_HARDSWISH,
+        Activation::Gelu => ACT_GELU,
+    }
+}
+
+/// `with_act!(act, f::<..., ACT>(args))`-style dispatch: `with_act!(act, |A| expr)` evaluates `expr`
+/// with `A` bound to the `ACT_*` code of the runtime activation `act` as a `const`, so `expr` can name
+/// `f::<A>` and each activation compiles its own loop nest.
+macro_rules! with_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            $crate::activation::Activation::Identity => {
+                const $a: u8 = $crate::x86_64::ACT_IDENTITY;
+                $body
+            }
+            $crate::activation::Activation::Relu => {
+                const $a: u8 = $crate::x86_64::ACT_RELU;
+                $body
+            }
+            $crate::activation::Activation::Relu6 => {
+                const $a: u8 = $crate::x86_64::ACT_RELU6;
+                $body
+            }
+            $crate::activation::Activation::HardSwish => {
+                const $a: u8 = $crate::x86_64::ACT_HARDSWISH;
+                $body
+            }
+            $crate::activation::Activation::Gelu => {
+                const $a: u8 = $crate::x86_64::ACT_GELU;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_act;
+
+/// One SIMD register of f32 lanes and the operations the generic loop nests need.
+///
+/// Every method is `#[inline(always)]` in the implementations and executes instructions of the
+/// implementing tier.
+///
+/// # Safety
+/// Implementors must only be used inside functions compiled with (and CPUs supporting) their target
+/// features; callers of each method must uphold the `# Safety` section of that method.
+pub(crate) unsafe trait SimdF32: Copy {
+    /// f32 lanes per register.
+    const LANES: usize;
+    /// A lane mask selecting the first `n` lanes.
+    type Mask: Copy;
+
+    /// Mask of the first `n` lanes (none for 0).
+    ///
+    /// # Safety
+    /// The tier's features must be available; `n <= LANES`.
+    unsafe fn mask_first(n: usize) -> Self::Mask;
+    /// All lanes zero.
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn zero() -> Self;
+    /// Every lane `x` (a broadcast; from memory it folds into the consuming instruction).
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn splat(x: f32) -> Self;
+    /// Unaligned load of `LANES` floats.
+    ///
+    /// # Safety
+    /// The tier's features must be available; `p..p + LANES` must be readable.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Load of the lanes in `m` (the others are zero); nothing outside them is touched.
+    ///
+    /// # Safety
+    /// The tier's features must be available; the lanes of `p` selected by `m` must be readable.
+    unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self;
+    /// Unaligned store of `LANES` floats.
+    ///
+    /// # Safety
+    /// The tier's features must be available; `p..p + LANES` must be writable.
+    unsafe fn store(p: *mut f32, v: Self);
+    /// Store of the lanes in `m`; nothing outside them is touched.
+    ///
+    /// # Safety
+    /// The tier's features must be available; the lanes of `p` selected by `m` must be writable.
+    unsafe fn store_masked(p: *mut f32, m: Self::Mask, v: Self);
+    /// `a * b + c` with one rounding.
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// `a + b`.
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn add(a: Self, b: Self) -> Self;
+    /// The activation of code `ACT` (one of the `ACT_*` constants).
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn act<const ACT: u8>(v: Self) -> Self;
+}

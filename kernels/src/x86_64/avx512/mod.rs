@@ -1,1 +1,6 @@
 //! AVX-512F kernels (16 f32 lanes).
+
+pub(crate) mod act;
+pub(crate) mod dwconv;
+pub(crate) mod pointwise;
+mod vector;

@@ -1,0 +1,74 @@
+//! Depthwise 3x3, AVX2+FMA: channel blocks of one `__m256` (8 channels, the 9 taps in registers),
+//! steps of 4 output columns, channel tails with `vmaskmovps`. The loop nest is [`crate::x86_64::dwconv`].
+
+use core::arch::x86_64::__m256;
+
+use crate::dwconv::DwConv3x3Geom;
+use crate::x86_64::dwconv::{self, RowArgs, Tier};
+use crate::x86_64::with_act;
+
+/// Registers per channel block: 9 taps + 4 accumulators + input + row sum fit the 16 `ymm`.
+const NV: usize = 1;
+/// Output columns per step.
+const T: usize = 4;
+/// Taps reloaded per step (see [`dwconv::block`]).
+const RELOAD: bool = true;
+
+/// Depthwise 3x3 convolution with AVX2+FMA ([`crate::dwconv::DwConv3x3Fn`]).
+///
+/// # Safety
+/// AVX2+FMA must be available, and [`DwConv3x3Geom::check`] must accept `g` and the lengths of the
+/// slices.
+pub(crate) unsafe fn dwconv3x3_c8_avx2(
+    g: &DwConv3x3Geom,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    sums: Option<&mut [f32]>,
+) {
+    // SAFETY: AVX2+FMA availability and the checked geometry are this function's contract,
+    // which is exactly the driver's with this tier.
+    unsafe {
+        with_act!(g.act, |A| dwconv::dwconv3x3::<Avx2, A>(
+            g, input, weights, bias, output, sums
+        ))
+    }
+}
+
+/// This tier's blocking and compiled channel-block passes.
+struct Avx2;
+
+impl Tier for Avx2 {
+    const CH: usize = NV * 8;
+
+    /// # Safety
+    /// As [`dwconv::block`]; AVX2+FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block<const ACT: u8, const S: usize, const NR: usize, const MASKED: bool>(
+        r: &RowArgs<NR>,
+        cb: usize,
+        part: usize,
+    ) {
+        // SAFETY: this function is compiled with AVX2+FMA (the features of `__m256`'s
+        // `SimdF32`), which the caller guarantees the CPU has, with the rest of `block`'s
+        // contract.
+        unsafe { dwconv::block::<__m256, ACT, NV, T, RELOAD, S, NR, MASKED>(r, cb, part) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    #[test]
+    fn matches_reference() {
+        if available() {
+            dwconv::tests::check_against_reference(dwconv3x3_c8_avx2);
+        }
+    }
+}

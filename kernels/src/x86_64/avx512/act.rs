@@ -1,0 +1,255 @@
+//! Activations on `__m512`, by exactly the scheme (formulas, constants, operation order) of the
+//! scalar functions in [`crate::activation`]: results equal the scalar ones bit for bit (NaN aside,
+//! which stays NaN), as the tests below check. AVX-512F only (no DQ: float logic goes through the
+//! integer domain).
+//!
+//! Every function here is `#[inline(always)]` and meant to be inlined into a
+//! `#[target_feature(enable = "avx512f,avx2,fma")]` function.
+
+use core::arch::x86_64::*;
+
+use crate::activation::{
+    ERFC_COEFFS, ERFC_P, ERFC_ZMAX, EXP_MAX, EXP_MIN, EXP_TAYLOR, FRAC_1_SQRT_2, LN2_HI, LN2_LO,
+    LOG2_E,
+};
+use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
+
+/// `x`.
+///
+/// # Safety
+/// None (kept `unsafe` for uniformity with the other activations).
+#[inline(always)]
+pub(crate) unsafe fn identity(x: __m512) -> __m512 {
+    x
+}
+
+/// `max(x, 0)`; NaN gives 0, as the scalar `relu`.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn relu(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract).
+    unsafe { _mm512_max_ps(x, _mm512_setzero_ps()) }
+}
+
+/// `min(max(x, 0), 6)`.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn relu6(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract, which `relu` shares).
+    unsafe { _mm512_min_ps(relu(x), _mm512_set1_ps(6.0)) }
+}
+
+/// `x * relu6(x + 3) * (1/6)`, evaluated left to right as the scalar `hardswish`.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn hardswish(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract, which `relu6` shares).
+    unsafe {
+        let r = relu6(_mm512_add_ps(x, _mm512_set1_ps(3.0)));
+        _mm512_mul_ps(_mm512_mul_ps(x, r), _mm512_set1_ps(1.0 / 6.0))
+    }
+}
+
+/// `-x` (sign flip, as the scalar negation).
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+unsafe fn neg(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract).
+    unsafe {
+        _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(x),
+            _mm512_set1_epi32(i32::MIN),
+        ))
+    }
+}
+
+/// `exp(x)` by the shared scheme of [`crate::activation::exp`]; NaN stays NaN.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn exp(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract).
+    unsafe {
+        // max/min return their second operand when either is NaN: put x second to keep NaN.
+        let x = _mm512_max_ps(
+            _mm512_set1_ps(EXP_MIN),
+            _mm512_min_ps(_mm512_set1_ps(EXP_MAX), x),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(LOG2_E)),
+        );
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        // n is integral in [-126, 127] after the clamp (NaN converts to i32::MIN; the product with
+        // the NaN polynomial stays NaN).
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvtps_epi32(n),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
+    }
+}
+
+/// Exact-form GELU `x * Phi(x)` by the shared scheme of [`crate::activation::gelu`]; NaN stays NaN.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract, which `exp` and `neg` share).
+    unsafe {
+        let z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(FRAC_1_SQRT_2));
+        // NaN z gives ERFC_ZMAX (second operand), like the scalar `f32::min`.
+        let zc = _mm512_min_ps(z, _mm512_set1_ps(ERFC_ZMAX));
+        let t = _mm512_div_ps(
+            _mm512_set1_ps(1.0),
+            _mm512_fmadd_ps(_mm512_set1_ps(ERFC_P), zc, _mm512_set1_ps(1.0)),
+        );
+        let mut p = _mm512_set1_ps(ERFC_COEFFS[7]);
+        for &c in ERFC_COEFFS[..7].iter().rev() {
+            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+        }
+        let p = _mm512_mul_ps(p, t);
+        let e = exp(neg(_mm512_mul_ps(zc, zc)));
+        let c = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), p), e);
+        // c = 0 where z > ERFC_ZMAX (false for NaN, as in the scalar form).
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, _mm512_set1_ps(ERFC_ZMAX));
+        let c = _mm512_mask_mov_ps(c, big, _mm512_setzero_ps());
+        // phi = x >= 0 ? 1 - c : c (NaN x takes c; x * phi is NaN either way).
+        let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
+        let phi = _mm512_mask_blend_ps(pos, c, _mm512_sub_ps(_mm512_set1_ps(1.0), c));
+        _mm512_mul_ps(x, phi)
+    }
+}
+
+/// The activation of code `ACT` (an `ACT_*` constant of [`crate::x86_64`]); resolved at compile time.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn apply<const ACT: u8>(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract covers every callee's).
+    unsafe {
+        match ACT {
+            ACT_IDENTITY => identity(x),
+            ACT_RELU => relu(x),
+            ACT_RELU6 => relu6(x),
+            ACT_HARDSWISH => hardswish(x),
+            ACT_GELU => gelu(x),
+            _ => unreachable!("unknown activation code {ACT}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::{self, Activation, GELU_ABS_TOLERANCE};
+
+    fn avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn apply_dyn(act: Activation, xs: &[f32; 16]) -> [f32; 16] {
+        let mut out = [0.0f32; 16];
+        // SAFETY: `xs` and `out` hold 16 floats each; AVX-512F is enabled on this function.
+        unsafe {
+            let v = _mm512_loadu_ps(xs.as_ptr());
+            let y = crate::x86_64::with_act!(act, |A| apply::<A>(v));
+            _mm512_storeu_ps(out.as_mut_ptr(), y);
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn exp16(xs: &[f32; 16]) -> [f32; 16] {
+        let mut out = [0.0f32; 16];
+        // SAFETY: `xs` and `out` hold 16 floats each; AVX-512F is enabled on this function.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp(_mm512_loadu_ps(xs.as_ptr()))) };
+        out
+    }
+
+    fn check_all(xs: &[f32]) -> f64 {
+        let mut worst_gelu = 0.0f64;
+        for chunk in xs.chunks(16) {
+            let mut a = [0.0f32; 16];
+            a[..chunk.len()].copy_from_slice(chunk);
+            for act in Activation::ALL {
+                // SAFETY: AVX-512F checked by the caller.
+                let y = unsafe { apply_dyn(act, &a) };
+                for (&x, &y) in a.iter().zip(&y) {
+                    let s = act.apply(x);
+                    assert!(
+                        s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan()),
+                        "{act:?}({x}) = {y}, scalar {s}"
+                    );
+                    if act == Activation::Gelu {
+                        let e = crate::reference::activation(act, x as f64);
+                        worst_gelu = worst_gelu.max((y as f64 - e).abs());
+                    }
+                }
+            }
+            // SAFETY: AVX-512F checked by the caller.
+            let e = unsafe { exp16(&a) };
+            for (&x, &e) in a.iter().zip(&e) {
+                let s = activation::exp(x);
+                assert!(
+                    s.to_bits() == e.to_bits() || (s.is_nan() && e.is_nan()),
+                    "exp({x})"
+                );
+            }
+        }
+        worst_gelu
+    }
+
+    #[test]
+    fn activations_match_scalar_bit_for_bit_and_gelu_is_exact() {
+        if !avx512() {
+            return;
+        }
+        let xs: Vec<f32> = (-20 * 4096..=20 * 4096)
+            .map(|i| i as f32 / 4096.0)
+            .collect();
+        let worst = check_all(&xs);
+        assert!(
+            worst <= GELU_ABS_TOLERANCE as f64,
+            "gelu worst abs err {worst}"
+        );
+        let special = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            1e-30,
+            -1e-30,
+            -100.0,
+            100.0,
+            4.6 * std::f32::consts::SQRT_2,
+            -4.6 * std::f32::consts::SQRT_2,
+        ];
+        check_all(&special);
+        // SAFETY: AVX-512F checked at the top of the test.
+        let y = unsafe { apply_dyn(Activation::Gelu, &[f32::NAN; 16]) };
+        assert!(y.iter().all(|v| v.is_nan()));
+    }
+}

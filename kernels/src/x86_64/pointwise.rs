@@ -1,0 +1,701 @@
+//! The pointwise (1x1 convolution) GEMM loop nest shared by the x86-64 tiers, generic over the
+//! tier's micro-kernel ([`Gemm`]): the micro-tile body [`tile`] is generic over the register type
+//! ([`SimdF32`]), the activation (`ACT`), the rows (`M`) and the registers per row (`NB`), and each
+//! tier instantiates it inside its own `#[target_feature]` functions, one per (activation, rows,
+//! registers), so every tile is a small function of its own.
+//!
+//! Micro-tile: `M` rows x `NB` registers of accumulators, initialised with the panel's biases; per
+//! input channel `kk`, `NB` weight registers are loaded from the packed panel and each row's
+//! `in[r][kk]` is broadcast from memory and multiplied into its row. All of K is summed in
+//! registers, with no K blocking: a panel of `K x NR` weights is at most 160 KiB (K = 1280,
+//! NR = 32), and streaming it from L2 takes `NR * 4` bytes per `M * NB` FMAs, far below the L2
+//! bandwidth; measured with the identity epilogue, K = 896 and K = 448 run at 99-100 % of the FMA
+//! peak on Zen 4 (AVX-512), so blocking K has nothing to win. Then the activation, the residual
+//! (masked loads on a partial last register) and the store (masked stores there), in registers.
+//!
+//! Loop nest of a block: chunks of rows whose input (`rows x K` floats) fits in half of L2, then
+//! panels, then row tiles: a panel's weights stay in L1 (or L2 for large K) while the chunk's row
+//! tiles stream past it, and the chunk's input stays in L2 while every panel reuses it. A last
+//! panel narrower than `NR` runs tiles of only the registers it needs. Row tails: a tail shorter
+//! than [`Gemm::MIN_ROWS`] is merged with the last full tile and the two are split in halves, so
+//! no tile has too few independent accumulators to cover the FMA latency (P = 49 went from 97 % to
+//! 99 % of peak on AVX-512, 92 % to 95 % on AVX2).
+//!
+//! The fused GELU is what bounds the speed at small K: on Zen 4 it costs about 34 cycles per 16
+//! outputs on AVX-512 and 57 on AVX2 (against K cycles of FMAs for those 16 outputs at peak),
+//! so with GELU a tile can reach at most about `K / (K + 34)` of peak on AVX-512 (62 % at K = 56,
+//! 77 % at K = 112) and `K / (K + 57)` on AVX2.
+//!
+//! Every output element is `bias`, then one fused multiply-add per input channel in ascending order,
+//! then the activation, then the residual added in f32, whatever the tile, chunk or block: results do
+//! not depend on how a call is split into blocks (the bitwise thread-count tests rely on it).
+
+use std::ops::Range;
+
+use crate::pointwise::PointwiseGeom;
+use crate::x86_64::SimdF32;
+
+/// Bytes of input rows a row chunk may hold (the input of a chunk is reused by every panel).
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// The operands of one micro-tile: `M` rows starting at row `r`, columns `j0..j0 + cols` of a panel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tile {
+    /// Input at (row r, channel 0); rows are `k` floats apart.
+    a: *const f32,
+    /// The panel's biases at column j0 (`[NR biases][k x NR weights]`, from column j0 on).
+    w: *const f32,
+    /// Output at (row r, column j0); rows are `n` floats apart.
+    out: *mut f32,
+    /// Residual at (row r, column j0), or null.
+    res: *const f32,
+    k: usize,
+    n: usize,
+    /// Columns of the tile, at least 1.
+    cols: usize,
+}
+
+impl Tile {
+    /// Columns of the tile.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The first `c1` columns (`1 <= c1 <= cols`).
+    pub(crate) fn columns_to(&self, c1: usize) -> Tile {
+        debug_assert!((1..=self.cols).contains(&c1));
+        Tile { cols: c1, ..*self }
+    }
+
+    /// Columns `c0..cols` as a tile of their own (the panel stride is unchanged).
+    ///
+    /// # Safety
+    /// `c0 < cols`, and the tile's column range lies within its panel and output rows (as the
+    /// loop nest builds tiles).
+    pub(crate) unsafe fn columns_from(&self, c0: usize) -> Tile {
+        debug_assert!(c0 < self.cols);
+        Tile {
+            // SAFETY: c0 < cols, so the offsets stay inside the panel's bias row and the tile's
+            // output row (contract); the residual pointer may be null, hence `wrapping_add`.
+            w: unsafe { self.w.add(c0) },
+            // SAFETY: as above.
+            out: unsafe { self.out.add(c0) },
+            res: if self.res.is_null() {
+                self.res
+            } else {
+                self.res.wrapping_add(c0)
+            },
+            cols: self.cols - c0,
+            ..*self
+        }
+    }
+}
+
+/// A tier's pointwise micro-kernel: its register tile and its compiled tiles.
+pub(crate) trait Gemm {
+    /// Panel width, the `nr` the weights are packed with.
+    const NR: usize;
+    /// Rows per full tile.
+    const MR: usize;
+    /// Fewest rows a tile needs to keep enough independent accumulators: a row tail shorter than
+    /// this is merged with the last full tile and the two are split in halves.
+    const MIN_ROWS: usize;
+
+    /// Rows `0..m` of `t` (`1 <= m <= MR`), all of its columns (at most `NR`).
+    ///
+    /// # Safety
+    /// As [`tile`] with `M = m` and `NR = Self::NR` (for whatever `V` and `NB` the tier picks to
+    /// cover `t.cols()` columns); the tier's features must be available.
+    unsafe fn tile<const ACT: u8>(t: &Tile, m: usize);
+}
+
+/// Expands to a `match (m, nb)` calling `$f::<ACT, M, NB>(t)` for every listed `M` and `NB`.
+macro_rules! dispatch_tile {
+    ($f:ident, $act:ident, $t:expr, $m:expr, $nb:expr, [$($mm:literal)*], [$($bb:literal)*]) => {
+        dispatch_tile!(@rows $f, $act, $t, ($m, $nb), [$($mm)*], [$($bb)*], [])
+    };
+    (@rows $f:ident, $act:ident, $t:expr, $sel:expr, [$mm:literal $($rest:literal)*], [$($bb:literal)*], [$($arms:tt)*]) => {
+        dispatch_tile!(@rows $f, $act, $t, $sel, [$($rest)*], [$($bb)*],
+            [$($arms)* $(($mm, $bb) => $f::<$act, $mm, $bb>($t),)*])
+    };
+    (@rows $f:ident, $act:ident, $t:expr, $sel:expr, [], [$($bb:literal)*], [$($arms:tt)*]) => {
+        match $sel {
+            $($arms)*
+            (m, nb) => unreachable!("no pointwise tile of {m} rows x {nb} registers"),
+        }
+    };
+}
+pub(crate) use dispatch_tile;
+
+/// Rows `rows` x panels `panels` of `out = act(in . W + bias) (+ residual)` with the tiles of `G`.
+///
+/// # Safety
+/// The contract of [`crate::pointwise::PointwiseFn`] with `packed` packed for panel width
+/// `G::NR`, and the features of `G`'s tier available. (The ranges and the length of `packed` are
+/// checked here.)
+#[inline(always)]
+pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
+    g: &PointwiseGeom,
+    input: *const f32,
+    packed: &[f32],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let (k, n, nr) = (g.k, g.n, G::NR);
+    let stride = nr * (k + 1);
+    // Cheap once per block, and they make every offset below provably in range given only the
+    // validity of the pointers.
+    assert!(
+        rows.start <= rows.end && rows.end <= g.p,
+        "pointwise rows {rows:?} outside 0..{}",
+        g.p
+    );
+    assert!(
+        panels.start <= panels.end
+            && panels.end <= n.div_ceil(nr)
+            && panels.end * stride <= packed.len(),
+        "pointwise panels {panels:?} outside the packed weights"
+    );
+    let (mr, min_rows) = (G::MR, G::MIN_ROWS);
+    debug_assert!(1 <= min_rows && min_rows <= mr.div_ceil(2));
+    let chunk = (CHUNK_BYTES / (4 * k) / mr).max(1) * mr;
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let r1 = rows.end.min(r0 + chunk);
+        for panel in panels.clone() {
+            let j0 = panel * nr;
+            let cols = nr.min(n - j0);
+            let mut r = r0;
+            while r < r1 {
+                // Full tiles; the last full tile and a tail of fewer than `min_rows` rows become
+                // two tiles of about half as many rows each.
+                let left = r1 - r;
+                let m = if left == mr || left >= mr + min_rows {
+                    mr
+                } else if left > mr {
+                    left.div_ceil(2)
+                } else {
+                    left
+                };
+                // SAFETY: r + m <= rows.end <= p and j0 + cols <= n (checked above), so the tile's
+                // rows of the input (k floats each), the output and the residual (n floats each,
+                // columns j0..j0 + cols) lie within the buffers the caller guarantees; the panel
+                // lies within `packed` (checked above) and holds NR * (k + 1) floats; 1 <= m <= MR
+                // and 1 <= cols <= NR; the features are this function's contract.
+                unsafe {
+                    let t = Tile {
+                        a: input.add(r * k),
+                        w: packed.as_ptr().add(panel * stride),
+                        out: output.add(r * n + j0),
+                        res: if residual.is_null() {
+                            residual
+                        } else {
+                            residual.add(r * n + j0)
+                        },
+                        k,
+                        n,
+                        cols,
+                    };
+                    G::tile::<ACT>(&t, m);
+                }
+                r += m;
+            }
+        }
+        r0 = r1;
+    }
+}
+
+/// One micro-tile: rows `0..M` of `t`, `NB` registers per row, weights read from a panel of width
+/// `NR`; writes only the `t.cols` columns of each row.
+///
+/// # Safety
+/// `V`'s features must be available; `t.a` is readable for `M` rows of `t.k` floats (`t.k` apart);
+/// `t.w` for `NR * t.k + NB * LANES` floats (the bias row and `k` weight rows of the panel from the
+/// tile's first column on); `t.out` writable and `t.res` (when not null) readable for `M` rows of
+/// `t.cols` floats (`t.n` apart); `(NB - 1) * LANES < t.cols <= NB * LANES`; `M >= 1`.
+#[inline(always)]
+pub(crate) unsafe fn tile<
+    V: SimdF32,
+    const ACT: u8,
+    const M: usize,
+    const NB: usize,
+    const NR: usize,
+>(
+    t: &Tile,
+) {
+    let (l, k, n) = (V::LANES, t.k, t.n);
+    debug_assert!((NB - 1) * l < t.cols && t.cols <= NB * l);
+    // SAFETY: the features are available (contract). Weight reads: biases at w..w + NB * LANES and
+    // channel kk's at w + NR * (kk + 1)..+NB * LANES, kk < k, all below w + NR * k + NB * LANES.
+    // Input reads: a + i * k + kk with i < M, kk < k.
+    let mut acc = unsafe {
+        let mut bias = [V::zero(); NB];
+        for (v, b) in bias.iter_mut().enumerate() {
+            *b = V::load(t.w.add(v * l));
+        }
+        let mut acc = [bias; M];
+        let mut w = t.w.add(NR);
+        for kk in 0..k {
+            let mut b = [V::zero(); NB];
+            for (v, b) in b.iter_mut().enumerate() {
+                *b = V::load(w.add(v * l));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x = V::splat(*t.a.add(i * k + kk));
+                for (c, &b) in row.iter_mut().zip(&b) {
+                    *c = V::fma(x, b, *c);
+                }
+            }
+            w = w.add(NR);
+        }
+        acc
+    };
+    for row in acc.iter_mut() {
+        for c in row.iter_mut() {
+            // SAFETY: the features are available (contract).
+            *c = unsafe { V::act::<ACT>(*c) };
+        }
+    }
+    let last = t.cols - (NB - 1) * l;
+    // SAFETY: the features are available; 1 <= last <= LANES (contract).
+    let mask = unsafe { V::mask_first(last) };
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row i < M of the output (and residual) is valid for columns 0..cols (contract):
+        // registers before the last cover columns v * LANES..(v + 1) * LANES <= (NB - 1) * LANES <
+        // cols, and the last is masked to its `last` valid columns unless they are all valid.
+        unsafe {
+            let o = t.out.add(i * n);
+            let q = t.res.wrapping_add(i * n);
+            for (v, &c) in row.iter().enumerate() {
+                let mut y = c;
+                if v + 1 < NB || last == l {
+                    if !t.res.is_null() {
+                        y = V::add(y, V::load(q.add(v * l)));
+                    }
+                    V::store(o.add(v * l), y);
+                } else {
+                    if !t.res.is_null() {
+                        y = V::add(y, V::load_masked(q.add(v * l), mask));
+                    }
+                    V::store_masked(o.add(v * l), mask, y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::ops::Range;
+    use std::time::Instant;
+
+    use crate::activation::Activation;
+    use crate::pointwise::{PointwiseFn, PointwiseGeom};
+    use crate::reference;
+
+    const GUARD_BITS: u32 = 0x7fc0_beef;
+    const GUARD: usize = 37;
+
+    /// Deterministic floats in [-amp, amp) (SplitMix64).
+    fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+            })
+            .collect()
+    }
+
+    /// `[n, k]` weights and a bias packed in panels of `nr`, as `PackedPointwise::pack` does.
+    fn pack(k: usize, n: usize, nr: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+        let stride = nr * (k + 1);
+        let mut data = vec![0.0; n.div_ceil(nr) * stride];
+        for j in 0..n {
+            let base = j / nr * stride + j % nr;
+            data[base] = b[j];
+            for kk in 0..k {
+                data[base + nr * (kk + 1)] = w[j * k + kk];
+            }
+        }
+        data
+    }
+
+    /// Runs `f` on the block into a guarded NaN-filled output; checks nothing outside the block
+    /// changed and returns the output.
+    #[allow(clippy::too_many_arguments)]
+    fn run_block(
+        f: PointwiseFn,
+        nr: usize,
+        g: &PointwiseGeom,
+        x: &[f32],
+        packed: &[f32],
+        res: Option<&[f32]>,
+        rows: Range<usize>,
+        panels: Range<usize>,
+    ) -> Vec<f32> {
+        let len = g.p * g.n;
+        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
+        let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
+        // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
+        // g.n; the input holds p * k floats, the output body and the residual p * n; the ranges lie
+        // within the problem.
+        unsafe {
+            f(
+                g,
+                x.as_ptr(),
+                packed,
+                rp,
+                out.as_mut_ptr().add(GUARD),
+                rows.clone(),
+                panels.clone(),
+            )
+        };
+        for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
+            assert_eq!(v.to_bits(), GUARD_BITS, "guard {i} overwritten");
+        }
+        let body = out[GUARD..GUARD + len].to_vec();
+        for (i, v) in body.iter().enumerate() {
+            let (row, col) = (i / g.n, i % g.n);
+            if !(rows.contains(&row) && panels.contains(&(col / nr))) {
+                assert_eq!(
+                    v.to_bits(),
+                    GUARD_BITS,
+                    "wrote row {row} col {col} outside the block"
+                );
+            }
+        }
+        body
+    }
+
+    /// Compares `f` (panel width `nr`) with the reference on edge shapes, every activation, with
+    /// and without a residual, and checks that sub-blocks give the same bits as the whole.
+    pub(crate) fn check_against_reference(f: PointwiseFn, nr: usize) {
+        let mut shapes = Vec::new();
+        for p in [1, 5, 8, 13, 29] {
+            for k in [1, 3, 17] {
+                for n in [1, 8, 15, 16, 17, 33, 48, 70] {
+                    shapes.push((p, k, n, Activation::Identity, p % 2 == 1));
+                }
+            }
+        }
+        for act in Activation::ALL {
+            shapes.push((31, 113, 100, act, true));
+            shapes.push((14, 40, 57, act, false));
+        }
+        for (p, k, n, act, residual) in shapes {
+            let g = PointwiseGeom { p, k, n, act };
+            let seed = ((p * 131 + k) * 131 + n) as u64;
+            let x = rand_vec(seed, p * k, 2.0);
+            let w = rand_vec(seed ^ 1, n * k, 1.0);
+            let b = rand_vec(seed ^ 2, n, 1.0);
+            let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
+            let packed = pack(k, n, nr, &w, &b);
+            let panels = n.div_ceil(nr);
+            let got = run_block(f, nr, &g, &x, &packed, res.as_deref(), 0..p, 0..panels);
+            let mut want = vec![0.0f32; p * n];
+            reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
+            for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
+                    "p{p} k{k} n{n} {act:?}: out[{i}] = {a}, reference {e}"
+                );
+            }
+            for (rows, pans) in [
+                (p / 3..p, 0..panels),
+                (0..p.div_ceil(2), panels / 2..panels),
+                (p / 2..p / 2 + 1, panels - 1..panels),
+            ] {
+                let part = run_block(
+                    f,
+                    nr,
+                    &g,
+                    &x,
+                    &packed,
+                    res.as_deref(),
+                    rows.clone(),
+                    pans.clone(),
+                );
+                for (i, v) in part.iter().enumerate() {
+                    if rows.contains(&(i / n)) && pans.contains(&(i % n / nr)) {
+                        assert_eq!(
+                            v.to_bits(),
+                            got[i].to_bits(),
+                            "p{p} k{k} n{n}: block {rows:?} x {pans:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// GFLOP/s of `f` on `g` (one thread, best of several runs).
+    fn gflops(f: PointwiseFn, nr: usize, g: &PointwiseGeom) -> f64 {
+        let (p, k, n) = (g.p, g.k, g.n);
+        let x = rand_vec(1, p * k, 1.0);
+        let w = rand_vec(2, n * k, 0.1);
+        let b = rand_vec(3, n, 0.1);
+        let packed = pack(k, n, nr, &w, &b);
+        let mut out = vec![0.0f32; p * n];
+        let panels = n.div_ceil(nr);
+        let call = |out: &mut [f32]| {
+            // SAFETY: as in `run_block`.
+            unsafe {
+                f(
+                    g,
+                    x.as_ptr(),
+                    &packed,
+                    std::ptr::null(),
+                    out.as_mut_ptr(),
+                    0..p,
+                    0..panels,
+                )
+            }
+        };
+        call(&mut out);
+        let flop = 2.0 * g.macs() as f64;
+        let iters = ((2e7 / flop) as usize).max(1);
+        let mut best = f64::MAX;
+        for _ in 0..15 {
+            let t = Instant::now();
+            for _ in 0..iters {
+                call(&mut out);
+            }
+            best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+        }
+        std::hint::black_box(&out);
+        flop / best / 1e9
+    }
+
+    /// Times every variant on the RepViT-M1.0 pointwise shapes with GELU (or `PW_ACT`) and prints
+    /// GFLOP/s and percent of `peak`.
+    pub(crate) fn time_variants(variants: &[(&str, PointwiseFn, usize)], peak: f64) {
+        let act = match std::env::var("PW_ACT").as_deref() {
+            Ok("identity") => Activation::Identity,
+            _ => Activation::Gelu,
+        };
+        let shapes = [
+            (3136, 56, 112),
+            (3136, 112, 56),
+            (784, 56, 112),
+            (784, 112, 224),
+            (784, 224, 112),
+            (196, 112, 224),
+            (196, 224, 448),
+            (196, 448, 224),
+            (49, 224, 448),
+            (49, 448, 896),
+            (49, 896, 448),
+        ];
+        print!("{:>14}", "shape");
+        for (name, _, _) in variants {
+            print!("{name:>14}");
+        }
+        println!();
+        for (p, k, n) in shapes {
+            let g = PointwiseGeom { p, k, n, act };
+            print!("{:>14}", format!("{p}x{k}x{n}"));
+            for &(_, f, nr) in variants {
+                let gf = gflops(f, nr, &g);
+                print!("{:>8.1} {:>4.0}%", gf, 100.0 * gf / peak);
+            }
+            println!();
+        }
+    }
+
+    /// One and two threads through the public API on the M1.0 shapes with GELU (best of several
+    /// runs, so that other load on a shared machine shows less).
+    #[test]
+    #[ignore = "timing, run with --release -- --ignored --nocapture"]
+    fn thread_scaling() {
+        use crate::{Isa, Kernels, PackedPointwise};
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if !isa.is_available() {
+                continue;
+            }
+            println!("\n{isa}: GFLOP/s with 1 thread, 2 threads, ratio");
+            for (p, k, n) in [
+                (3136, 56, 112),
+                (3136, 112, 56),
+                (784, 56, 112),
+                (784, 112, 224),
+                (784, 224, 112),
+                (196, 112, 224),
+                (196, 224, 448),
+                (196, 448, 224),
+                (49, 224, 448),
+                (49, 448, 896),
+                (49, 896, 448),
+            ] {
+                let x = rand_vec(1, p * k, 1.0);
+                let w = rand_vec(2, n * k, 0.1);
+                let b = rand_vec(3, n, 0.1);
+                let packed = PackedPointwise::pack(isa, k, n, &w, Some(&b)).unwrap();
+                let mut out = vec![0.0f32; p * n];
+                let flop = 2.0 * (p * k * n) as f64;
+                let iters = ((1e8 / flop) as usize).max(1);
+                let ks = [1, 2].map(|t| Kernels::with_isa(isa).unwrap().with_threads(t).unwrap());
+                let mut best = [f64::MAX; 2];
+                // Alternate the thread counts so that load from elsewhere hits both alike.
+                for _ in 0..15 {
+                    for (ks, best) in ks.iter().zip(&mut best) {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            packed
+                                .run_slices(ks, p, &x, &mut out, Activation::Gelu, None)
+                                .unwrap();
+                        }
+                        *best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+                    }
+                }
+                let g = best.map(|b| flop / b / 1e9);
+                println!(
+                    "{:>14} {:>7.1} {:>7.1} {:>5.2}",
+                    format!("{p}x{k}x{n}"),
+                    g[0],
+                    g[1],
+                    g[1] / g[0]
+                );
+            }
+        }
+    }
+
+    /// Experiment: block policies for 2 threads.
+    #[test]
+    #[ignore = "timing"]
+    fn split_experiment() {
+        use crate::{Isa, PackedPointwise};
+        use rayon::prelude::*;
+        let isa = Isa::Avx512;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // Row groups x panel groups, rows in quanta of 24; `floor`: the last group takes the rest.
+        fn blocks(p: usize, panels: usize, want: usize, floor: bool) -> Vec<(Range<usize>, Range<usize>)> {
+            let q = 24;
+            let rt = if floor { (p / q).max(1) } else { p.div_ceil(q) };
+            let rg = rt.min(want).max(1);
+            let pg = (want / rg).clamp(1, panels);
+            let mut v = Vec::new();
+            for g in 0..rg {
+                let r0 = (rt * g / rg * q).min(p);
+                let r1 = if g + 1 == rg { p } else { (rt * (g + 1) / rg * q).min(p) };
+                for h in 0..pg {
+                    let (c0, c1) = (panels * h / pg, panels * (h + 1) / pg);
+                    if r0 < r1 && c0 < c1 {
+                        v.push((r0..r1, c0..c1));
+                    }
+                }
+            }
+            v
+        }
+        for (p, k, n) in [(3136, 56, 112), (3136, 112, 56), (784, 56, 112), (784, 112, 224), (784, 224, 112), (196, 112, 224), (196, 448, 224), (49, 224, 448), (49, 896, 448)] {
+            let x = rand_vec(1, p * k, 1.0);
+            let w = rand_vec(2, n * k, 0.1);
+            let b = rand_vec(3, n, 0.1);
+            let packed = PackedPointwise::pack(isa, k, n, &w, Some(&b)).unwrap();
+            let (f, nr) = packed.kernel().pointwise_fn().unwrap();
+            let panels = n.div_ceil(nr);
+            let g = PointwiseGeom { p, k, n, act: Activation::Gelu };
+            let out = vec![0.0f32; p * n];
+            let flop = 2.0 * (p * k * n) as f64;
+            let iters = ((1e8 / flop) as usize).max(1);
+            let op = out.as_ptr() as usize;
+            let xp = x.as_ptr() as usize;
+            let run = |(rows, pans): &(Range<usize>, Range<usize>)| {
+                // SAFETY: disjoint blocks of a checked problem.
+                unsafe { f(&g, xp as *const f32, packed.data(), std::ptr::null(), op as *mut f32, rows.clone(), pans.clone()) }
+            };
+            let policies = [
+                vec![(0..p, 0..panels)],
+                blocks(p, panels, 8, false),
+                blocks(p, panels, 8, true),
+                blocks(p, panels, 4, true),
+                blocks(p, panels, 2, true),
+            ];
+            let mut best = [f64::MAX; 5];
+            for _ in 0..15 {
+                for (v, best) in best.iter_mut().enumerate() {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        if v == 0 {
+                            run(&policies[0][0]);
+                        } else {
+                            pool.install(|| policies[v].par_iter().for_each(run));
+                        }
+                    }
+                    *best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+                }
+            }
+            let gf = best.map(|b| flop / b / 1e9);
+            println!("{:>14} {:6.1} {:6.1} {:6.1} {:6.1} {:6.1}", format!("{p}x{k}x{n}"), gf[0], gf[1], gf[2], gf[3], gf[4]);
+        }
+    }
+
+    /// Best-of GFLOP/s of `body`, which performs `flop` floating-point operations.
+    fn peak_of(flop: f64, body: impl Fn() -> f32) -> f64 {
+        let mut best = f64::MAX;
+        for _ in 0..15 {
+            let t = Instant::now();
+            std::hint::black_box(body());
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        flop / best / 1e9
+    }
+
+    /// Peak of 256-bit FMA, 12 chains.
+    pub(crate) fn peak_avx2() -> f64 {
+        use core::arch::x86_64::*;
+        #[target_feature(enable = "avx2,fma")]
+        fn run(iters: u64) -> f32 {
+            let a = _mm256_set1_ps(0.999_999);
+            let b = _mm256_set1_ps(1e-7);
+            let mut acc = [_mm256_set1_ps(1.0); 12];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm256_fmadd_ps(*v, a, b);
+                }
+            }
+            let mut s = _mm256_setzero_ps();
+            for v in acc {
+                s = _mm256_add_ps(s, v);
+            }
+            _mm256_cvtss_f32(s)
+        }
+        const N: u64 = 2_000_000;
+        // SAFETY: callers check AVX2+FMA.
+        peak_of((N * 12 * 16) as f64, || unsafe {
+            run(std::hint::black_box(N))
+        })
+    }
+
+    /// Peak of 512-bit FMA, 16 chains.
+    pub(crate) fn peak_avx512() -> f64 {
+        use core::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        fn run(iters: u64) -> f32 {
+            let a = _mm512_set1_ps(0.999_999);
+            let b = _mm512_set1_ps(1e-7);
+            let mut acc = [_mm512_set1_ps(1.0); 16];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, a, b);
+                }
+            }
+            let mut s = _mm512_setzero_ps();
+            for v in acc {
+                s = _mm512_add_ps(s, v);
+            }
+            _mm512_reduce_add_ps(s)
+        }
+        const N: u64 = 1_000_000;
+        // SAFETY: callers check AVX-512F.
+        peak_of((N * 16 * 32) as f64, || unsafe {
+            run(std::hint::black_box(N))
+        })
+    }
+}
