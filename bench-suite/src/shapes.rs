@@ -26,3 +26,32 @@ pub fn dwconv_shapes() -> Vec<(usize, usize, usize)> {
     }
     v
 }
+
+/// Pointwise (1x1) shapes as (P pixels, K input channels, N output channels), deduplicated, in the
+/// order stage by stage: every channel mixer (C -> 2C, 2C -> C at the stage's resolution) and every
+/// downsample's channel projection (C_(i-1) -> C_i at stage i's resolution) of M0.9 to M2.3.
+pub fn pointwise_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for (s, (hw, cs)) in STAGE_CHANNELS.iter().enumerate() {
+        for (vi, &c) in cs.iter().enumerate() {
+            let p = hw * hw;
+            if s > 0 {
+                v.push((p, STAGE_CHANNELS[s - 1].1[vi], c));
+            }
+            v.push((p, c, 2 * c));
+            v.push((p, 2 * c, c));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(*s));
+    v
+}
+
+/// The pointwise shapes of RepViT-M1.0 alone (channels 56, 112, 224, 448).
+pub fn pointwise_shapes_m1_0() -> Vec<(usize, usize, usize)> {
+    let cs = [56, 112, 224, 448];
+    pointwise_shapes()
+        .into_iter()
+        .filter(|&(_, k, n)| cs.contains(&k.min(n)))
+        .collect()
+}

@@ -69,7 +69,7 @@ pub(crate) const ERFC_ZMAX: f32 = 4.6;
 /// `erfc(z) * exp(z^2) ~= sum_k ERFC_COEFFS[k] * t^(k+1)`, fitted by `tools/fit_erfc.py`.
 pub(crate) const ERFC_COEFFS: [f32; 8] = [
     2.248_273_3e-1,
-    2.377_568_9e-1,
+    2.377_569e-1,
     1.338_519_6e-1,
     4.225_139e-1,
     -3.928_593_7e-1,

@@ -18,11 +18,16 @@
 //! ```
 
 pub mod activation;
+pub mod conv;
 pub mod dwconv;
+pub mod elementwise;
 pub mod error;
 pub mod isa;
+pub mod linear;
+pub mod pointwise;
 pub mod reference;
 pub mod registry;
+pub mod se;
 pub mod tensor;
 
 #[cfg(target_arch = "aarch64")]
@@ -32,34 +37,100 @@ mod scalar;
 mod x86_64;
 
 pub use activation::Activation;
+pub use conv::Conv3x3;
 pub use dwconv::{DwConv3x3, DwConv3x3Geom, dwconv3x3};
 pub use error::{Error, Result};
 pub use isa::Isa;
+pub use pointwise::{PackedPointwise, PointwiseGeom};
 pub use tensor::{ALIGN, AlignedBuf, Shape, Tensor};
 
-/// A chosen, verified instruction set: the handle every safe operation runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
+///
+/// Threads split an operation into disjoint output blocks (never a reduction), so results are
+/// bitwise the same for any thread count. The default uses rayon's global pool (all cores).
+#[derive(Clone)]
 pub struct Kernels {
     isa: Isa,
+    threads: usize,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels")
+            .field("isa", &self.isa)
+            .field("threads", &self.threads)
+            .finish()
+    }
 }
 
 impl Kernels {
-    /// The process default: `KERNELS_ISA` if set (an error if unknown or unavailable), else the widest tier.
+    /// The process default: `KERNELS_ISA` if set (an error if unknown or unavailable), else the
+    /// widest tier; all cores.
     pub fn new() -> Result<Kernels> {
         Ok(Kernels {
             isa: Isa::selected()?,
+            threads: rayon::current_num_threads(),
+            pool: None,
         })
     }
 
-    /// An explicit tier; an error if this CPU or target cannot run it.
+    /// An explicit tier; an error if this CPU or target cannot run it. All cores.
     pub fn with_isa(isa: Isa) -> Result<Kernels> {
         Ok(Kernels {
             isa: isa.check("the API")?,
+            threads: rayon::current_num_threads(),
+            pool: None,
+        })
+    }
+
+    /// The same tier with `threads` worker threads (1 runs on the calling thread alone).
+    pub fn with_threads(self, threads: usize) -> Result<Kernels> {
+        if threads == 0 {
+            return Err(Error::Param {
+                what: "threads",
+                reason: "expected at least 1, found 0".into(),
+            });
+        }
+        let pool = if threads == 1 {
+            None
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("mobile-cnn-kernels-{i}"))
+                .build()
+                .map_err(|e| Error::Param {
+                    what: "threads",
+                    reason: format!("cannot start {threads} threads: {e}"),
+                })?;
+            Some(std::sync::Arc::new(pool))
+        };
+        Ok(Kernels {
+            isa: self.isa,
+            threads,
+            pool,
         })
     }
 
     /// The tier in use.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Worker threads operations may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f` on every block, in parallel when more than one thread is allowed.
+    pub(crate) fn for_each_block<T: Sync>(&self, blocks: &[T], f: impl Fn(&T) + Sync + Send) {
+        use rayon::prelude::*;
+        if self.threads <= 1 || blocks.len() <= 1 {
+            blocks.iter().for_each(f);
+        } else if let Some(pool) = &self.pool {
+            pool.install(|| blocks.par_iter().for_each(f));
+        } else {
+            blocks.par_iter().for_each(f);
+        }
     }
 }

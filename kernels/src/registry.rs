@@ -6,6 +6,7 @@
 
 use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
 use crate::error::{Error, Result};
+use crate::pointwise::PointwiseFn;
 use crate::{Isa, scalar};
 
 /// The operations the crate implements.
@@ -13,6 +14,8 @@ use crate::{Isa, scalar};
 pub enum Op {
     /// Depthwise 3x3 convolution, stride 1 or 2, padding 1 ([`crate::dwconv3x3`]).
     DwConv3x3,
+    /// Pointwise (1x1) convolution as a packed GEMM with fused epilogue ([`crate::PackedPointwise`]).
+    Pointwise,
 }
 
 impl Op {
@@ -20,6 +23,7 @@ impl Op {
     pub const fn name(self) -> &'static str {
         match self {
             Op::DwConv3x3 => "dwconv3x3",
+            Op::Pointwise => "pointwise",
         }
     }
 }
@@ -28,6 +32,8 @@ impl Op {
 #[derive(Clone, Copy)]
 enum KernelFn {
     DwConv3x3(DwConv3x3Fn),
+    /// The block function and the panel width `nr` its packed weights use.
+    Pointwise(PointwiseFn, usize),
 }
 
 /// One registered kernel.
@@ -62,6 +68,21 @@ impl KernelInfo {
     pub fn dwconv3x3(&self) -> Result<DwConv3x3Kernel> {
         match self.func {
             KernelFn::DwConv3x3(f) => Ok(DwConv3x3Kernel { info: *self, f }),
+            _ => Err(Error::param(
+                "kernel",
+                format!("{} is not a depthwise 3x3 kernel", self.name),
+            )),
+        }
+    }
+
+    /// The pointwise block function and its panel width, or an error if this entry is another op.
+    pub(crate) fn pointwise_fn(&self) -> Result<(PointwiseFn, usize)> {
+        match self.func {
+            KernelFn::Pointwise(f, nr) => Ok((f, nr)),
+            _ => Err(Error::param(
+                "kernel",
+                format!("{} is not a pointwise kernel", self.name),
+            )),
         }
     }
 }
@@ -108,8 +129,58 @@ static REGISTRY: &[KernelInfo] = &[
         name: "dwconv3x3_c1_scalar",
         func: KernelFn::DwConv3x3(scalar::dwconv::dwconv3x3_scalar),
     },
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Scalar,
+        name: "pointwise_4x8_scalar",
+        func: KernelFn::Pointwise(scalar::pointwise::pointwise_4x8_scalar, 8),
+    },
+    // x86_64 pointwise entries
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Avx512,
+        name: "pointwise_8x32_avx512",
+        func: KernelFn::Pointwise(crate::x86_64::avx512::pointwise::pointwise_8x32_avx512, 32),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Avx2,
+        name: "pointwise_6x16_avx2",
+        func: KernelFn::Pointwise(crate::x86_64::avx2::pointwise::pointwise_6x16_avx2, 16),
+    },
+    // aarch64 pointwise entries
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Neon,
+        name: "pointwise_8x8_neon",
+        func: KernelFn::Pointwise(crate::aarch64::neon::pointwise::pointwise_8x8_neon, 8),
+    },
     // x86_64 dwconv3x3 entries
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv3x3,
+        isa: Isa::Avx512,
+        name: "dwconv3x3_c32_avx512",
+        func: KernelFn::DwConv3x3(crate::x86_64::avx512::dwconv::dwconv3x3_c32_avx512),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv3x3,
+        isa: Isa::Avx2,
+        name: "dwconv3x3_c8_avx2",
+        func: KernelFn::DwConv3x3(crate::x86_64::avx2::dwconv::dwconv3x3_c8_avx2),
+    },
     // aarch64 dwconv3x3 entries
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::DwConv3x3,
+        isa: Isa::Neon,
+        name: "dwconv3x3_c8_neon",
+        func: KernelFn::DwConv3x3(crate::aarch64::neon::dwconv::dwconv3x3_c8_neon),
+    },
 ];
 
 /// Every registered kernel, including those this CPU cannot run.
@@ -152,7 +223,9 @@ mod tests {
     #[test]
     fn every_op_has_a_kernel_on_every_available_isa() {
         for isa in Isa::available() {
-            assert!(find(Op::DwConv3x3, isa).is_ok(), "{isa}");
+            for op in [Op::DwConv3x3, Op::Pointwise] {
+                assert!(find(op, isa).is_ok(), "{} on {isa}", op.name());
+            }
         }
     }
 }

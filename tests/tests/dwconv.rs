@@ -66,7 +66,9 @@ fn check(k: &KernelInfo, case: Case) -> Result<(), String> {
     for (i, ((&got, &exp), &m)) in out.get().iter().zip(&want).zip(&mag).enumerate() {
         let tol = 2e-6 * m + 2e-6;
         sum_tol[(i / (oh * ow * c)) * c + i % c] += tol as f64 + 1e-6 * exp.abs() as f64;
-        if !((got - exp).abs() <= tol) {
+        // Written so that a NaN result fails: NaN compares false.
+        let within = (got - exp).abs() <= tol;
+        if !within {
             let px = i / c;
             return Err(format!(
                 "{} {g:?}: output[b={}, y={}, x={}, c={}] = {got}, reference {exp}, tolerance {tol}",
@@ -81,7 +83,8 @@ fn check(k: &KernelInfo, case: Case) -> Result<(), String> {
     if case.with_sums {
         for (i, ((&got, &exp), &tol)) in sums.get().iter().zip(&want_sums).zip(&sum_tol).enumerate()
         {
-            if !(((got - exp).abs() as f64) <= tol + 1e-5) {
+            let within = ((got - exp).abs() as f64) <= tol + 1e-5;
+            if !within {
                 return Err(format!(
                     "{} {g:?}: sums[{i}] = {got}, reference {exp}, tolerance {tol}",
                     k.name

@@ -108,9 +108,16 @@ fn run() -> Result<PathBuf, String> {
             "\n## {group}\n\n| shape | ISA | median (µs) | GFLOP/s | % of ISA peak |\n|---|---|---:|---:|---:|"
         );
         let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
+        // Groups named `..._t<N>` ran on N threads: compare with N times the one-core peak.
+        let threads = group
+            .rsplit_once("_t")
+            .and_then(|(_, t)| t.parse::<f64>().ok())
+            .unwrap_or(1.0);
         for r in rs {
             let g = r.giga_per_s();
-            let pct = g.zip(peaks.get(&r.function)).map(|(g, p)| 100.0 * g / p);
+            let pct = g
+                .zip(peaks.get(&r.function))
+                .map(|(g, p)| 100.0 * g / (p * threads));
             if let Some(p) = pct {
                 let w = worst.entry(&r.function).or_insert(f64::INFINITY);
                 *w = w.min(p);

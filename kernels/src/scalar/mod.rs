@@ -2,3 +2,4 @@
 //! columns split from the interior) so that the compiler can vectorise the channel loops.
 
 pub(crate) mod dwconv;
+pub(crate) mod pointwise;

@@ -1,0 +1,202 @@
+//! Dense 3x3 convolution, padding 1, stride 1 or 2, NHWC, with bias and a fused activation: the stem
+//! of most mobile CNNs (RepViT: 3 -> C/2 at 224x224, then C/2 -> C at 112x112, both stride 2).
+//!
+//! Computed as im2col into a band of output rows followed by the packed pointwise GEMM, so every ISA's
+//! GEMM micro-kernel (and its epilogue) serves it. Bands keep the im2col buffer small enough to stay
+//! in L2 while the GEMM reads it.
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::pointwise::PackedPointwise;
+use crate::tensor::{Shape, Tensor};
+use crate::{Isa, Kernels};
+
+/// Target size of one band's im2col buffer, in floats (256 KiB).
+const BAND_FLOATS: usize = 64 * 1024;
+
+/// A dense 3x3 convolution ready to run (weights packed for one ISA).
+///
+/// ```
+/// use mobile_cnn_kernels::{Activation, Conv3x3, Kernels, Shape, Tensor};
+/// let k = Kernels::new().unwrap();
+/// // 1 -> 1 channel, every tap 1: each output sums its 3x3 neighbourhood.
+/// let conv = Conv3x3::new(k.isa(), 1, 1, &[1.0; 9], None, 1, Activation::Identity).unwrap();
+/// let input = Tensor::from_slice(Shape::new(1, 3, 3, 1), &[1.0; 9]).unwrap();
+/// let mut out = Tensor::zeros(conv.output_shape(input.shape()).unwrap()).unwrap();
+/// conv.run(&k, &input, &mut out, &mut Vec::new()).unwrap();
+/// assert_eq!(out.as_slice(), &[4.0, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv3x3 {
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    act: Activation,
+    packed: PackedPointwise,
+}
+
+impl Conv3x3 {
+    /// Builds the layer from PyTorch-layout weights `[cout, cin, 3, 3]` and an optional bias `[cout]`,
+    /// packed for `isa`.
+    pub fn new(
+        isa: Isa,
+        cin: usize,
+        cout: usize,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        stride: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        if stride != 1 && stride != 2 {
+            return Err(Error::param(
+                "conv3x3 stride",
+                format!("expected 1 or 2, found {stride}"),
+            ));
+        }
+        if cin == 0 || cout == 0 {
+            return Err(Error::shape(
+                "conv3x3 channels",
+                "cin, cout >= 1",
+                format!("cin={cin} cout={cout}"),
+            ));
+        }
+        if cout.checked_mul(cin * 9) != Some(weights_oihw.len()) {
+            return Err(Error::shape(
+                "conv3x3 weights [cout, cin, 3, 3]",
+                format!("{cout} x {cin} x 3 x 3 elements"),
+                weights_oihw.len(),
+            ));
+        }
+        // im2col's K order is (ky, kx, ci): reorder [cout][ci][ky][kx] to [cout][(ky*3+kx)*cin + ci].
+        let k = 9 * cin;
+        let mut w = vec![0.0; cout * k];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for tap in 0..9 {
+                    w[co * k + tap * cin + ci] = weights_oihw[(co * cin + ci) * 9 + tap];
+                }
+            }
+        }
+        let packed = PackedPointwise::pack(isa, k, cout, &w, bias)?;
+        Ok(Conv3x3 {
+            cin,
+            cout,
+            stride,
+            act,
+            packed,
+        })
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Multiply-adds for an input of this shape (taps over the padding included, as im2col does).
+    pub fn macs(&self, input: Shape) -> Result<u64> {
+        let o = self.output_shape(input)?;
+        Ok((o.n * o.h * o.w) as u64 * (9 * self.cin * self.cout) as u64)
+    }
+
+    /// Output shape for an input of shape `input`.
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        if input.c != self.cin {
+            return Err(Error::shape("conv3x3 input channels", self.cin, input.c));
+        }
+        if input.n == 0 || input.h == 0 || input.w == 0 {
+            return Err(Error::shape("conv3x3 input", "n, h, w >= 1", input));
+        }
+        Ok(Shape::new(
+            input.n,
+            (input.h - 1) / self.stride + 1,
+            (input.w - 1) / self.stride + 1,
+            self.cout,
+        ))
+    }
+
+    /// Runs the convolution. `scratch` holds the im2col band; it grows on first use and is reused
+    /// afterwards, so steady-state calls allocate nothing.
+    pub fn run(
+        &self,
+        kernels: &Kernels,
+        input: &Tensor,
+        output: &mut Tensor,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        let os = self.output_shape(input.shape())?;
+        if output.shape() != os {
+            return Err(Error::shape("conv3x3 output", os, output.shape()));
+        }
+        let is = input.shape();
+        let k = 9 * self.cin;
+        let band_rows = (BAND_FLOATS / (os.w * k)).clamp(1, os.h);
+        if scratch.len() < band_rows * os.w * k {
+            scratch.resize(band_rows * os.w * k, 0.0);
+        }
+        let x = input.as_slice();
+        let y = output.as_mut_slice();
+        for b in 0..is.n {
+            let img = &x[b * is.h * is.w * is.c..(b + 1) * is.h * is.w * is.c];
+            let mut oy0 = 0;
+            while oy0 < os.h {
+                let rows = band_rows.min(os.h - oy0);
+                let cols = &mut scratch[..rows * os.w * k];
+                im2col_3x3(
+                    img,
+                    is.h,
+                    is.w,
+                    self.cin,
+                    self.stride,
+                    oy0..oy0 + rows,
+                    os.w,
+                    cols,
+                );
+                let o0 = ((b * os.h + oy0) * os.w) * self.cout;
+                let out = &mut y[o0..o0 + rows * os.w * self.cout];
+                self.packed
+                    .run_slices(kernels, rows * os.w, cols, out, self.act, None)?;
+                oy0 += rows;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the 3x3 patches (padding 1) of output rows `oy` of one NHWC image into `cols`, one row of
+/// `9 * c` floats per output pixel in (ky, kx, channel) order; taps over the padding are zero.
+#[allow(clippy::too_many_arguments)]
+fn im2col_3x3(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    stride: usize,
+    oy: std::ops::Range<usize>,
+    ow: usize,
+    cols: &mut [f32],
+) {
+    let k = 9 * c;
+    for (r, y) in oy.enumerate() {
+        for x in 0..ow {
+            let row = &mut cols[(r * ow + x) * k..(r * ow + x + 1) * k];
+            for ky in 0..3 {
+                let iy = (y * stride + ky) as isize - 1;
+                for kx in 0..3 {
+                    let ix = (x * stride + kx) as isize - 1;
+                    let dst = &mut row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        dst.fill(0.0);
+                    } else {
+                        let src = (iy as usize * w + ix as usize) * c;
+                        dst.copy_from_slice(&img[src..src + c]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Pointwise (1x1) convolution as a packed GEMM with a fused epilogue:
+//! `out[P x N] = act(in[P x K] . W[K x N] + bias) (+ residual[P x N])` over NHWC activations
+//! (P pixels, K input channels, N output channels).
+//!
+//! Weights are packed once, when a model is loaded, into panels of `nr` output channels, each laid
+//! out as `[nr biases][K x nr weights]` (zero-padded past N), the form every micro-kernel streams.
+//! The packed form remembers the ISA and panel width it was packed for. A per-input-channel scale
+//! (the excite half of squeeze-excite) is applied by [`PackedPointwise::scale_rows_into`], which
+//! writes a per-call copy with row k scaled by `scale[k]`: `K x N` work instead of `P x K`.
+//!
+//! Work is split over output tiles (rows of pixels and panels of output channels, never K), and every
+//! output element is computed by one kernel call in a fixed order, so the result is bitwise the same
+//! for any thread count.
+
+use std::ops::Range;
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::registry::{self, KernelInfo, Op};
+use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_zeros};
+use crate::{Isa, Kernels};
+
+/// Problem size and epilogue of one pointwise call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointwiseGeom {
+    /// Rows of the input and output (pixels, `n * h * w`).
+    pub p: usize,
+    /// Input channels.
+    pub k: usize,
+    /// Output channels.
+    pub n: usize,
+    /// Applied to `acc + bias` before the residual is added.
+    pub act: Activation,
+}
+
+impl PointwiseGeom {
+    /// Multiply-adds performed.
+    pub fn macs(&self) -> u64 {
+        (self.p as u64) * (self.k as u64) * (self.n as u64)
+    }
+
+    /// Checks the geometry and the buffer lengths (`residual` is `None` when there is none).
+    pub fn check(&self, input: usize, output: usize, residual: Option<usize>) -> Result<()> {
+        if self.p == 0 || self.k == 0 || self.n == 0 {
+            return Err(Error::shape(
+                "pointwise geometry",
+                "p, k, n >= 1",
+                format!("p={} k={} n={}", self.p, self.k, self.n),
+            ));
+        }
+        let pk = self.p.checked_mul(self.k);
+        let pn = self.p.checked_mul(self.n);
+        if pk != Some(input) {
+            return Err(Error::shape(
+                "pointwise input [p, k]",
+                format!("{} x {} elements", self.p, self.k),
+                input,
+            ));
+        }
+        if pn != Some(output) {
+            return Err(Error::shape(
+                "pointwise output [p, n]",
+                format!("{} x {} elements", self.p, self.n),
+                output,
+            ));
+        }
+        if let Some(r) = residual
+            && Some(r) != pn
+        {
+            return Err(Error::shape(
+                "pointwise residual [p, n]",
+                format!("{} x {} elements", self.p, self.n),
+                r,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One block of a pointwise call: all of K for the rows `rows` and the column panels `panels`.
+///
+/// # Safety
+/// Callers of a [`PointwiseFn`] must guarantee: the kernel's ISA is available; `packed` was packed
+/// for this kernel's ISA and panel width with `geom.k` and `geom.n`; `input` is valid for reads of
+/// `p * k` floats, `output` for writes of `p * n` floats, and `residual`, when not null, for reads of
+/// `p * n` floats (it may not alias `output`); `rows` and `panels` lie within the problem, and no
+/// other thread writes the same block of `output` at the same time.
+pub type PointwiseFn = unsafe fn(
+    geom: &PointwiseGeom,
+    input: *const f32,
+    packed: &[f32],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+);
+
+/// Pointwise weights packed for one ISA.
+///
+/// ```
+/// use mobile_cnn_kernels::{Activation, Kernels, PackedPointwise, Shape, Tensor};
+/// let k = Kernels::new().unwrap();
+/// // 2 input channels -> 3 output channels, PyTorch layout [n, k]: out = in0 + 2 * in1 + bias.
+/// let w = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
+/// let packed = PackedPointwise::pack(k.isa(), 2, 3, &w, Some(&[0.5, 0.0, -0.5])).unwrap();
+/// let input = Tensor::from_slice(Shape::new(1, 1, 2, 2), &[1.0, 1.0, 2.0, 0.0]).unwrap();
+/// let mut out = Tensor::zeros(Shape::new(1, 1, 2, 3)).unwrap();
+/// packed.run(&k, &input, &mut out, Activation::Identity, None).unwrap();
+/// assert_eq!(out.as_slice(), &[3.5, 3.0, 2.5, 2.5, 2.0, 1.5]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct PackedPointwise {
+    kernel: &'static KernelInfo,
+    f: PointwiseFn,
+    nr: usize,
+    k: usize,
+    n: usize,
+    data: AlignedBuf,
+}
+
+impl PackedPointwise {
+    /// Packs PyTorch-layout weights `[n, k]` (a `[n, k, 1, 1]` convolution weight) and an optional
+    /// bias `[n]` for the pointwise kernel of `isa`.
+    pub fn pack(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        weights_nk: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        Self::pack_for(registry::find(Op::Pointwise, isa)?, k, n, weights_nk, bias)
+    }
+
+    /// Packs for one particular registered pointwise kernel (tests and benchmarks use this to reach
+    /// every kernel; [`PackedPointwise::pack`] takes the one dispatch uses).
+    pub fn pack_for(
+        kernel: &'static KernelInfo,
+        k: usize,
+        n: usize,
+        weights_nk: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        let (f, nr) = kernel.pointwise_fn()?;
+        if k == 0 || n == 0 {
+            return Err(Error::shape(
+                "pointwise weights",
+                "k, n >= 1",
+                format!("k={k} n={n}"),
+            ));
+        }
+        if k.checked_mul(n) != Some(weights_nk.len()) {
+            return Err(Error::shape(
+                "pointwise weights [n, k]",
+                format!("{n} x {k} elements"),
+                weights_nk.len(),
+            ));
+        }
+        if let Some(b) = bias
+            && b.len() != n
+        {
+            return Err(Error::shape("pointwise bias [n]", n, b.len()));
+        }
+        let panels = n.div_ceil(nr);
+        let stride = nr * (k + 1);
+        let mut data = aligned_zeros(panels * stride);
+        for j in 0..n {
+            let (panel, lane) = (j / nr, j % nr);
+            let base = panel * stride;
+            data[base + lane] = bias.map_or(0.0, |b| b[j]);
+            for kk in 0..k {
+                data[base + nr + kk * nr + lane] = weights_nk[j * k + kk];
+            }
+        }
+        Ok(PackedPointwise {
+            kernel,
+            f,
+            nr,
+            k,
+            n,
+            data,
+        })
+    }
+
+    /// The ISA the weights are packed for.
+    pub fn isa(&self) -> Isa {
+        self.kernel.isa
+    }
+
+    /// The kernel that will run them.
+    pub fn kernel(&self) -> &'static KernelInfo {
+        self.kernel
+    }
+
+    /// Input channels.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output channels.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Panel width (output channels per panel).
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
+    /// The packed data: per panel `[nr biases][k x nr weights]`.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Writes into `dst` (same ISA and sizes, e.g. a clone kept as scratch) these weights with input
+    /// channel `k` scaled by `scale[k]`; biases are copied unchanged. This is squeeze-excite's excite
+    /// folded into the next pointwise convolution: `W' = diag(scale) W`.
+    pub fn scale_rows_into(&self, scale: &[f32], dst: &mut PackedPointwise) -> Result<()> {
+        if scale.len() != self.k {
+            return Err(Error::shape("pointwise row scale [k]", self.k, scale.len()));
+        }
+        if (dst.k, dst.n, dst.nr, dst.kernel.name) != (self.k, self.n, self.nr, self.kernel.name) {
+            return Err(Error::shape(
+                "pointwise scaled-weights destination",
+                format!("k={} n={} packed for {}", self.k, self.n, self.kernel.name),
+                format!("k={} n={} packed for {}", dst.k, dst.n, dst.kernel.name),
+            ));
+        }
+        let nr = self.nr;
+        for (src, out) in self
+            .data
+            .chunks_exact(nr * (self.k + 1))
+            .zip(dst.data.chunks_exact_mut(nr * (self.k + 1)))
+        {
+            out[..nr].copy_from_slice(&src[..nr]);
+            for ((s_row, d_row), &sc) in src[nr..]
+                .chunks_exact(nr)
+                .zip(out[nr..].chunks_exact_mut(nr))
+                .zip(scale)
+            {
+                for (d, &s) in d_row.iter_mut().zip(s_row) {
+                    *d = s * sc;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs on raw NHWC slices: `input` is `[p, k]`, `output` `[p, n]`, `residual` `[p, n]`.
+    /// Uses `kernels`' thread count; the ISA must match the one the weights were packed for.
+    pub fn run_slices(
+        &self,
+        kernels: &Kernels,
+        p: usize,
+        input: &[f32],
+        output: &mut [f32],
+        act: Activation,
+        residual: Option<&[f32]>,
+    ) -> Result<()> {
+        if kernels.isa() != self.isa() {
+            return Err(Error::param(
+                "pointwise weights",
+                format!(
+                    "packed for {}, but the kernels in use are {}",
+                    self.isa(),
+                    kernels.isa()
+                ),
+            ));
+        }
+        let g = PointwiseGeom {
+            p,
+            k: self.k,
+            n: self.n,
+            act,
+        };
+        g.check(input.len(), output.len(), residual.map(<[f32]>::len))?;
+        self.kernel.isa.check("the API")?;
+        let panels = self.n.div_ceil(self.nr);
+        let out = SendPtr(output.as_mut_ptr());
+        let res = SendPtr(residual.map_or(std::ptr::null(), <[f32]>::as_ptr) as *mut f32);
+        let inp = SendPtr(input.as_ptr() as *mut f32);
+        let blocks = split_blocks(p, panels, kernels.threads());
+        let run_block = |(rows, pan): &(Range<usize>, Range<usize>)| {
+            // SAFETY: the ISA was checked available and the weights were packed by `pack` for this
+            // kernel (`self.f` comes from the same registry entry); `check` validated every length
+            // against the geometry; `split_blocks` returns disjoint blocks inside the problem, so no
+            // two calls write the same output element; `residual` is a shared borrow distinct from
+            // the exclusive `output` borrow, so they cannot alias.
+            unsafe {
+                (self.f)(
+                    &g,
+                    inp.get(),
+                    &self.data,
+                    res.get(),
+                    out.get(),
+                    rows.clone(),
+                    pan.clone(),
+                )
+            }
+        };
+        kernels.for_each_block(&blocks, run_block);
+        Ok(())
+    }
+
+    /// Runs on tensors: `input` `[n, h, w, k]` to `output` `[n, h, w, n]`, with an optional residual
+    /// of the output's shape added after the activation.
+    pub fn run(
+        &self,
+        kernels: &Kernels,
+        input: &Tensor,
+        output: &mut Tensor,
+        act: Activation,
+        residual: Option<&Tensor>,
+    ) -> Result<()> {
+        let s = input.shape();
+        if s.c != self.k {
+            return Err(Error::shape("pointwise input channels", self.k, s.c));
+        }
+        let want = Shape::new(s.n, s.h, s.w, self.n);
+        if output.shape() != want {
+            return Err(Error::shape("pointwise output", want, output.shape()));
+        }
+        if let Some(r) = residual
+            && r.shape() != want
+        {
+            return Err(Error::shape("pointwise residual", want, r.shape()));
+        }
+        self.run_slices(
+            kernels,
+            s.n * s.h * s.w,
+            input.as_slice(),
+            output.as_mut_slice(),
+            act,
+            residual.map(Tensor::as_slice),
+        )
+    }
+}
+
+/// A raw pointer that may cross to the worker threads; soundness is argued where it is dereferenced.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced by kernels on disjoint output blocks (see `run_slices`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; shared use only reads the input and residual.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Row granularity of the work split (a multiple of every kernel's row tile).
+const ROW_QUANTUM: usize = 24;
+
+/// Splits `p` rows x `panels` panels into disjoint blocks, about four per thread so uneven blocks
+/// balance; never splits K. One block when `threads == 1`.
+pub(crate) fn split_blocks(
+    p: usize,
+    panels: usize,
+    threads: usize,
+) -> Vec<(Range<usize>, Range<usize>)> {
+    if threads <= 1 {
+        return vec![(0..p, 0..panels)];
+    }
+    let want = 4 * threads;
+    let row_tiles = p.div_ceil(ROW_QUANTUM);
+    let row_groups = row_tiles.min(want).max(1);
+    let panel_groups = (want / row_groups).clamp(1, panels);
+    let mut blocks = Vec::with_capacity(row_groups * panel_groups);
+    for rg in 0..row_groups {
+        let r0 = (row_tiles * rg / row_groups * ROW_QUANTUM).min(p);
+        let r1 = (row_tiles * (rg + 1) / row_groups * ROW_QUANTUM).min(p);
+        for pg in 0..panel_groups {
+            let (c0, c1) = (panels * pg / panel_groups, panels * (pg + 1) / panel_groups);
+            if r0 < r1 && c0 < c1 {
+                blocks.push((r0..r1, c0..c1));
+            }
+        }
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_the_problem_exactly_once() {
+        for (p, panels) in [(1, 1), (49, 14), (3136, 4), (196, 7), (7, 40), (1000, 1)] {
+            for threads in 1..=5 {
+                let mut seen = vec![0u8; p * panels];
+                for (rows, pans) in split_blocks(p, panels, threads) {
+                    for r in rows {
+                        for c in pans.clone() {
+                            seen[r * panels + c] += 1;
+                        }
+                    }
+                }
+                assert!(
+                    seen.iter().all(|&s| s == 1),
+                    "p={p} panels={panels} threads={threads}"
+                );
+            }
+        }
+    }
+}

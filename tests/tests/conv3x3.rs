@@ -1,0 +1,108 @@
+//! The dense 3x3 convolution (im2col + the pointwise GEMM of each ISA) against the reference.
+//! Tolerance as for the GEMM: `1.2e-7 * K * S + 2e-6`, K = 9 * cin, S the magnitude of the terms.
+
+use conformance::{kernels_under_test, rand_vec};
+use mobile_cnn_kernels::registry::Op;
+use mobile_cnn_kernels::{Activation, Conv3x3, Kernels, Shape, Tensor, reference};
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    act: Activation,
+    bias: bool,
+) {
+    let seed = (h * 1000 + w * 10 + cin + cout) as u64;
+    let input = Tensor::from_slice(
+        Shape::new(n, h, w, cin),
+        &rand_vec(seed, n * h * w * cin, 1.0),
+    )
+    .unwrap();
+    let wts = rand_vec(seed ^ 1, cout * cin * 9, 0.5);
+    let b = bias.then(|| rand_vec(seed ^ 2, cout, 0.5));
+    let want = reference::conv3x3(&input, &wts, b.as_deref(), cout, stride, act);
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    let abs_in = Tensor::from_slice(input.shape(), &abs(input.as_slice())).unwrap();
+    let mag = reference::conv3x3(
+        &abs_in,
+        &abs(&wts),
+        b.as_deref().map(abs).as_deref(),
+        cout,
+        stride,
+        Activation::Identity,
+    );
+    for kernel in kernels_under_test(Op::Pointwise) {
+        let ks = Kernels::with_isa(kernel.isa).unwrap();
+        let conv = Conv3x3::new(kernel.isa, cin, cout, &wts, b.as_deref(), stride, act).unwrap();
+        let mut out = Tensor::zeros(conv.output_shape(input.shape()).unwrap()).unwrap();
+        out.as_mut_slice().fill(f32::NAN);
+        let mut scratch = Vec::new();
+        conv.run(&ks, &input, &mut out, &mut scratch).unwrap();
+        assert_eq!(out.shape(), want.shape());
+        for (i, ((&g, &e), &m)) in out
+            .as_slice()
+            .iter()
+            .zip(want.as_slice())
+            .zip(mag.as_slice())
+            .enumerate()
+        {
+            let tol = 1.2e-7 * (9 * cin) as f32 * m + 2e-6;
+            let within = (g - e).abs() <= tol;
+            assert!(
+                within,
+                "{} n{n} {h}x{w} {cin}->{cout} s{stride} {act:?}: out[{i}] = {g}, reference {e}",
+                kernel.name
+            );
+        }
+    }
+}
+
+#[test]
+fn stem_like_shapes() {
+    check(1, 32, 32, 3, 28, 2, Activation::Gelu, true);
+    check(1, 16, 16, 28, 56, 2, Activation::Identity, true);
+}
+
+#[test]
+fn odd_sizes_strides_and_batches() {
+    for (h, w) in [(1, 1), (1, 5), (5, 1), (3, 3), (7, 9), (9, 7)] {
+        for stride in [1, 2] {
+            check(2, h, w, 5, 7, stride, Activation::Relu, stride == 1);
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let isa = mobile_cnn_kernels::Isa::Scalar;
+    assert!(Conv3x3::new(isa, 3, 4, &[0.0; 107], None, 2, Activation::Identity).is_err());
+    assert!(Conv3x3::new(isa, 3, 4, &[0.0; 108], None, 3, Activation::Identity).is_err());
+    assert!(
+        Conv3x3::new(
+            isa,
+            3,
+            4,
+            &[0.0; 108],
+            Some(&[0.0; 3]),
+            2,
+            Activation::Identity
+        )
+        .is_err()
+    );
+    let conv = Conv3x3::new(isa, 3, 4, &[0.0; 108], None, 2, Activation::Identity).unwrap();
+    let ks = Kernels::with_isa(isa).unwrap();
+    let input = Tensor::zeros(Shape::new(1, 8, 8, 2)).unwrap();
+    let mut out = Tensor::zeros(Shape::new(1, 4, 4, 4)).unwrap();
+    let e = conv
+        .run(&ks, &input, &mut out, &mut Vec::new())
+        .unwrap_err();
+    assert!(e.to_string().contains("channels"), "{e}");
+    let input = Tensor::zeros(Shape::new(1, 8, 8, 3)).unwrap();
+    let mut wrong = Tensor::zeros(Shape::new(1, 8, 8, 4)).unwrap();
+    assert!(conv.run(&ks, &input, &mut wrong, &mut Vec::new()).is_err());
+    assert!(conv.run(&ks, &input, &mut out, &mut Vec::new()).is_ok());
+}
