@@ -88,10 +88,12 @@ pub fn fold_bn(
 ) -> Result<(Vec<f32>, Vec<f32>), FuseError> {
     let c = bn.len();
     bn.check(c)?;
-    if c == 0 || weight.len() % c != 0 {
+    if c == 0 || !weight.len().is_multiple_of(c) {
+        // The weight must hold the same number of elements for each of the BatchNorm's channels.
+        let expected = c.max(1) * (weight.len() / c.max(1)).max(1);
         return Err(FuseError {
-            what: "convolution weight",
-            expected: c.max(1) * (weight.len() / c.max(1)).max(1),
+            what: "convolution weight (per BatchNorm channel)",
+            expected,
             found: weight.len(),
         });
     }
@@ -165,6 +167,60 @@ pub fn fold_repvgg_dw(br: &RepVggDwBranches) -> Result<(Vec<f32>, Vec<f32>), Fus
         Some(bn) => fold_bn(&w, Some(&b), bn),
         None => Ok((w, b)),
     }
+}
+
+/// Folds a BatchNorm1d into the Linear after it (timm's `NormLinear.fuse`): with
+/// `s = gamma / sqrt(var + eps)`, `W' = W * s` per input column and `b' = W @ (beta - mean * s) + bias`.
+/// `weight` is `[out, in]` with `in == bn.len()`; `bias` is `[out]` or `None`.
+pub fn fold_norm_linear(
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    bn: &BatchNorm,
+) -> Result<(Vec<f32>, Vec<f32>), FuseError> {
+    let k = bn.len();
+    bn.check(k)?;
+    if k == 0 || !weight.len().is_multiple_of(k) {
+        let expected = k.max(1) * (weight.len() / k.max(1)).max(1);
+        return Err(FuseError {
+            what: "linear weight (per BatchNorm input)",
+            expected,
+            found: weight.len(),
+        });
+    }
+    let out = weight.len() / k;
+    if let Some(b) = bias {
+        expect_len("linear bias", b, out)?;
+    }
+    let ss: Vec<(f64, f64)> = (0..k).map(|i| bn.scale_shift(i)).collect();
+    let mut w = vec![0.0; weight.len()];
+    let mut b = vec![0.0; out];
+    for o in 0..out {
+        let mut acc = bias.map_or(0.0, |b| b[o] as f64);
+        for (i, &(s, shift)) in ss.iter().enumerate() {
+            let wi = weight[o * k + i] as f64;
+            w[o * k + i] = (wi * s) as f32;
+            acc += wi * shift;
+        }
+        b[o] = acc as f32;
+    }
+    Ok((w, b))
+}
+
+/// Averages two classifiers of the same shape (timm's distilled head at inference):
+/// `W = (Wa + Wb) / 2`, `b = (ba + bb) / 2`.
+pub fn average_heads(
+    a: (&[f32], &[f32]),
+    b: (&[f32], &[f32]),
+) -> Result<(Vec<f32>, Vec<f32>), FuseError> {
+    expect_len("head_dist weight", b.0, a.0.len())?;
+    expect_len("head_dist bias", b.1, a.1.len())?;
+    let avg = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(&p, &q)| ((p as f64 + q as f64) * 0.5) as f32)
+            .collect()
+    };
+    Ok((avg(a.0, b.0), avg(a.1, b.1)))
 }
 
 #[cfg(test)]
@@ -267,5 +323,35 @@ mod tests {
         };
         let e = fold_repvgg_dw(&br).unwrap_err();
         assert_eq!((e.expected, e.found), (36, 35));
+    }
+
+    #[test]
+    fn norm_linear_fold_matches_bn_then_linear() {
+        let (k, out) = (5, 3);
+        let vals: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 23) as f32 / 11.5) - 1.0)
+            .collect();
+        let b = bn(&vals[..4 * k], k);
+        let wt: Vec<f32> = (0..out * k)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.25)
+            .collect();
+        let bias = [0.1, -0.2, 0.3];
+        let x: Vec<f32> = (0..k).map(|i| i as f32 * 0.7 - 1.0).collect();
+        let (fw, fb) = fold_norm_linear(&wt, Some(&bias), &b).unwrap();
+        for o in 0..out {
+            let want: f64 = bias[o] as f64
+                + (0..k)
+                    .map(|i| wt[o * k + i] as f64 * apply_bn(&b, i, x[i] as f64))
+                    .sum::<f64>();
+            let got: f64 = fb[o] as f64
+                + (0..k)
+                    .map(|i| fw[o * k + i] as f64 * x[i] as f64)
+                    .sum::<f64>();
+            assert!((want - got).abs() < 1e-5, "{o}: {want} vs {got}");
+        }
+        assert!(fold_norm_linear(&wt[..14], None, &b).is_err());
+        let (aw, ab) = average_heads((&[1.0, 3.0], &[2.0]), (&[3.0, 5.0], &[0.0])).unwrap();
+        assert_eq!((aw, ab), (vec![2.0, 4.0], vec![1.0]));
+        assert!(average_heads((&[1.0], &[2.0]), (&[1.0, 2.0], &[0.0])).is_err());
     }
 }

@@ -1,0 +1,335 @@
+//! RepViT configurations as data: one table of published variants, plus custom configurations (small
+//! test models, other class counts). The whole network is derived from a [`Config`].
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// A RepViT network's shape: everything needed to list its weights and run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Variant name without the `repvit_` prefix (`m1_0`, ...), or `custom`.
+    pub name: String,
+    /// Channels of each stage (`C0` is the stem's output width).
+    pub embed_dim: Vec<usize>,
+    /// Blocks of each stage, not counting the downsample's `pre_block`.
+    pub depth: Vec<usize>,
+    /// For each stage, which of its blocks have squeeze-excite (`se[i].len() == depth[i]`).
+    /// timm alternates: block 0 has SE, block 1 not, ... (the downsample's `pre_block` never has).
+    pub se: Vec<Vec<bool>>,
+    /// Legacy RepVGGDW (`m1`, `m2`, `m3`): BatchNorm on the 1x1 branch, none after the sum.
+    pub legacy: bool,
+    /// Hidden width of the channel mixers: `mlp_ratio * C`.
+    pub mlp_ratio: usize,
+    /// Classifier outputs.
+    pub num_classes: usize,
+    /// Two heads (`head` and `head_dist`) averaged at inference; all published weights have both.
+    pub distillation: bool,
+    /// Input channels.
+    pub in_chans: usize,
+}
+
+/// A published variant: name, widths, depths, legacy flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// Name without the `repvit_` prefix.
+    pub name: &'static str,
+    /// Channels per stage.
+    pub embed_dim: [usize; 4],
+    /// Blocks per stage.
+    pub depth: [usize; 4],
+    /// Legacy RepVGGDW.
+    pub legacy: bool,
+}
+
+/// Every variant timm registers (timm 1.0 `repvit.py`).
+pub const VARIANTS: [Variant; 8] = [
+    Variant {
+        name: "m0_9",
+        embed_dim: [48, 96, 192, 384],
+        depth: [2, 2, 14, 2],
+        legacy: false,
+    },
+    Variant {
+        name: "m1_0",
+        embed_dim: [56, 112, 224, 448],
+        depth: [2, 2, 14, 2],
+        legacy: false,
+    },
+    Variant {
+        name: "m1_1",
+        embed_dim: [64, 128, 256, 512],
+        depth: [2, 2, 12, 2],
+        legacy: false,
+    },
+    Variant {
+        name: "m1_5",
+        embed_dim: [64, 128, 256, 512],
+        depth: [4, 4, 24, 4],
+        legacy: false,
+    },
+    Variant {
+        name: "m2_3",
+        embed_dim: [80, 160, 320, 640],
+        depth: [6, 6, 34, 2],
+        legacy: false,
+    },
+    Variant {
+        name: "m1",
+        embed_dim: [48, 96, 192, 384],
+        depth: [2, 2, 14, 2],
+        legacy: true,
+    },
+    Variant {
+        name: "m2",
+        embed_dim: [64, 128, 256, 512],
+        depth: [2, 2, 12, 2],
+        legacy: true,
+    },
+    Variant {
+        name: "m3",
+        embed_dim: [64, 128, 256, 512],
+        depth: [4, 4, 18, 2],
+        legacy: true,
+    },
+];
+
+/// timm's SE placement: alternating, starting with SE, in every stage.
+pub fn alternating_se(depth: &[usize]) -> Vec<Vec<bool>> {
+    depth
+        .iter()
+        .map(|&d| (0..d).map(|j| j % 2 == 0).collect())
+        .collect()
+}
+
+/// timm's `make_divisible(v, divisor, round_limit=0.)` as `SqueezeExcite` calls it: the nearest
+/// multiple of `divisor` (at least `divisor`), never bumped up.
+pub fn se_reduced(c: usize) -> usize {
+    let v = c as f64 * 0.25;
+    let d = 8.0;
+    (((v + d / 2.0) / d).floor() * d).max(d) as usize
+}
+
+impl Config {
+    /// A published variant by name: `m1_0` or `repvit_m1_0` (1000 classes, both heads).
+    pub fn variant(name: &str) -> Result<Config, Error> {
+        let short = name.strip_prefix("repvit_").unwrap_or(name);
+        let v = VARIANTS
+            .iter()
+            .find(|v| v.name == short)
+            .ok_or_else(|| Error::UnknownVariant {
+                name: name.to_string(),
+            })?;
+        Ok(Config::from_variant(v))
+    }
+
+    /// The configuration of a table entry.
+    pub fn from_variant(v: &Variant) -> Config {
+        Config {
+            name: v.name.to_string(),
+            embed_dim: v.embed_dim.to_vec(),
+            depth: v.depth.to_vec(),
+            se: alternating_se(&v.depth),
+            legacy: v.legacy,
+            mlp_ratio: 2,
+            num_classes: 1000,
+            distillation: true,
+            in_chans: 3,
+        }
+    }
+
+    /// A custom configuration with timm's defaults for everything not given (SE alternating,
+    /// `mlp_ratio` 2, 3 input channels), checked with [`Config::validate`].
+    pub fn custom(
+        embed_dim: &[usize],
+        depth: &[usize],
+        legacy: bool,
+        num_classes: usize,
+        distillation: bool,
+    ) -> Result<Config, Error> {
+        let c = Config {
+            name: "custom".to_string(),
+            embed_dim: embed_dim.to_vec(),
+            depth: depth.to_vec(),
+            se: alternating_se(depth),
+            legacy,
+            mlp_ratio: 2,
+            num_classes,
+            distillation,
+            in_chans: 3,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks that the configuration describes a buildable network.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: String| Err(Error::Config { reason });
+        if self.embed_dim.is_empty() {
+            return bad("embed_dim is empty: at least one stage is needed".into());
+        }
+        if self.embed_dim.len() != self.depth.len() || self.se.len() != self.depth.len() {
+            return bad(format!(
+                "embed_dim has {} stages, depth {}, se {}: they must agree",
+                self.embed_dim.len(),
+                self.depth.len(),
+                self.se.len()
+            ));
+        }
+        if let Some(i) = (0..self.depth.len()).find(|&i| self.se[i].len() != self.depth[i]) {
+            return bad(format!(
+                "stage {i}: depth {} but {} SE flags",
+                self.depth[i],
+                self.se[i].len()
+            ));
+        }
+        if self.embed_dim.contains(&0) || self.embed_dim[0] < 2 {
+            return bad(format!(
+                "embed_dim {:?}: widths must be >= 1 (and the stem's >= 2)",
+                self.embed_dim
+            ));
+        }
+        if self.depth[0] == 0 && self.embed_dim.len() == 1 {
+            return bad("a single stage with depth 0 has no block".into());
+        }
+        if self.mlp_ratio == 0 || self.num_classes == 0 || self.in_chans == 0 {
+            return bad(format!(
+                "mlp_ratio {}, num_classes {}, in_chans {}: all must be >= 1",
+                self.mlp_ratio, self.num_classes, self.in_chans
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether two configurations describe the same network (names aside).
+    pub fn same_structure(&self, other: &Config) -> bool {
+        (
+            &self.embed_dim,
+            &self.depth,
+            &self.se,
+            self.legacy,
+            self.mlp_ratio,
+            self.num_classes,
+            self.distillation,
+            self.in_chans,
+        ) == (
+            &other.embed_dim,
+            &other.depth,
+            &other.se,
+            other.legacy,
+            other.mlp_ratio,
+            other.num_classes,
+            other.distillation,
+            other.in_chans,
+        )
+    }
+
+    /// The published variant with this structure (class count and heads aside), if any.
+    pub fn matching_variant(&self) -> Option<&'static Variant> {
+        VARIANTS.iter().find(|v| {
+            self.embed_dim == v.embed_dim
+                && self.depth == v.depth
+                && self.legacy == v.legacy
+                && self.se == alternating_se(&v.depth)
+                && self.mlp_ratio == 2
+                && self.in_chans == 3
+        })
+    }
+
+    /// Stem width (`C0 / 2`).
+    pub fn stem_width(&self) -> usize {
+        self.embed_dim[0] / 2
+    }
+
+    /// Width of the final features (the classifier's input).
+    pub fn features(&self) -> usize {
+        *self.embed_dim.last().unwrap_or(&0)
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (embed_dim {:?}, depth {:?}, {}, {} classes{})",
+            self.name,
+            self.embed_dim,
+            self.depth,
+            if self.legacy { "legacy" } else { "non-legacy" },
+            self.num_classes,
+            if self.distillation {
+                ", two heads"
+            } else {
+                ", one head"
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_and_without_prefix() {
+        assert_eq!(
+            Config::variant("m1_0").unwrap(),
+            Config::variant("repvit_m1_0").unwrap()
+        );
+        assert_eq!(Config::variant("m3").unwrap().depth, vec![4, 4, 18, 2]);
+        assert!(Config::variant("m3").unwrap().legacy);
+        let e = Config::variant("m9").unwrap_err().to_string();
+        assert!(
+            e.contains("m9") && e.contains("m1_0") && e.contains("m2_3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn se_widths_match_timm() {
+        let want = [
+            (48, 16),
+            (56, 16),
+            (64, 16),
+            (80, 24),
+            (96, 24),
+            (112, 32),
+            (128, 32),
+            (160, 40),
+        ];
+        for (c, r) in want {
+            assert_eq!(se_reduced(c), r, "c = {c}");
+        }
+        for (c, r) in [
+            (192, 48),
+            (224, 56),
+            (256, 64),
+            (320, 80),
+            (384, 96),
+            (448, 112),
+            (512, 128),
+            (640, 160),
+        ] {
+            assert_eq!(se_reduced(c), r, "c = {c}");
+        }
+        // round_limit = 0: 44 * 0.25 = 11 rounds to 8 and is not bumped to 16.
+        assert_eq!(se_reduced(44), 8);
+        assert_eq!(se_reduced(16), 8);
+    }
+
+    #[test]
+    fn se_alternates_per_stage() {
+        let c = Config::variant("m0_9").unwrap();
+        assert_eq!(c.se[0], vec![true, false]);
+        assert_eq!(c.se[2].iter().filter(|&&s| s).count(), 7);
+        assert!(c.matching_variant().is_some());
+    }
+
+    #[test]
+    fn custom_configs_are_validated() {
+        assert!(Config::custom(&[16, 32], &[1, 2], false, 10, true).is_ok());
+        assert!(Config::custom(&[16, 32], &[1], false, 10, true).is_err());
+        assert!(Config::custom(&[], &[], false, 10, true).is_err());
+        assert!(Config::custom(&[16], &[1], false, 0, true).is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! The crate's error: every failure names the file, the key or input, what was expected and what was
+//! found.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The first tensor where a checkpoint differs from the variant asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDifference {
+    /// The tensor name.
+    pub key: String,
+    /// Its shape in the variant asked for.
+    pub expected: Vec<usize>,
+    /// Its shape in the file (`None`: absent).
+    pub found: Option<Vec<usize>>,
+}
+
+/// Everything that can go wrong while loading a model or running it.
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done ("read", "write").
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid safetensors file (truncated, corrupt header, bad offsets).
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor the model needs is absent.
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// The shape that was expected.
+        expected: Vec<usize>,
+    },
+    /// A tensor has another shape than the configuration implies.
+    WrongShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor has a dtype that is not f32, f16 or bf16.
+    WrongDtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// The dtype in the file.
+        found: String,
+    },
+    /// The file holds a tensor the model does not use (most often: another architecture).
+    UnexpectedKey {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// The checkpoint holds another variant than the one requested.
+    WrongVariant {
+        /// The file.
+        path: PathBuf,
+        /// The requested variant, described.
+        expected: String,
+        /// What the checkpoint's shapes describe.
+        found: String,
+        /// The first tensor that differs.
+        first_difference: Option<Box<KeyDifference>>,
+    },
+    /// The checkpoint's shapes describe no RepViT.
+    NotRepVit {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No variant of that name.
+    UnknownVariant {
+        /// The name given.
+        name: String,
+    },
+    /// An invalid custom configuration.
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An input (image batch, output buffer, npy file) of the wrong shape or type.
+    Input {
+        /// Which input.
+        what: String,
+        /// What was expected.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+    /// A kernel refused its arguments (a bug in this crate if the input was validated) or the
+    /// requested ISA / thread count is unavailable.
+    Kernel {
+        /// The layer.
+        layer: String,
+        /// The kernel crate's error.
+        source: mobile_cnn_kernels::Error,
+    },
+}
+
+fn shape(s: &[usize]) -> String {
+    let parts: Vec<String> = s.iter().map(usize::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "{}: cannot {action}: {source}", path.display()),
+            Error::Format { path, reason } => {
+                write!(
+                    f,
+                    "{}: not a valid safetensors file: {reason}",
+                    path.display()
+                )
+            }
+            Error::MissingKey {
+                path,
+                key,
+                expected,
+            } => write!(
+                f,
+                "{}: missing tensor `{key}`: expected shape {}, found no such key",
+                path.display(),
+                shape(expected)
+            ),
+            Error::WrongShape {
+                path,
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: tensor `{key}`: expected shape {}, found {}",
+                path.display(),
+                shape(expected),
+                shape(found)
+            ),
+            Error::WrongDtype { path, key, found } => write!(
+                f,
+                "{}: tensor `{key}`: expected dtype F32, F16 or BF16, found {found}",
+                path.display()
+            ),
+            Error::UnexpectedKey {
+                path,
+                key,
+                shape: s,
+            } => write!(
+                f,
+                "{}: unexpected tensor `{key}` (shape {}): expected only the keys of the detected RepViT",
+                path.display(),
+                shape(s)
+            ),
+            Error::WrongVariant {
+                path,
+                expected,
+                found,
+                first_difference,
+            } => {
+                write!(
+                    f,
+                    "{}: checkpoint of another variant: expected {expected}, found {found}",
+                    path.display()
+                )?;
+                match first_difference.as_deref() {
+                    Some(KeyDifference {
+                        key,
+                        expected: e,
+                        found: Some(fd),
+                    }) => {
+                        write!(
+                            f,
+                            "; first difference: `{key}` expected shape {}, found {}",
+                            shape(e),
+                            shape(fd)
+                        )
+                    }
+                    Some(KeyDifference {
+                        key,
+                        expected: e,
+                        found: None,
+                    }) => {
+                        write!(
+                            f,
+                            "; first difference: `{key}` expected shape {}, found no such key",
+                            shape(e)
+                        )
+                    }
+                    None => Ok(()),
+                }
+            }
+            Error::NotRepVit { path, reason } => {
+                write!(f, "{}: not a RepViT checkpoint: {reason}", path.display())
+            }
+            Error::UnknownVariant { name } => {
+                let names: Vec<&str> = crate::config::VARIANTS.iter().map(|v| v.name).collect();
+                write!(
+                    f,
+                    "unknown RepViT variant `{name}`: expected one of {} (with or without the `repvit_` prefix)",
+                    names.join(", ")
+                )
+            }
+            Error::Config { reason } => write!(f, "invalid RepViT configuration: {reason}"),
+            Error::Input {
+                what,
+                expected,
+                found,
+            } => write!(f, "{what}: expected {expected}, found {found}"),
+            Error::Kernel { layer, source } => write!(f, "{layer}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Kernel { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Attaches a layer name to a kernel error.
+pub(crate) trait KernelContext<T> {
+    fn layer(self, layer: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> KernelContext<T> for Result<T, mobile_cnn_kernels::Error> {
+    fn layer(self, layer: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Kernel {
+            layer: layer(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Every published variant as data: key lists, detection from shapes, random models that run.
+
+use mobile_cnn_kernels::{Isa, Kernels};
+use repvit::config::VARIANTS;
+use repvit::weights::{expected_keys, random_state_dict};
+use repvit::{Config, RepVit, StateDict};
+
+#[test]
+fn every_variant_is_detected_from_its_shapes() {
+    for v in &VARIANTS {
+        let cfg = Config::from_variant(v);
+        let sd = random_state_dict(&cfg, 1).unwrap();
+        let found = repvit::weights::detect_config(&sd).unwrap();
+        assert_eq!(found, cfg, "{}", v.name);
+        assert_eq!(
+            repvit::weights::resolve_config(&sd, Some(&format!("repvit_{}", v.name))).unwrap(),
+            cfg
+        );
+    }
+}
+
+#[test]
+fn key_counts_match_timm() {
+    // Counted from timm 1.0.31 state_dicts without num_batches_tracked.
+    let c = Config::variant("m1_0").unwrap();
+    let keys = expected_keys(&c).unwrap();
+    let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert!(keys.iter().any(
+        |(k, s)| k == "stages.3.downsample.channel_downsample.c.weight"
+            && s == &vec![448, 224, 1, 1]
+    ));
+    assert!(
+        keys.iter()
+            .any(|(k, s)| k == "stages.0.blocks.0.se.fc1.weight" && s == &vec![16, 56, 1, 1])
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|(k, _)| k.starts_with("stages.0.blocks.1.se."))
+    );
+    assert!(!keys.iter().any(|(k, _)| k.contains("pre_block.se.")));
+    // timm 1.0.31: repvit_m1_0().state_dict(): 605 keys besides num_batches_tracked, 7_359_412 floats.
+    assert_eq!(
+        (keys.len(), params),
+        (605, 7_359_412),
+        "m1_0 keys and float parameters"
+    );
+}
+
+#[test]
+fn random_models_of_every_variant_run() {
+    let k = Kernels::new().unwrap().with_threads(2).unwrap();
+    for v in &VARIANTS {
+        let cfg = Config::from_variant(v);
+        let model = RepVit::random(&cfg, 5, &k).unwrap();
+        let x: Vec<f32> = (0..2 * 3 * 48 * 40)
+            .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let y = model.forward(&x, [2, 3, 48, 40]).unwrap();
+        assert_eq!(y.len(), 2000);
+        assert!(y.iter().all(|v| v.is_finite()), "{}", v.name);
+    }
+}
+
+#[test]
+fn random_equals_loading_its_state_dict_and_isas_agree() {
+    let cfg = Config::custom(&[16, 24, 40], &[2, 0, 3], false, 7, true).unwrap();
+    let x: Vec<f32> = (0..3 * 3 * 29 * 35)
+        .map(|i| ((i * 31 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    let shape = [3, 3, 29, 35];
+    let mut outs = Vec::new();
+    for isa in Isa::available() {
+        let k = Kernels::with_isa(isa).unwrap();
+        let a = RepVit::random(&cfg, 9, &k)
+            .unwrap()
+            .forward(&x, shape)
+            .unwrap();
+        let bytes = random_state_dict(&cfg, 9)
+            .unwrap()
+            .to_safetensors()
+            .unwrap();
+        let sd = StateDict::from_bytes("random.safetensors", &bytes).unwrap();
+        let b = RepVit::from_state_dict(sd, None, &k)
+            .unwrap()
+            .forward(&x, shape)
+            .unwrap();
+        assert_eq!(a, b, "{isa}");
+        outs.push((isa, a));
+    }
+    let (_, first) = &outs[0];
+    for (isa, o) in &outs[1..] {
+        for (p, q) in first.iter().zip(o) {
+            assert!(
+                (p - q).abs() <= 1e-4 * p.abs().max(1.0),
+                "{isa}: {p} vs {q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_items_are_independent_and_threads_agree() {
+    let cfg = Config::custom(&[16, 32], &[1, 2], true, 5, false).unwrap();
+    let k1 = Kernels::new().unwrap().with_threads(1).unwrap();
+    let m = RepVit::random(&cfg, 2, &k1).unwrap();
+    let img = 3 * 20 * 24;
+    let x: Vec<f32> = (0..2 * img)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+        .collect();
+    let both = m.forward(&x, [2, 3, 20, 24]).unwrap();
+    let first = m.forward(&x[..img], [1, 3, 20, 24]).unwrap();
+    let second = m.forward(&x[img..], [1, 3, 20, 24]).unwrap();
+    for (p, q) in both.iter().zip(first.iter().chain(&second)) {
+        assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
+    }
+    let m2 = m.with_threads(2).unwrap();
+    assert_eq!(m2.forward(&x, [2, 3, 20, 24]).unwrap(), both);
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Reference fixtures for the `repvit` crate, computed with timm.
+
+Default: writes small fixtures (reduced-width RepViTs with random weights and randomised BatchNorm
+statistics, an input batch of 2 and timm's eval logits) into model/tests/fixtures/:
+
+    small.safetensors, small_input.npy, small_logits.npy
+        non-legacy, embed_dim (16, 32, 48, 64), depth (1, 2, 2, 1), 1000 classes, two heads, f32,
+        input 2x3x100x76 (odd sizes on purpose: exercises the stride-2 edges)
+    legacy.safetensors, legacy_input.npy, legacy_logits.npy
+        legacy, embed_dim (16, 24, 32), depth (2, 1, 1), 10 classes, one head, tensors stored
+        alternately as f16 and bf16 (the reference runs on the rounded weights), input 2x3x64x64
+
+`--full m1_0` (any timm variant name) instead builds that full-size variant with random weights,
+writes checkpoint, input (2x3x224x224) and logits to /tmp/repvit_full_<name>/, runs
+`cargo run --release -p repvit --bin repvit -- infer ...` (unless --no-run) and compares.
+
+Run with: /work/venv/bin/python model/tools/make_fixtures.py [--full NAME] [--no-run]
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import timm
+from timm.models.repvit import RepVit
+from safetensors.torch import save_file
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "model" / "tests" / "fixtures"
+
+
+def randomise(model: torch.nn.Module, seed: int) -> None:
+    """Random BatchNorm statistics and affine parameters, random classifier biases: so that
+    folding is non-trivial and the test sees every parameter."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+            elif isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.05)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    model.eval()
+
+
+def state_dict_f32(model):
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def logits(model, x):
+    with torch.no_grad():
+        return model(x).float().numpy()
+
+
+def check_fused(model, x, ref):
+    """timm's own fuse() must agree with the unfused eval graph (sanity of the reference)."""
+    import copy
+
+    fused = copy.deepcopy(model).fuse().eval()
+    d = np.abs(logits(fused, x) - ref).max()
+    print(f"  timm fused vs unfused: max |diff| = {d:.2e}")
+
+
+def write_fixture(name, model, x, dtypes=None):
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    sd = state_dict_f32(model)
+    if dtypes is not None:
+        # Round the model's own float tensors to the storage dtypes first, so the reference logits
+        # are those of exactly the stored weights.
+        i = 0
+        for k, v in sd.items():
+            if v.is_floating_point():
+                dt = dtypes[i % len(dtypes)]
+                i += 1
+                sd[k] = v.to(dt)
+        with torch.no_grad():
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        model.eval()
+    ref = logits(model, x)
+    check_fused(model, x, ref)
+    save_file(sd, str(FIXTURES / f"{name}.safetensors"))
+    np.save(FIXTURES / f"{name}_input.npy", x.numpy().astype(np.float32))
+    np.save(FIXTURES / f"{name}_logits.npy", ref.astype(np.float32))
+    print(f"  {name}: logits {ref.shape}, |max| {np.abs(ref).max():.3f}")
+
+
+def small_fixtures():
+    torch.manual_seed(0)
+    m = RepVit(embed_dim=(16, 32, 48, 64), depth=(1, 2, 2, 1), num_classes=1000)
+    randomise(m, 1)
+    x = torch.randn(2, 3, 100, 76, generator=torch.Generator().manual_seed(2))
+    write_fixture("small", m, x)
+
+    torch.manual_seed(3)
+    m = RepVit(embed_dim=(16, 24, 32), depth=(2, 1, 1), num_classes=10, legacy=True, distillation=False)
+    randomise(m, 4)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    write_fixture("legacy", m, x, dtypes=[torch.float16, torch.bfloat16])
+
+    total = sum(f.stat().st_size for f in FIXTURES.iterdir() if f.is_file())
+    for f in sorted(FIXTURES.iterdir()):
+        print(f"  {f.relative_to(ROOT)}: {f.stat().st_size} bytes")
+    print(f"  total {total} bytes")
+
+
+def full(name, run):
+    variant = name if name.startswith("repvit_") else f"repvit_{name}"
+    out = pathlib.Path(f"/tmp/repvit_full_{variant[len('repvit_'):]}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(10)
+    m = timm.create_model(variant, pretrained=False)
+    randomise(m, 11)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(12))
+    ref = logits(m, x)
+    check_fused(m, x, ref)
+    save_file(state_dict_f32(m), str(out / "model.safetensors"))
+    np.save(out / "input.npy", x.numpy())
+    np.save(out / "logits.npy", ref)
+    cmd = [
+        "cargo", "run", "--release", "-q", "-p", "repvit", "--bin", "repvit", "--", "infer",
+        "--weights", str(out / "model.safetensors"), "--variant", variant,
+        "--input", str(out / "input.npy"), "--output", str(out / "ours.npy"),
+    ]
+    print(f"  wrote {out}/model.safetensors, input.npy, logits.npy (|max logit| {np.abs(ref).max():.3f})")
+    if not run:
+        print("  compare with:\n    (cd %s && %s)" % (ROOT, " ".join(cmd)))
+        return 0
+    subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ)
+    ours = np.load(out / "ours.npy")
+    d = np.abs(ours - ref)
+    tol = 1e-4 * np.maximum(1.0, np.abs(ref))
+    print(f"  {variant}: max |diff| {d.max():.2e}, max diff / tolerance {np.max(d / tol):.3f}, "
+          f"top-1 agree {np.mean(ours.argmax(1) == ref.argmax(1)) * 100:.0f} %")
+    return 0 if np.all(d <= tol) else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", metavar="NAME", help="check a full-size variant (m1_0, repvit_m2_3, ...)")
+    ap.add_argument("--no-run", action="store_true", help="with --full: only write files, print the command")
+    a = ap.parse_args()
+    print(f"timm {timm.__version__}, torch {torch.__version__}")
+    if a.full:
+        return full(a.full, not a.no_run)
+    small_fixtures()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
