@@ -8,8 +8,11 @@ use std::hint::black_box;
 use bench_suite::{criterion_config, isas_to_bench, peak, shapes};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mobile_cnn_kernels::registry::{self, Op};
+use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
 use mobile_cnn_kernels::tensor::aligned_zeros;
-use mobile_cnn_kernels::{Activation, DwConv3x3Geom, Kernels, PackedPointwise};
+use mobile_cnn_kernels::{
+    Activation, Conv3x3, DwConv3x3Geom, Kernels, PackedPointwise, Shape, Tensor,
+};
 
 fn bench_peak(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak_fma");
@@ -118,9 +121,104 @@ fn bench_pointwise(c: &mut Criterion) {
     }
 }
 
+/// RepViT's two stem convolutions (3 -> C/2 at 224x224, C/2 -> C at 112x112, both stride 2), for
+/// C of every variant family, one thread; multiply-adds counted over the im2col taps.
+fn bench_stem(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stem_conv3x3_t1");
+    for c0 in [48, 56, 64, 80] {
+        for (hw, cin, cout) in [(224, 3, c0 / 2), (112, c0 / 2, c0)] {
+            let input = Tensor::from_slice(
+                Shape::new(1, hw, hw, cin),
+                &(0..hw * hw * cin)
+                    .map(|i| ((i % 9) as f32 - 4.0) * 0.1)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("valid shape");
+            let w: Vec<f32> = (0..cout * cin * 9)
+                .map(|i| ((i % 5) as f32 - 2.0) * 0.05)
+                .collect();
+            for isa in isas_to_bench() {
+                let Ok(conv) = Conv3x3::new(
+                    isa,
+                    cin,
+                    cout,
+                    &w,
+                    Some(&vec![0.0; cout]),
+                    2,
+                    Activation::Gelu,
+                ) else {
+                    continue;
+                };
+                let ks = Kernels::with_isa(isa)
+                    .and_then(|k| k.with_threads(1))
+                    .expect("available ISA");
+                let mut out =
+                    Tensor::zeros(conv.output_shape(input.shape()).expect("shape")).expect("shape");
+                let mut scratch = Vec::new();
+                g.throughput(Throughput::Elements(
+                    2 * conv.macs(input.shape()).expect("shape"),
+                ));
+                g.bench_function(
+                    BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{cin}to{cout}")),
+                    |b| {
+                        b.iter(|| {
+                            conv.run(&ks, &input, &mut out, &mut scratch)
+                                .expect("valid shapes")
+                        })
+                    },
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
+/// Squeeze-excite gate from fused depthwise sums (the path RepViT uses), every stage width of M1.0,
+/// one thread. Compare with the same block's pointwise convolutions in `pointwise_t1`.
+fn bench_se(c: &mut Criterion) {
+    let mut g = c.benchmark_group("se_gate_t1");
+    for (hw, ch) in [(56, 56), (28, 112), (14, 224), (7, 448)] {
+        let r = make_divisible(ch as f64 * 0.25, 8);
+        let w1 = vec![0.01; r * ch];
+        let w2 = vec![0.01; ch * r];
+        let sums = vec![1.0; ch];
+        for isa in isas_to_bench() {
+            let Ok(se) = SqueezeExcite::new(
+                isa,
+                ch,
+                r,
+                &w1,
+                &vec![0.0; r],
+                &w2,
+                &vec![0.0; ch],
+                Activation::Relu,
+                Gate::Sigmoid,
+            ) else {
+                continue;
+            };
+            let ks = Kernels::with_isa(isa)
+                .and_then(|k| k.with_threads(1))
+                .expect("available ISA");
+            let mut scale = vec![0.0; ch];
+            let mut scratch = Vec::new();
+            g.throughput(Throughput::Elements(2 * 2 * (ch * r) as u64));
+            g.bench_function(
+                BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
+                |b| {
+                    b.iter(|| {
+                        se.scale_from_sums(&ks, &sums, hw * hw, &mut scale, &mut scratch)
+                            .expect("valid shapes")
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = bench_peak, bench_dwconv, bench_pointwise
+    targets = bench_peak, bench_dwconv, bench_pointwise, bench_stem, bench_se
 }
 criterion_main!(benches);
