@@ -85,14 +85,4 @@ mod tests {
             t::check_against_reference(pointwise_6x16_avx2, NR);
         }
     }
-
-    #[test]
-    #[ignore = "timing, run with --release -- --ignored --nocapture (PW_ACT=identity for the GEMM alone)"]
-    fn speed() {
-        if available() {
-            let peak = t::peak_avx2();
-            println!("\npeak avx2 {peak:.1} GFLOP/s");
-            t::time_variants(&[("6x16", pointwise_6x16_avx2, NR)], peak);
-        }
-    }
 }

@@ -125,14 +125,4 @@ mod tests {
             t::check_against_reference(pointwise_8x32_avx512, NR);
         }
     }
-
-    #[test]
-    #[ignore = "timing, run with --release -- --ignored --nocapture (PW_ACT=identity for the GEMM alone)"]
-    fn speed() {
-        if available() {
-            let peak = t::peak_avx512();
-            println!("\npeak avx512 {peak:.1} GFLOP/s");
-            t::time_variants(&[("8x32", pointwise_8x32_avx512, NR)], peak);
-        }
-    }
 }
