@@ -12,8 +12,8 @@
 use core::arch::aarch64::*;
 
 use crate::activation::{
-    Activation, ERFC_COEFFS, ERFC_P, ERFC_ZMAX, EXP_MAX, EXP_MIN, EXP_TAYLOR, FRAC_1_SQRT_2,
-    LN2_HI, LN2_LO, LOG2_E,
+    Activation, EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO,
+    LOG2_E,
 };
 
 /// Compile-time code of [`Activation::Identity`].
@@ -117,6 +117,9 @@ pub(crate) unsafe fn hardswish(x: float32x4_t) -> float32x4_t {
 ///
 /// # Safety
 /// NEON must be available.
+// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
+// scalar form) for vector sigmoid gates.
+#[allow(dead_code)]
 #[inline(always)]
 pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
     // SAFETY: NEON is available (this function's contract); register-only intrinsics.
@@ -139,34 +142,50 @@ pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
     }
 }
 
-/// Exact-form GELU `x * Phi(x)` by the shared scheme of [`crate::activation::gelu`]; NaN stays NaN.
+/// Row `k` of the GELU table, lane `j` taking segment `idx[j]` (which must be in `0..8`).
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+unsafe fn gelu_row(idx: uint32x4_t, k: usize) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract); `GELU_POLY[k]` is 8 floats = 32 bytes,
+    // exactly what the two-register load reads.
+    unsafe {
+        let table = vld1q_u8_x2(GELU_POLY[k].as_ptr().cast::<u8>());
+        // Byte b of lane j reads byte 4 * idx[j] + b of the row (little-endian floats; 4 * 7 + 3 =
+        // 31 stays inside the 32-byte table and no byte carries into the next).
+        let bytes = vmlaq_n_u32(vdupq_n_u32(0x0302_0100), idx, 0x0404_0404);
+        vreinterpretq_f32_u8(vqtbl2q_u8(table, vreinterpretq_u8_u32(bytes)))
+    }
+}
+
+/// Exact-form GELU by the shared table scheme of [`crate::activation::gelu`]; NaN stays NaN.
 ///
 /// # Safety
 /// NEON must be available.
 #[inline(always)]
 pub(crate) unsafe fn gelu(x: float32x4_t) -> float32x4_t {
-    // SAFETY: NEON is available (this function's contract, which `exp` shares).
+    // SAFETY: NEON is available (this function's contract, which `gelu_row` shares); every index
+    // passed to `gelu_row` is in 0..8.
     unsafe {
-        let one = vdupq_n_f32(1.0);
-        let z = vmulq_f32(vabsq_f32(x), vdupq_n_f32(FRAC_1_SQRT_2));
-        // FMINNM: a NaN z gives ERFC_ZMAX, like the scalar `f32::min`.
-        let zc = vminnmq_f32(z, vdupq_n_f32(ERFC_ZMAX));
-        // True division, as the scalar `1.0 / ...`.
-        let t = vdivq_f32(one, vfmaq_f32(one, vdupq_n_f32(ERFC_P), zc));
-        let mut p = vdupq_n_f32(ERFC_COEFFS[7]);
-        for &c in ERFC_COEFFS[..7].iter().rev() {
-            p = vfmaq_f32(vdupq_n_f32(c), p, t);
+        let u = vabsq_f32(x);
+        // FMINNM: a NaN product gives the last segment, like the scalar `f32::min`.
+        let f = vminnmq_f32(
+            vmulq_f32(u, vdupq_n_f32(GELU_SCALE)),
+            vdupq_n_f32((GELU_SEGMENTS - 1) as f32),
+        );
+        // Round to nearest, ties to even (FRINTN), as `round_ties_even`.
+        let i = vrndnq_f32(f);
+        let r = vsubq_f32(f, i);
+        // Integral in [0, 7]: the conversion is exact.
+        let idx = vcvtq_u32_f32(i);
+        let mut p = gelu_row(idx, 6);
+        for k in (0..6).rev() {
+            // vfmaq_f32(a, b, c) = a + b * c with one rounding: `p.mul_add(r, row)`.
+            p = vfmaq_f32(gelu_row(idx, k), p, r);
         }
-        let p = vmulq_f32(p, t);
-        let e = exp(vnegq_f32(vmulq_f32(zc, zc)));
-        let c = vmulq_f32(vmulq_f32(vdupq_n_f32(0.5), p), e);
-        // c = 0 where z > ERFC_ZMAX (false for NaN, as in the scalar form).
-        let big = vcgtq_f32(z, vdupq_n_f32(ERFC_ZMAX));
-        let c = vbslq_f32(big, vdupq_n_f32(0.0), c);
-        // phi = x >= 0 ? 1 - c : c (NaN x takes c; x * phi is NaN either way).
-        let pos = vcgeq_f32(x, vdupq_n_f32(0.0));
-        let phi = vbslq_f32(pos, vsubq_f32(one, c), c);
-        vmulq_f32(x, phi)
+        let half = vdupq_n_f32(0.5);
+        vfmaq_f32(vmulq_f32(half, x), vmulq_f32(half, u), p)
     }
 }
 
@@ -263,8 +282,8 @@ mod tests {
             6.0,
             6.5,
             -3.0,
-            ERFC_ZMAX * std::f32::consts::SQRT_2,
-            -ERFC_ZMAX * std::f32::consts::SQRT_2,
+            6.5 / crate::activation::GELU_SCALE,
+            -6.5 / crate::activation::GELU_SCALE,
             87.0,
             -87.0,
             1e4,

@@ -8,8 +8,7 @@
 use core::arch::x86_64::*;
 
 use crate::activation::{
-    ERFC_COEFFS, ERFC_P, ERFC_ZMAX, EXP_MAX, EXP_MIN, EXP_TAYLOR, FRAC_1_SQRT_2, LN2_HI, LN2_LO,
-    LOG2_E,
+    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
 };
 use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
 
@@ -59,6 +58,9 @@ pub(crate) unsafe fn hardswish(x: __m256) -> __m256 {
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
+// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
+// scalar form) for vector sigmoid gates.
+#[allow(dead_code)]
 #[inline(always)]
 pub(crate) unsafe fn exp(x: __m256) -> __m256 {
     // SAFETY: AVX2 and FMA are available (this function's contract).
@@ -87,36 +89,41 @@ pub(crate) unsafe fn exp(x: __m256) -> __m256 {
     }
 }
 
-/// Exact-form GELU `x * Phi(x)` by the shared scheme of [`crate::activation::gelu`]; NaN stays NaN.
+/// Row `k` of the GELU table, lane `j` taking segment `idx[j] % 8`.
+///
+/// # Safety
+/// AVX2 must be available.
+#[inline(always)]
+unsafe fn gelu_row(idx: __m256i, k: usize) -> __m256 {
+    // SAFETY: AVX2 is available (this function's contract); `GELU_POLY[k]` holds 8 floats, which
+    // the unaligned load reads exactly.
+    unsafe { _mm256_permutevar8x32_ps(_mm256_loadu_ps(GELU_POLY[k].as_ptr()), idx) }
+}
+
+/// Exact-form GELU by the shared table scheme of [`crate::activation::gelu`]; NaN stays NaN.
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
 #[inline(always)]
 pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
-    // SAFETY: AVX2 and FMA are available (this function's contract, which `exp` shares).
+    // SAFETY: AVX2 and FMA are available (this function's contract, which `gelu_row` shares).
     unsafe {
-        let abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
-        let z = _mm256_mul_ps(abs, _mm256_set1_ps(FRAC_1_SQRT_2));
-        // NaN z gives ERFC_ZMAX (second operand), like the scalar `f32::min`.
-        let zc = _mm256_min_ps(z, _mm256_set1_ps(ERFC_ZMAX));
-        let t = _mm256_div_ps(
-            _mm256_set1_ps(1.0),
-            _mm256_fmadd_ps(_mm256_set1_ps(ERFC_P), zc, _mm256_set1_ps(1.0)),
+        let u = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
+        // A NaN product gives the second operand, the last segment, like the scalar `f32::min`.
+        let f = _mm256_min_ps(
+            _mm256_mul_ps(u, _mm256_set1_ps(GELU_SCALE)),
+            _mm256_set1_ps((GELU_SEGMENTS - 1) as f32),
         );
-        let mut p = _mm256_set1_ps(ERFC_COEFFS[7]);
-        for &c in ERFC_COEFFS[..7].iter().rev() {
-            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
+        let i = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f);
+        let r = _mm256_sub_ps(f, i);
+        // Integral in [0, 7]: the conversion is exact.
+        let idx = _mm256_cvtps_epi32(i);
+        let mut p = gelu_row(idx, 6);
+        for k in (0..6).rev() {
+            p = _mm256_fmadd_ps(p, r, gelu_row(idx, k));
         }
-        let p = _mm256_mul_ps(p, t);
-        let e = exp(_mm256_xor_ps(_mm256_mul_ps(zc, zc), _mm256_set1_ps(-0.0)));
-        let c = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), p), e);
-        // c = 0 where z > ERFC_ZMAX (false for NaN, as in the scalar form).
-        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(z, _mm256_set1_ps(ERFC_ZMAX));
-        let c = _mm256_andnot_ps(big, c);
-        // phi = x >= 0 ? 1 - c : c (NaN x takes c; x * phi is NaN either way).
-        let pos = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_setzero_ps());
-        let phi = _mm256_blendv_ps(c, _mm256_sub_ps(_mm256_set1_ps(1.0), c), pos);
-        _mm256_mul_ps(x, phi)
+        let half = _mm256_set1_ps(0.5);
+        _mm256_fmadd_ps(_mm256_mul_ps(half, u), p, _mm256_mul_ps(half, x))
     }
 }
 
@@ -231,8 +238,8 @@ mod tests {
             -1e-30,
             -100.0,
             100.0,
-            4.6 * std::f32::consts::SQRT_2,
-            -4.6 * std::f32::consts::SQRT_2,
+            6.5 / crate::activation::GELU_SCALE,
+            -6.5 / crate::activation::GELU_SCALE,
         ];
         check_all(&special);
         // SAFETY: AVX2+FMA checked at the top of the test.

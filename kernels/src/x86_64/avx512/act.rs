@@ -9,8 +9,7 @@
 use core::arch::x86_64::*;
 
 use crate::activation::{
-    ERFC_COEFFS, ERFC_P, ERFC_ZMAX, EXP_MAX, EXP_MIN, EXP_TAYLOR, FRAC_1_SQRT_2, LN2_HI, LN2_LO,
-    LOG2_E,
+    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
 };
 use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
 
@@ -60,6 +59,9 @@ pub(crate) unsafe fn hardswish(x: __m512) -> __m512 {
 ///
 /// # Safety
 /// AVX-512F must be available.
+// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
+// scalar form) for vector sigmoid gates.
+#[allow(dead_code)]
 #[inline(always)]
 unsafe fn neg(x: __m512) -> __m512 {
     // SAFETY: AVX-512F is available (this function's contract).
@@ -75,6 +77,9 @@ unsafe fn neg(x: __m512) -> __m512 {
 ///
 /// # Safety
 /// AVX-512F must be available.
+// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
+// scalar form) for vector sigmoid gates.
+#[allow(dead_code)]
 #[inline(always)]
 pub(crate) unsafe fn exp(x: __m512) -> __m512 {
     // SAFETY: AVX-512F is available (this function's contract).
@@ -103,35 +108,47 @@ pub(crate) unsafe fn exp(x: __m512) -> __m512 {
     }
 }
 
-/// Exact-form GELU `x * Phi(x)` by the shared scheme of [`crate::activation::gelu`]; NaN stays NaN.
+/// Row `k` of the GELU table, lane `j` taking segment `idx[j]` (which must be in `0..8`).
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+unsafe fn gelu_row(idx: __m512i, k: usize) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract); `GELU_POLY[k]` holds 8 floats, which
+    // the 256-bit unaligned load reads exactly; lanes 8..16 of the widened row are never selected.
+    unsafe {
+        _mm512_permutexvar_ps(
+            idx,
+            _mm512_castps256_ps512(_mm256_loadu_ps(GELU_POLY[k].as_ptr())),
+        )
+    }
+}
+
+/// Exact-form GELU by the shared table scheme of [`crate::activation::gelu`]; NaN stays NaN.
 ///
 /// # Safety
 /// AVX-512F must be available.
 #[inline(always)]
 pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F is available (this function's contract, which `exp` and `neg` share).
+    // SAFETY: AVX-512F is available (this function's contract, which `gelu_row` shares); every
+    // index passed to `gelu_row` is in 0..8.
     unsafe {
-        let z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(FRAC_1_SQRT_2));
-        // NaN z gives ERFC_ZMAX (second operand), like the scalar `f32::min`.
-        let zc = _mm512_min_ps(z, _mm512_set1_ps(ERFC_ZMAX));
-        let t = _mm512_div_ps(
-            _mm512_set1_ps(1.0),
-            _mm512_fmadd_ps(_mm512_set1_ps(ERFC_P), zc, _mm512_set1_ps(1.0)),
+        let u = _mm512_abs_ps(x);
+        // A NaN product gives the second operand, the last segment, like the scalar `f32::min`.
+        let f = _mm512_min_ps(
+            _mm512_mul_ps(u, _mm512_set1_ps(GELU_SCALE)),
+            _mm512_set1_ps((GELU_SEGMENTS - 1) as f32),
         );
-        let mut p = _mm512_set1_ps(ERFC_COEFFS[7]);
-        for &c in ERFC_COEFFS[..7].iter().rev() {
-            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+        let i = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f);
+        let r = _mm512_sub_ps(f, i);
+        // Integral in [0, 7]: the conversion is exact; the permute reads the low 4 bits.
+        let idx = _mm512_cvtps_epi32(i);
+        let mut p = gelu_row(idx, 6);
+        for k in (0..6).rev() {
+            p = _mm512_fmadd_ps(p, r, gelu_row(idx, k));
         }
-        let p = _mm512_mul_ps(p, t);
-        let e = exp(neg(_mm512_mul_ps(zc, zc)));
-        let c = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), p), e);
-        // c = 0 where z > ERFC_ZMAX (false for NaN, as in the scalar form).
-        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, _mm512_set1_ps(ERFC_ZMAX));
-        let c = _mm512_mask_mov_ps(c, big, _mm512_setzero_ps());
-        // phi = x >= 0 ? 1 - c : c (NaN x takes c; x * phi is NaN either way).
-        let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-        let phi = _mm512_mask_blend_ps(pos, c, _mm512_sub_ps(_mm512_set1_ps(1.0), c));
-        _mm512_mul_ps(x, phi)
+        let half = _mm512_set1_ps(0.5);
+        _mm512_fmadd_ps(_mm512_mul_ps(half, u), p, _mm512_mul_ps(half, x))
     }
 }
 
@@ -244,8 +261,8 @@ mod tests {
             -1e-30,
             -100.0,
             100.0,
-            4.6 * std::f32::consts::SQRT_2,
-            -4.6 * std::f32::consts::SQRT_2,
+            6.5 / crate::activation::GELU_SCALE,
+            -6.5 / crate::activation::GELU_SCALE,
         ];
         check_all(&special);
         // SAFETY: AVX-512F checked at the top of the test.
