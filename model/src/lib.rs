@@ -21,6 +21,7 @@ pub mod error;
 pub mod fuse;
 pub mod model;
 pub mod npy;
+pub mod preprocess;
 pub mod weights;
 
 pub use checkpoint::StateDict;
