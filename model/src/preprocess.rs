@@ -46,21 +46,29 @@ pub struct Rgb8 {
 impl Rgb8 {
     /// Wraps `data` (`height * width * 3` bytes).
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Rgb8, Error> {
-        let want = width.checked_mul(height).and_then(|n| n.checked_mul(3));
-        if width == 0 || height == 0 || want != Some(data.len()) {
-            return Err(Error::Input {
-                what: "RGB image".into(),
-                expected: format!(
-                    "width >= 1, height >= 1 and width * height * 3 bytes ({width} x {height})"
-                ),
-                found: format!("{} bytes", data.len()),
-            });
-        }
-        Ok(Rgb8 {
+        let img = Rgb8 {
             width,
             height,
             data,
-        })
+        };
+        img.check()?;
+        Ok(img)
+    }
+
+    /// The fields are public: an error unless they describe a non-empty image.
+    fn check(&self) -> Result<(), Error> {
+        let (w, h) = (self.width, self.height);
+        let want = w.checked_mul(h).and_then(|n| n.checked_mul(3));
+        if w == 0 || h == 0 || want != Some(self.data.len()) {
+            return Err(Error::Input {
+                what: "RGB image".into(),
+                expected: format!(
+                    "width >= 1, height >= 1 and width * height * 3 bytes ({w} x {h})"
+                ),
+                found: format!("{} bytes", self.data.len()),
+            });
+        }
+        Ok(())
     }
 
     /// Decodes a JPEG or PNG file and converts it to RGB (grey replicated, alpha dropped, as PIL's
@@ -273,18 +281,7 @@ impl EvalTransform {
     /// The cropped, resized 8-bit image (`size x size`), before normalisation.
     pub fn resize_crop(&self, img: &Rgb8) -> Result<Rgb8, Error> {
         self.check()?;
-        // The fields are public: check them again.
-        Rgb8::new(img.width, img.height, Vec::new()).or_else(|e| {
-            let ok = img
-                .width
-                .checked_mul(img.height)
-                .and_then(|n| n.checked_mul(3));
-            if img.width > 0 && img.height > 0 && ok == Some(img.data.len()) {
-                Ok(Rgb8::new(1, 1, vec![0; 3])?)
-            } else {
-                Err(e)
-            }
-        })?;
+        img.check()?;
         let n = self.size;
         let (rw, rh) = self.resized_dims(img.width, img.height);
         let (left, top) = self.crop_offset(img.width, img.height);
