@@ -22,7 +22,8 @@ pub struct Entry {
 /// Named tensors (a PyTorch `state_dict`), in memory, all floats converted to f32.
 ///
 /// Keys ending in `num_batches_tracked` (BatchNorm's training counter, any dtype) are dropped on
-/// reading: inference never needs them.
+/// reading: inference never needs them. Files with the official RepViT repository's key names are
+/// renamed to timm's on reading (`crate::official`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateDict {
     path: PathBuf,
@@ -107,6 +108,10 @@ impl StateDict {
                 data: convert(dtype, view.data()),
             };
             tensors.insert(name.to_string(), entry);
+        }
+        // The official repository's names (`features.*`, `classifier.*`) become timm's.
+        if crate::official::is_official(tensors.keys().map(String::as_str)) {
+            tensors = crate::official::to_timm(&path, tensors)?;
         }
         Ok(StateDict { path, tensors })
     }

@@ -21,6 +21,8 @@ pub mod error;
 pub mod fuse;
 pub mod model;
 pub mod npy;
+pub mod official;
+pub mod preprocess;
 pub mod weights;
 
 pub use checkpoint::StateDict;

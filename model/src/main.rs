@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--threads N]
+//! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] IMAGE...
 //! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--isa NAME] [--json]
 //! ```
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels};
+use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
 use repvit::{Config, Error, RepVit, VARIANTS, npy};
 
 fn cli() -> Command {
@@ -52,6 +54,7 @@ fn cli() -> Command {
                 .arg(threads.clone())
                 .arg(isa.clone()),
         )
+        .subcommand(classify_cmd(threads.clone(), isa.clone()))
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
@@ -113,6 +116,75 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
         Some(&t) => k.with_threads(t).map_err(ctx),
         None => Ok(k),
     }
+}
+
+fn classify_cmd(threads: Arg, isa: Arg) -> Command {
+    Command::new("classify")
+        .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
+        .arg(
+            Arg::new("weights")
+                .long("weights")
+                .required(true)
+                .help("timm model.safetensors (ImageNet-1k head)"),
+        )
+        .arg(
+            Arg::new("variant")
+                .long("variant")
+                .help("variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent"),
+        )
+        .arg(threads)
+        .arg(isa)
+        .arg(
+            Arg::new("top")
+                .long("top")
+                .value_parser(value_parser!(usize))
+                .default_value("5")
+                .help("classes printed per image"),
+        )
+        .arg(
+            Arg::new("images")
+                .value_name("IMAGE")
+                .required(true)
+                .num_args(1..)
+                .help("JPEG or PNG files, classified in one batch"),
+        )
+}
+
+/// Decodes, resizes and crops every image as timm's eval transform does, runs them as one batch
+/// and prints the top-K classes with their softmax probabilities.
+fn classify(m: &ArgMatches) -> Result<(), Error> {
+    let k = kernels(m)?;
+    let weights = m
+        .get_one::<String>("weights")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let images: Vec<&String> = m
+        .get_many::<String>("images")
+        .into_iter()
+        .flatten()
+        .collect();
+    let top = *m.get_one::<usize>("top").unwrap_or(&5);
+    // Images first: a bad image is reported before the (slower) model load.
+    let (x, shape) = EvalTransform::default().batch(&images)?;
+    let model = RepVit::load(
+        weights,
+        m.get_one::<String>("variant").map(String::as_str),
+        &k,
+    )?;
+    let classes = model.num_classes();
+    let logits = model.forward(&x, shape)?;
+    for (path, row) in images.iter().zip(logits.chunks_exact(classes)) {
+        println!("{path}");
+        for (rank, (i, p)) in top_k(row, top).into_iter().enumerate() {
+            let name = if classes == 1000 {
+                imagenet_class(i).unwrap_or("?")
+            } else {
+                "?"
+            };
+            println!("  {:>2}. {:>8.4} %  {i:>4}  {name}", rank + 1, 100.0 * p);
+        }
+    }
+    Ok(())
 }
 
 fn infer(m: &ArgMatches) -> Result<(), Error> {
@@ -234,6 +306,7 @@ fn main() -> ExitCode {
     let m = cli().get_matches();
     let r = match m.subcommand() {
         Some(("infer", sub)) => infer(sub),
+        Some(("classify", sub)) => classify(sub),
         Some(("bench", sub)) => bench(sub),
         _ => Ok(()),
     };

@@ -11,11 +11,14 @@ statistics, an input batch of 2 and timm's eval logits) into model/tests/fixture
         legacy, embed_dim (16, 24, 32), depth (2, 1, 1), 10 classes, one head, tensors stored
         alternately as f16 and bf16 (the reference runs on the rounded weights), input 2x3x64x64
 
-`--full m1_0` (any timm variant name) instead builds that full-size variant with random weights,
-writes checkpoint, input (2x3x224x224) and logits to /tmp/repvit_full_<name>/, runs
-`cargo run --release -p repvit --bin repvit -- infer ...` (unless --no-run) and compares.
+`--full m1_0 [m2_3 ...]` (timm variant names, or `all` for every variant; `--official` stores the
+checkpoints under the official repository's key names) instead builds each
+full-size variant with random weights and randomised BatchNorm statistics, writes checkpoint, input
+(2x3x224x224) and logits to /tmp/repvit_full_<name>/, runs
+`cargo run --release -p repvit --bin repvit -- infer ...` (unless --no-run), compares, and prints a
+Markdown table (the issue's acceptance: max |diff| <= 1e-4 for every variant; exit status 1 if not).
 
-Run with: /work/venv/bin/python model/tools/make_fixtures.py [--full NAME] [--no-run]
+Run with: /work/venv/bin/python model/tools/make_fixtures.py [--full NAME... | --full all] [--no-run]
 """
 import argparse
 import os
@@ -112,9 +115,54 @@ def small_fixtures():
     print(f"  total {total} bytes")
 
 
-def full(name, run):
+FULL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
+
+
+def official_names(sd, depth):
+    """timm's state_dict renamed to the official RepViT repository's keys: `features.0.0/.2` (stem),
+    then one `features.<row>` per table row (per stage after the first: its pre-block row, its
+    stride-2 row, then its blocks), `classifier.classifier(_dist)`."""
+    blk = [("token_mixer.", "token_mixer.0."), ("se.", "token_mixer.1."),
+           ("channel_mixer.conv1.", "channel_mixer.m.0."), ("channel_mixer.conv2.", "channel_mixer.m.2.")]
+    ds = [("spatial_downsample.", "token_mixer.0."), ("channel_downsample.", "token_mixer.2."),
+          ("ffn.conv1.", "channel_mixer.m.0."), ("ffn.conv2.", "channel_mixer.m.2.")]
+
+    def sub(rest, table):
+        for a, b in table:
+            if rest.startswith(a):
+                return b + rest[len(a):]
+        raise KeyError(rest)
+
+    out = {}
+    for k, v in sd.items():
+        p = k.split(".")
+        if k.startswith("stem.conv1."):
+            n = "features.0.0." + k[len("stem.conv1."):]
+        elif k.startswith("stem.conv2."):
+            n = "features.0.2." + k[len("stem.conv2."):]
+        elif k.startswith("head.head_dist."):
+            n = "classifier.classifier_dist." + k[len("head.head_dist."):]
+        elif k.startswith("head.head."):
+            n = "classifier.classifier." + k[len("head.head."):]
+        else:
+            s = int(p[1])
+            first = 1 + sum(depth[t] + (2 if t > 0 else 0) for t in range(s))
+            rest = ".".join(p[3:])
+            if p[2] == "downsample" and p[3] == "pre_block":
+                n = f"features.{first}." + sub(".".join(p[4:]), blk)
+            elif p[2] == "downsample":
+                n = f"features.{first + 1}." + sub(rest, ds)
+            else:
+                n = f"features.{first + (2 if s > 0 else 0) + int(p[3])}." + sub(".".join(p[4:]), blk)
+        assert n not in out, n
+        out[n] = v
+    return out
+
+
+def full(name, run, binary=None, official=False):
+    """Checks one full-size variant; returns a result row (None with --no-run)."""
     variant = name if name.startswith("repvit_") else f"repvit_{name}"
-    out = pathlib.Path(f"/tmp/repvit_full_{variant[len('repvit_'):]}")
+    out = pathlib.Path(f"/tmp/repvit_full_{variant[len('repvit_'):]}{'_official' if official else ''}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(10)
     m = timm.create_model(variant, pretrained=False)
@@ -122,35 +170,73 @@ def full(name, run):
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(12))
     ref = logits(m, x)
     check_fused(m, x, ref)
-    save_file(state_dict_f32(m), str(out / "model.safetensors"))
+    sd = state_dict_f32(m)
+    if official:
+        depth = [len(st.blocks) for st in m.stages]
+        sd = official_names(sd, depth)
+    save_file(sd, str(out / "model.safetensors"))
     np.save(out / "input.npy", x.numpy())
     np.save(out / "logits.npy", ref)
+    prefix = [binary] if binary else ["cargo", "run", "--release", "-q", "-p", "repvit", "--bin", "repvit", "--"]
     cmd = [
-        "cargo", "run", "--release", "-q", "-p", "repvit", "--bin", "repvit", "--", "infer",
+        *prefix, "infer",
         "--weights", str(out / "model.safetensors"), "--variant", variant,
         "--input", str(out / "input.npy"), "--output", str(out / "ours.npy"),
     ]
     print(f"  wrote {out}/model.safetensors, input.npy, logits.npy (|max logit| {np.abs(ref).max():.3f})")
     if not run:
         print("  compare with:\n    (cd %s && %s)" % (ROOT, " ".join(cmd)))
-        return 0
+        return None
     subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ)
     ours = np.load(out / "ours.npy")
     d = np.abs(ours - ref)
+    rel = d / np.maximum(np.abs(ref), 1e-12)
     tol = 1e-4 * np.maximum(1.0, np.abs(ref))
+    row = {
+        "variant": variant + (" (official names)" if official else ""),
+        "max_abs": float(d.max()),
+        "max_rel_big": float((d / np.maximum(1.0, np.abs(ref))).max()),
+        "max_rel": float(rel.max()),
+        "max_logit": float(np.abs(ref).max()),
+        "top1": float(np.mean(ours.argmax(1) == ref.argmax(1))),
+        "abs_ok": bool(d.max() <= 1e-4),
+        "ok": bool(np.all(d <= tol)),
+    }
     print(f"  {variant}: max |diff| {d.max():.2e}, max diff / tolerance {np.max(d / tol):.3f}, "
-          f"top-1 agree {np.mean(ours.argmax(1) == ref.argmax(1)) * 100:.0f} %")
-    return 0 if np.all(d <= tol) else 1
+          f"top-1 agree {row['top1'] * 100:.0f} %")
+    return row
+
+
+def table(rows):
+    lines = [
+        "| variant | max abs diff | max rel diff (all logits) | max diff / max(1, abs logit) | max abs logit | top-1 agree | abs <= 1e-4 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['max_abs']:.2e} | {r['max_rel']:.2e} | {r['max_rel_big']:.2e} | "
+            f"{r['max_logit']:.2f} | {r['top1'] * 100:.0f} % | {'yes' if r['abs_ok'] else 'NO'} |"
+        )
+    return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", metavar="NAME", help="check a full-size variant (m1_0, repvit_m2_3, ...)")
+    ap.add_argument("--full", metavar="NAME", nargs="+",
+                    help="check full-size variants (m1_0, repvit_m2_3, ..., or `all`)")
     ap.add_argument("--no-run", action="store_true", help="with --full: only write files, print the command")
+    ap.add_argument("--official", action="store_true",
+                    help="with --full: store the checkpoint under the official repository's key names")
+    ap.add_argument("--repvit", metavar="PATH", help="with --full: this repvit binary instead of `cargo run --release`")
     a = ap.parse_args()
     print(f"timm {timm.__version__}, torch {torch.__version__}")
     if a.full:
-        return full(a.full, not a.no_run)
+        names = FULL_VARIANTS if a.full == ["all"] else a.full
+        rows = [r for r in (full(n, not a.no_run, a.repvit, a.official) for n in names) if r is not None]
+        if rows:
+            print()
+            print(table(rows))
+        return 0 if all(r["abs_ok"] for r in rows) else 1
     small_fixtures()
     return 0
 
