@@ -322,6 +322,7 @@ def main() -> int:
                     "round_medians_ms": [round(m, 4) for m in s.round_medians],
                     "precision": "bf16" if e == "openvino-bf16" else "f32",
                     "max_abs_diff_vs_pytorch": None if e == "pytorch" else diffs.get(e),
+                    "max_abs_logit": float(np.abs(ref).max()),
                 }
                 if e == "repvit-rs":
                     rec["isa"] = isa
@@ -330,10 +331,11 @@ def main() -> int:
                 emit(rec)
         del sessions, model
 
+    # The end-of-run facts go into the machine line too: rewrite the file once, all lines complete.
     if loadavg:
-        end = {"engine": "machine-end", "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-               "elapsed_s": round(time.perf_counter() - t_start, 1)}
-        emit(end)
+        machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
     print_table(lines)
     log(f"wrote {out}")
     return 0
@@ -416,7 +418,7 @@ def engine_version(e: str, versions: dict[str, str]) -> str:
 
 
 def print_table(lines: list[dict]) -> None:
-    recs = [r for r in lines if r.get("engine") not in ("machine", "machine-end")]
+    recs = [r for r in lines if r.get("engine") != "machine"]
     machine = lines[0]
     print()
     print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {BATCH}, {SIZE}x{SIZE}, f32 unless the engine says bf16")
