@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", default=None,
                    help=f"comma list of thread counts (default: 1,{nproc} = 1 and nproc)")
     p.add_argument("--iters", type=int, default=None,
-                   help="timed iterations per engine, variant and thread count (default 300; 12 with --quick)")
+                   help="timed iterations per engine, variant and thread count (default 200; 12 with --quick)")
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds the iterations are split into (default 5; 2 with --quick)")
     p.add_argument("--warmup", type=float, default=None,
@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
     if not threads or min(threads) < 1:
         raise SystemExit("peers.py: --threads needs positive integers")
     a.thread_list = list(dict.fromkeys(threads))
-    a.iters = a.iters if a.iters is not None else (12 if a.quick else 300)
+    a.iters = a.iters if a.iters is not None else (12 if a.quick else 200)
     a.rounds = a.rounds if a.rounds is not None else (2 if a.quick else 5)
     a.warmup = a.warmup if a.warmup is not None else (0.05 if a.quick else 0.3)
     if a.iters < 1 or a.rounds < 1:
