@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Peer comparison: RepViT latency on repvit-rs, ONNX Runtime, OpenVINO and PyTorch eager, in one run.
+
+Normally started by run.sh, which prepares the venv. For each variant: build timm's model with random
+weights (eval mode), save its state dict as safetensors (so repvit-rs runs the very same weights), export
+ONNX (static 1x3x224x224), check every engine's logits against PyTorch on one input, then for each thread
+count time every engine in interleaved rounds. Writes one JSON object per line to --out (a leading
+{"engine": "machine", ...} line, then one line per engine, variant and thread count) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
+ENGINES = ["repvit-rs", "onnxruntime", "openvino", "pytorch"]
+BATCH, SIZE, OPSET = 1, 224, 17
+
+
+def short_name(name: str) -> str:
+    v = name.strip().lower()
+    v = v.removeprefix("repvit_").replace(".", "_")
+    if v not in ALL_VARIANTS:
+        raise SystemExit(f"peers.py: unknown variant {name!r}; expected one of {', '.join(ALL_VARIANTS)} or all")
+    return v
+
+
+def parse_args() -> argparse.Namespace:
+    nproc = os.cpu_count() or 1
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", action="append", default=None,
+                   help="variant (m1_0 or repvit_m1_0), comma list, or all; repeatable (default: m1_0)")
+    p.add_argument("--threads", default=None,
+                   help=f"comma list of thread counts (default: 1,{nproc} = 1 and nproc)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations per engine, variant and thread count (default 200; 12 with --quick)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds the iterations are split into (default 5; 2 with --quick)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds of untimed runs before each engine's round (default 0.3; 0.05 with --quick)")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help=f"comma list out of {','.join(ENGINES)} (default: all)")
+    p.add_argument("--ov-bf16", action="store_true",
+                   help="also time OpenVINO at its bf16 inference precision (engine openvino-bf16)")
+    p.add_argument("--quick", action="store_true", help="smoke run: few iterations, short warm-ups")
+    p.add_argument("--out", default=str(ROOT / "target/peers/peers.jsonl"), help="JSON lines output file")
+    p.add_argument("--work-dir", default=str(ROOT / "target/peers/models"),
+                   help="where the ONNX and safetensors files go")
+    p.add_argument("--repvit-bin", default=None,
+                   help="use this repvit binary instead of building it with cargo")
+    a = p.parse_args()
+    names = a.variant or ["m1_0"]
+    variants: list[str] = []
+    for item in names:
+        for n in item.split(","):
+            for v in ALL_VARIANTS if n.strip().lower() == "all" else [short_name(n)]:
+                if v not in variants:
+                    variants.append(v)
+    a.variants = variants
+    threads = [int(t) for t in (a.threads or f"1,{nproc}").split(",") if t.strip()]
+    if not threads or min(threads) < 1:
+        raise SystemExit("peers.py: --threads needs positive integers")
+    a.thread_list = list(dict.fromkeys(threads))
+    a.iters = a.iters if a.iters is not None else (12 if a.quick else 200)
+    a.rounds = a.rounds if a.rounds is not None else (2 if a.quick else 5)
+    a.warmup = a.warmup if a.warmup is not None else (0.05 if a.quick else 0.3)
+    if a.iters < 1 or a.rounds < 1:
+        raise SystemExit("peers.py: --iters and --rounds must be at least 1")
+    a.rounds = min(a.rounds, a.iters)
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad or not engines:
+        raise SystemExit(f"peers.py: unknown engine(s) {bad}; expected some of {ENGINES}")
+    a.engine_list = [e for e in ENGINES if e in engines]
+    return a
+
+
+def log(msg: str) -> None:
+    print(f"[peers] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "Hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cmd_version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def build_repvit() -> tuple[str, str]:
+    """Builds the repvit binary once (release); returns its path and crate version from cargo's messages."""
+    log("building repvit (cargo build --release -p repvit --bin repvit)")
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "-p", "repvit", "--bin", "repvit",
+         "--message-format=json-render-diagnostics"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("peers.py: cargo build of repvit failed (see the messages above)")
+    exe, version = None, "unknown"
+    for line in proc.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "repvit" \
+                and msg.get("executable"):
+            exe = msg["executable"]
+            m = re.search(r"[#@]v?([0-9][^#@\s]*)$", msg.get("package_id", ""))
+            version = m.group(1) if m else version
+    if not exe:
+        raise SystemExit("peers.py: cargo built no repvit executable")
+    return exe, version
+
+
+def test_input() -> np.ndarray:
+    rng = np.random.default_rng(20240601)
+    return rng.standard_normal((BATCH, 3, SIZE, SIZE), dtype=np.float32)
+
+
+def write_npy(path: Path, a: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(a, dtype=np.float32))
+
+
+class Summary:
+    """Samples of one engine at one (variant, threads), gathered over the rounds."""
+
+    def __init__(self) -> None:
+        self.round_medians: list[float] = []
+        self.mins: list[float] = []
+        self.iters = 0
+
+    def add(self, median: float, minimum: float, iters: int) -> None:
+        self.round_medians.append(median)
+        self.mins.append(minimum)
+        self.iters += iters
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.round_medians)
+
+    @property
+    def min(self) -> float:
+        return min(self.mins)
+
+
+def time_fn(fn, iters: int, warmup_s: float) -> tuple[float, float]:
+    """Runs fn untimed for warmup_s (at least once), then `iters` timed calls; returns (median, min) in ms."""
+    t_end = time.perf_counter() + warmup_s
+    fn()
+    while time.perf_counter() < t_end:
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def main() -> int:
+    a = parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+    import timm
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+    from safetensors.torch import save_file
+
+    versions = {
+        "torch": torch.__version__, "timm": timm.__version__, "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__, "openvino": ov.get_version(), "numpy": np.__version__,
+    }
+    repvit_bin, crate_version = (a.repvit_bin, "unknown") if a.repvit_bin else build_repvit()
+    rev = cmd_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    versions["repvit-rs"] = f"{crate_version}+{rev}"
+    rustc = cmd_version(["rustc", "--version"])
+
+    work = Path(a.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nproc = os.cpu_count() or 1
+    machine = {
+        "engine": "machine",
+        "cpu": cpu_model(),
+        "nproc": nproc,
+        "arch": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": versions,
+        "rustc": rustc,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "variants": a.variants,
+        "threads": a.thread_list,
+        "iters": a.iters,
+        "rounds": a.rounds,
+        "warmup_s": a.warmup,
+        "quick": a.quick,
+        "torch_parallel": torch.__config__.parallel_info().splitlines()[0:4],
+    }
+    loadavg = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if loadavg:
+        machine["loadavg_start"] = [round(x, 2) for x in loadavg]
+    lines: list[dict] = [machine]
+    # Rewrite the file from scratch: one run, one file.
+    out.write_text(json.dumps(machine) + "\n")
+
+    def emit(rec: dict) -> None:
+        lines.append(rec)
+        with out.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    x_np = test_input()
+    t_start = time.perf_counter()
+    for v in a.variants:
+        name = f"repvit_{v}"
+        log(f"{name}: building the timm model, safetensors and ONNX")
+        torch.manual_seed(0)
+        model = timm.create_model(name, pretrained=False).eval()
+        st_path = work / f"{name}.safetensors"
+        onnx_path = work / f"{name}.onnx"
+        save_file({k: t.contiguous() for k, t in model.state_dict().items()}, str(st_path))
+        x_t = torch.from_numpy(x_np)
+        with torch.inference_mode():
+            ref = model(x_t).numpy()
+        export_onnx(torch, model, x_t, onnx_path)
+        onnx.checker.check_model(str(onnx_path))
+
+        # Reference check: every engine's logits on the same input against PyTorch's.
+        diffs: dict[str, float] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            xin, yout = Path(tmp) / "x.npy", Path(tmp) / "y.npy"
+            write_npy(xin, x_np)
+            if "repvit-rs" in a.engine_list:
+                subprocess.run([repvit_bin, "infer", "--weights", str(st_path), "--variant", v,
+                                "--input", str(xin), "--output", str(yout), "--threads", "1"],
+                               check=True, capture_output=True)
+                diffs["repvit-rs"] = float(np.abs(np.load(yout) - ref).max())
+
+        sessions = {}
+        for threads in a.thread_list:
+            engines: dict[str, object] = {}
+            for e in a.engine_list:
+                if e == "onnxruntime":
+                    engines[e] = make_ort(ort, onnx_path, threads, x_np)
+                elif e == "openvino":
+                    engines[e] = make_ov(ov, onnx_path, threads, x_np, "f32")
+                    if a.ov_bf16:
+                        engines["openvino-bf16"] = make_ov(ov, onnx_path, threads, x_np, "bf16")
+                elif e == "pytorch":
+                    engines[e] = make_torch(torch, model, x_t)
+            sessions[threads] = engines
+            # Output check at this thread count (threading must not change the answer much either).
+            torch.set_num_threads(threads)
+            for e, fn in engines.items():
+                if e == "pytorch":
+                    continue
+                d = float(np.abs(fn(check=True) - ref).max())
+                diffs[e] = max(diffs.get(e, 0.0), d)
+        torch.set_num_threads(nproc)
+        for e, d in diffs.items():
+            log(f"{name}: max |{e} - pytorch| = {d:.3g} (max |logit| {float(np.abs(ref).max()):.3g})")
+
+        per_round = max(1, a.iters // a.rounds)
+        for threads in a.thread_list:
+            engines = sessions[threads]
+            order = [e for e in a.engine_list if e == "repvit-rs"] + list(engines)
+            stats = {e: Summary() for e in order}
+            isa = None
+            log(f"{name}: {threads} thread(s), {a.rounds} rounds x {per_round} iters of {', '.join(order)}")
+            for r in range(a.rounds):
+                # Rotate the order every round so no engine always runs right after another.
+                k = r % len(order)
+                for e in order[k:] + order[:k]:
+                    if e == "repvit-rs":
+                        med, mn, isa = time_repvit(repvit_bin, v, st_path, threads, per_round)
+                    else:
+                        fn = engines[e]
+                        if e == "pytorch":
+                            torch.set_num_threads(threads)
+                        med, mn = time_fn(fn, per_round, a.warmup)
+                    stats[e].add(med, mn, per_round)
+            torch.set_num_threads(nproc)
+            for e in order:
+                s = stats[e]
+                rec = {
+                    "engine": e,
+                    "engine_version": engine_version(e, versions),
+                    "variant": v,
+                    "threads": threads,
+                    "batch": BATCH,
+                    "size": SIZE,
+                    "median_ms": round(s.median, 4),
+                    "min_ms": round(s.min, 4),
+                    "iters": s.iters,
+                    "rounds": len(s.round_medians),
+                    "round_medians_ms": [round(m, 4) for m in s.round_medians],
+                    "precision": "bf16" if e == "openvino-bf16" else "f32",
+                    "max_abs_diff_vs_pytorch": None if e == "pytorch" else diffs.get(e),
+                    "max_abs_logit": float(np.abs(ref).max()),
+                }
+                if e == "repvit-rs":
+                    rec["isa"] = isa
+                if e in ("onnxruntime", "openvino", "openvino-bf16"):
+                    rec["opset"] = OPSET
+                emit(rec)
+        del sessions, model
+
+    # The end-of-run facts go into the machine line too: rewrite the file once, all lines complete.
+    if loadavg:
+        machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    print_table(lines)
+    log(f"wrote {out}")
+    return 0
+
+
+def export_onnx(torch, model, x_t, path: Path) -> None:
+    """Static-shape ONNX export. The TorchScript exporter (dynamo=False) needs no extra packages;
+    if a torch release has dropped it, fall back to the dynamo exporter (needs onnxscript)."""
+    kw = dict(input_names=["input"], output_names=["logits"], opset_version=OPSET)
+    try:
+        torch.onnx.export(model, (x_t,), str(path), dynamo=False, do_constant_folding=True, **kw)
+    except Exception as err:  # noqa: BLE001 - any failure of the old exporter: try the new one
+        log(f"TorchScript ONNX export failed ({err}); trying dynamo=True")
+        torch.onnx.export(model, (x_t,), str(path), dynamo=True, external_data=False, **kw)
+
+
+def make_ort(ort, path: Path, threads: int, x: np.ndarray):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+
+    def run(check: bool = False):
+        y = sess.run(None, feed)
+        return y[0] if check else None
+
+    return run
+
+
+def make_ov(ov, path: Path, threads: int, x: np.ndarray, precision: str):
+    core = ov.Core()
+    cfg = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": precision,
+    }
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
+    req = compiled.create_infer_request()
+    req.set_input_tensor(ov.Tensor(np.ascontiguousarray(x)))
+
+    def run(check: bool = False):
+        req.infer()
+        return np.array(req.get_output_tensor(0).data, copy=True) if check else None
+
+    return run
+
+
+def make_torch(torch, model, x_t):
+    """PyTorch eager; the caller sets torch.set_num_threads first (kept out of the timed call)."""
+
+    def run(check: bool = False):
+        with torch.inference_mode():
+            y = model(x_t)
+        return y.numpy() if check else None
+
+    return run
+
+
+def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int) -> tuple[float, float, str]:
+    """One round of repvit-rs: its own `bench` (0.3 s warm-up inside), on the same weights as the peers."""
+    proc = subprocess.run([exe, "bench", "--variant", v, "--weights", str(weights), "--threads", str(threads),
+                           "--iters", str(iters), "--json"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"peers.py: repvit bench failed:\n{proc.stderr}")
+    recs = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    if len(recs) != 1 or recs[0].get("threads") != threads:
+        raise SystemExit(f"peers.py: unexpected repvit bench output:\n{proc.stdout}")
+    r = recs[0]
+    return float(r["median_ms"]), float(r["min_ms"]), str(r["isa"])
+
+
+def engine_version(e: str, versions: dict[str, str]) -> str:
+    if e.startswith("openvino"):
+        return versions["openvino"]
+    return versions["torch" if e == "pytorch" else e]
+
+
+def print_table(lines: list[dict]) -> None:
+    recs = [r for r in lines if r.get("engine") != "machine"]
+    machine = lines[0]
+    print()
+    print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {BATCH}, {SIZE}x{SIZE}, f32 unless the engine says bf16")
+    print("median ms (min ms) and median relative to repvit-rs (x2.00 = takes twice as long as repvit-rs)")
+    for v in dict.fromkeys(r["variant"] for r in recs):
+        rv = [r for r in recs if r["variant"] == v]
+        threads = list(dict.fromkeys(r["threads"] for r in rv))
+        base = {r["threads"]: r["median_ms"] for r in rv if r["engine"] == "repvit-rs"}
+        head = f"{'repvit_' + v:<16}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>30}" for t in threads)
+        print()
+        print(head)
+        for e in dict.fromkeys(r["engine"] for r in rv):
+            row = f"{e:<16}"
+            for t in threads:
+                r = next((r for r in rv if r["engine"] == e and r["threads"] == t), None)
+                if r is None:
+                    row += f"{'-':>30}"
+                    continue
+                cell = f"{r['median_ms']:.2f} ({r['min_ms']:.2f})"
+                if t in base:
+                    cell += f"  x{r['median_ms'] / base[t]:.2f}"
+                row += f"{cell:>30}"
+            print(row)
+        diffs = {r["engine"]: r["max_abs_diff_vs_pytorch"] for r in rv
+                 if r.get("max_abs_diff_vs_pytorch") is not None}
+        if diffs:
+            print("  max |logits - pytorch|: " + ", ".join(f"{e} {d:.2g}" for e, d in diffs.items()))
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
