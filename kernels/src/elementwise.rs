@@ -47,6 +47,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 #[inline(always)]
 fn add_body(dst: &mut [f32], src: &[f32]) {

@@ -3,13 +3,18 @@
 //!
 //! The squeeze can come from the depthwise kernel's fused output sums (no extra pass over the tensor)
 //! or be computed here. The excite can be handed to the next pointwise convolution as a row scale of
-//! its weights ([`crate::PackedPointwise::scale_rows_into`]) or applied to the tensor in place. The two
-//! fully connected layers run on the pointwise GEMM of the ISA in use, one row per image.
+//! its weights ([`crate::PackedPointwise::scale_rows_into`]) or applied to the tensor in place.
+//!
+//! The two fully connected layers are matrix-vector products (one image at a time), so they do not
+//! go through the pointwise GEMM, whose tiles need many rows: the weights are stored transposed
+//! (`[in][out]`) and each block of up to 128 outputs is accumulated in registers over all inputs, the
+//! block's weights streamed once, compiled per ISA (AVX2, AVX-512, NEON) with fused multiply-adds.
+//! At RepViT's widths this is bound by reading the weights from L2 (2 x c x c/4 floats), a few
+//! microseconds at 7x7x448, well under 1 % of the block's two pointwise convolutions.
 
 use crate::activation::{Activation, exp, relu6};
-use crate::elementwise::{channel_sums, scale_channels_in_place};
+use crate::elementwise::{activation_in_place, channel_sums, scale_channels_in_place};
 use crate::error::{Error, Result};
-use crate::pointwise::PackedPointwise;
 use crate::tensor::Tensor;
 use crate::{Isa, Kernels};
 
@@ -24,6 +29,7 @@ pub enum Gate {
 
 impl Gate {
     /// The gate of one value.
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Gate::Sigmoid => 1.0 / (1.0 + exp(-x)),
@@ -32,17 +38,175 @@ impl Gate {
     }
 }
 
-/// The rounding timm and MobileNetV3 use for the reduced width: `make_divisible(c * ratio, 8)`,
-/// i.e. the nearest multiple of `divisor` (at least `divisor`), bumped up one step if that loses
-/// more than 10 % of the value.
-pub fn make_divisible(v: f64, divisor: usize) -> usize {
-    let d = divisor as f64;
-    let mut r = (((v + d / 2.0) / d).floor() * d).max(d);
-    if r < 0.9 * v {
+/// timm's `make_divisible(v, divisor, min_value, round_limit)` (`timm.layers.helpers`): the nearest
+/// multiple of `divisor`, `int(v + divisor / 2) // divisor * divisor`, at least `min_value`
+/// (`None` or 0 means `divisor`, as Python's `min_value or divisor`), then one `divisor` more if that
+/// is below `round_limit * v`. Negative or NaN `v` count as 0.
+///
+/// ```
+/// use mobile_cnn_kernels::se::make_divisible_with;
+/// assert_eq!(make_divisible_with(11.0, 8, None, 0.9), 16); // 8 would lose more than 10 %
+/// assert_eq!(make_divisible_with(11.0, 8, None, 0.0), 8); // timm's SEModule: never bumped
+/// ```
+pub fn make_divisible_with(
+    v: f64,
+    divisor: usize,
+    min_value: Option<usize>,
+    round_limit: f64,
+) -> usize {
+    let d = divisor.max(1);
+    let min = match min_value {
+        Some(m) if m > 0 => m,
+        _ => d,
+    };
+    let v = if v.is_nan() { 0.0 } else { v.max(0.0) };
+    // `as usize` truncates like Python's int() for v >= 0 (and saturates far beyond any width).
+    let mut r = ((v + d as f64 / 2.0) as usize / d * d).max(min);
+    if (r as f64) < round_limit * v {
         r += d;
     }
-    r as usize
+    r
 }
+
+/// timm's default rule, `make_divisible(v, divisor)` (min_value = divisor, round_limit = 0.9): the
+/// nearest multiple of `divisor`, bumped up one step if rounding down loses more than 10 %. This is
+/// what MobileNetV3-style channel widths use; for the width of timm's squeeze-excite (which passes
+/// `round_limit=0.`) use [`reduced_channels`].
+pub fn make_divisible(v: f64, divisor: usize) -> usize {
+    make_divisible_with(v, divisor, None, 0.9)
+}
+
+/// The reduced width of timm's `SEModule` (`timm.layers.SqueezeExcite`, which RepViT builds as
+/// `SqueezeExcite(c, 0.25)`): `make_divisible(c * ratio, 8, round_limit=0.)`. It differs from
+/// [`make_divisible`] where rounding down loses more than 10 % (c = 44 at ratio 0.25: 8, not 16).
+pub fn reduced_channels(c: usize, ratio: f64) -> usize {
+    make_divisible_with(c as f64 * ratio, 8, None, 0.0)
+}
+
+/// Largest block of outputs the matrix-vector product keeps in registers: 8 AVX-512 registers
+/// (enough independent FMA chains to cover the FMA latency), 16 AVX2 or NEON registers.
+const fn gemv_block(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 128,
+        _ => 64,
+    }
+}
+
+#[inline(always)]
+fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    // Fused where the tier has FMA (every vector tier); the scalar tier must not call libm's fmaf.
+    if FUSED { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Outputs `j0..j0 + B` of `y = bias + x . wt` (`wt` is `[x.len()][n]`), summed in a local array
+/// the compiler keeps in vector registers.
+#[inline(always)]
+fn gemv_cols<const B: usize, const FUSED: bool>(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    j0: usize,
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let mut acc = [0.0f32; B];
+    acc.copy_from_slice(&bias[j0..j0 + B]);
+    for (row, &xi) in wt.chunks_exact(n).zip(x) {
+        let w: &[f32; B] = row[j0..j0 + B].try_into().expect("block inside the row");
+        for (a, &wv) in acc.iter_mut().zip(w) {
+            *a = madd::<FUSED>(wv, xi, *a);
+        }
+    }
+    y[j0..j0 + B].copy_from_slice(&acc);
+}
+
+/// `y = bias + x . wt`, `wt` `[x.len()][y.len()]`, in blocks of at most `MAX` outputs.
+#[inline(always)]
+fn gemv_body<const MAX: usize, const FUSED: bool>(
+    x: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let n = y.len();
+    let mut j0 = 0;
+    while n - j0 >= MAX {
+        gemv_cols::<MAX, FUSED>(x, wt, n, j0, bias, y);
+        j0 += MAX;
+    }
+    // The rest in blocks of halving width (64, 32, 16, 8), then single columns.
+    if MAX > 64 && n - j0 >= 64 {
+        gemv_cols::<64, FUSED>(x, wt, n, j0, bias, y);
+        j0 += 64;
+    }
+    if n - j0 >= 32 {
+        gemv_cols::<32, FUSED>(x, wt, n, j0, bias, y);
+        j0 += 32;
+    }
+    if n - j0 >= 16 {
+        gemv_cols::<16, FUSED>(x, wt, n, j0, bias, y);
+        j0 += 16;
+    }
+    if n - j0 >= 8 {
+        gemv_cols::<8, FUSED>(x, wt, n, j0, bias, y);
+        j0 += 8;
+    }
+    while j0 < n {
+        gemv_cols::<1, FUSED>(x, wt, n, j0, bias, y);
+        j0 += 1;
+    }
+}
+
+/// `y = bias + x . wt` compiled for `isa` (`wt` is `[x.len()][y.len()]`; lengths checked by the
+/// caller, see [`SqueezeExcite::new`]).
+fn gemv(isa: Isa, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+    debug_assert!(wt.len() == x.len() * y.len() && bias.len() == y.len());
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+        gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, bias, y)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn avx512(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+        gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, bias, y)
+    }
+    #[cfg(target_arch = "aarch64")]
+    #[target_feature(enable = "neon")]
+    fn neon(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+        gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, bias, y)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the tier was checked available just now (AVX2 implies FMA in `isa.rs`); the body
+        // is safe code.
+        Isa::Avx2 if isa.is_available() => unsafe { avx2(x, wt, bias, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; the AVX-512 tier implies AVX-512F, AVX2 and FMA.
+        Isa::Avx512 if isa.is_available() => unsafe { avx512(x, wt, bias, y) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, NEON was detected.
+        Isa::Neon if isa.is_available() => unsafe { neon(x, wt, bias, y) },
+        _ => gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, bias, y),
+    }
+}
+
+#[inline(always)]
+fn sigmoid_body(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = Gate::Sigmoid.apply(*x);
+    }
+}
+
+#[inline(always)]
+fn hard_sigmoid_body(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = Gate::HardSigmoid.apply(*x);
+    }
+}
+
+crate::elementwise::multiversion!(fn sigmoid_isa(v: &mut [f32]) => sigmoid_body);
+crate::elementwise::multiversion!(fn hard_sigmoid_isa(v: &mut [f32]) => hard_sigmoid_body);
 
 /// A squeeze-excite module ready to run.
 ///
@@ -59,17 +223,34 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
+    isa: Isa,
     c: usize,
     r: usize,
-    fc1: PackedPointwise,
-    fc2: PackedPointwise,
+    /// fc1 transposed: `[c][r]`.
+    w1t: Vec<f32>,
+    b1: Vec<f32>,
+    /// fc2 transposed: `[r][c]`.
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
     inner: Activation,
     gate: Gate,
 }
 
+/// `[rows, cols]` to `[cols, rows]`.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = w[i * cols + j];
+        }
+    }
+    t
+}
+
 impl SqueezeExcite {
     /// Builds the module from PyTorch-layout weights: `fc1` `[r, c]` (a `[r, c, 1, 1]` convolution)
-    /// with bias `[r]`, `fc2` `[c, r]` with bias `[c]`, packed for `isa`.
+    /// with bias `[r]`, `fc2` `[c, r]` with bias `[c]`, for `isa` (the tier the module must be run
+    /// with; an error if this CPU lacks it).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         isa: Isa,
@@ -82,15 +263,43 @@ impl SqueezeExcite {
         inner: Activation,
         gate: Gate,
     ) -> Result<Self> {
-        let fc1 = PackedPointwise::pack(isa, c, r, fc1_w, Some(fc1_b))
-            .map_err(|e| rename(e, "se fc1"))?;
-        let fc2 = PackedPointwise::pack(isa, r, c, fc2_w, Some(fc2_b))
-            .map_err(|e| rename(e, "se fc2"))?;
+        let isa = isa.check("squeeze-excite")?;
+        if c == 0 || r == 0 {
+            return Err(Error::shape(
+                "se widths",
+                "c, r >= 1",
+                format!("c={c} r={r}"),
+            ));
+        }
+        let cr = c.checked_mul(r);
+        if cr != Some(fc1_w.len()) {
+            return Err(Error::shape(
+                "se fc1 weights [r, c]",
+                format!("{r} x {c} elements"),
+                fc1_w.len(),
+            ));
+        }
+        if fc1_b.len() != r {
+            return Err(Error::shape("se fc1 bias [r]", r, fc1_b.len()));
+        }
+        if cr != Some(fc2_w.len()) {
+            return Err(Error::shape(
+                "se fc2 weights [c, r]",
+                format!("{c} x {r} elements"),
+                fc2_w.len(),
+            ));
+        }
+        if fc2_b.len() != c {
+            return Err(Error::shape("se fc2 bias [c]", c, fc2_b.len()));
+        }
         Ok(SqueezeExcite {
+            isa,
             c,
             r,
-            fc1,
-            fc2,
+            w1t: transpose(fc1_w, r, c),
+            b1: fc1_b.to_vec(),
+            w2t: transpose(fc2_w, c, r),
+            b2: fc2_b.to_vec(),
             inner,
             gate,
         })
@@ -106,8 +315,19 @@ impl SqueezeExcite {
         self.r
     }
 
+    /// Floats of scratch [`SqueezeExcite::scale_from_sums`] uses (for any batch size).
+    pub fn gate_scratch_len(&self) -> usize {
+        self.c + self.r
+    }
+
+    /// Floats of scratch [`SqueezeExcite::apply`] uses for a batch of `n` images.
+    pub fn apply_scratch_len(&self, n: usize) -> usize {
+        2 * n * self.c + self.gate_scratch_len()
+    }
+
     /// From per-image channel sums `[n, c]` over `pixels` pixels, writes the per-image channel scales
-    /// `[n, c]`. `scratch` is grown as needed and reused (no allocation in steady state).
+    /// `[n, c]`. `scratch` is grown as needed and reused (no allocation in steady state). Runs on the
+    /// calling thread whatever `kernels`' thread count (it is a few microseconds of work).
     pub fn scale_from_sums(
         &self,
         kernels: &Kernels,
@@ -116,10 +336,35 @@ impl SqueezeExcite {
         scale: &mut [f32],
         scratch: &mut Vec<f32>,
     ) -> Result<()> {
+        let need = self.gate_scratch_len();
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        self.gate_into(kernels, sums, pixels, scale, &mut scratch[..need])
+    }
+
+    fn gate_into(
+        &self,
+        kernels: &Kernels,
+        sums: &[f32],
+        pixels: usize,
+        scale: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        if kernels.isa() != self.isa {
+            return Err(Error::param(
+                "se weights",
+                format!(
+                    "built for {}, but the kernels in use are {}",
+                    self.isa,
+                    kernels.isa()
+                ),
+            ));
+        }
         if sums.is_empty() || !sums.len().is_multiple_of(self.c) {
             return Err(Error::shape(
                 "se channel sums [n, c]",
-                format!("a multiple of {} elements", self.c),
+                format!("a non-zero multiple of {} elements", self.c),
                 sums.len(),
             ));
         }
@@ -129,48 +374,46 @@ impl SqueezeExcite {
         if pixels == 0 {
             return Err(Error::param("se pixels", "expected at least 1, found 0"));
         }
-        let n = sums.len() / self.c;
-        scratch.resize(n * (self.c + self.r), 0.0);
-        let (mean, hidden) = scratch.split_at_mut(n * self.c);
+        let (mean, hidden) = scratch.split_at_mut(self.c);
         let inv = 1.0 / pixels as f32;
-        for (m, s) in mean.iter_mut().zip(sums) {
-            *m = s * inv;
-        }
-        let single = kernels.clone().with_threads(1)?;
-        self.fc1
-            .run_slices(&single, n, mean, hidden, self.inner, None)?;
-        self.fc2
-            .run_slices(&single, n, hidden, scale, Activation::Identity, None)?;
-        for v in scale.iter_mut() {
-            *v = self.gate.apply(*v);
+        for (s, out) in sums
+            .chunks_exact(self.c)
+            .zip(scale.chunks_exact_mut(self.c))
+        {
+            for (m, &v) in mean.iter_mut().zip(s) {
+                *m = v * inv;
+            }
+            gemv(self.isa, mean, &self.w1t, &self.b1, hidden);
+            activation_in_place(kernels, self.inner, hidden);
+            gemv(self.isa, hidden, &self.w2t, &self.b2, out);
+            match self.gate {
+                Gate::Sigmoid => sigmoid_isa(self.isa, out),
+                Gate::HardSigmoid => hard_sigmoid_isa(self.isa, out),
+            }
         }
         Ok(())
     }
 
-    /// Squeeze-excite on a tensor in place: channel means, gate, scale.
+    /// Squeeze-excite on a tensor in place: channel means, gate, scale. `scratch` (at least
+    /// [`SqueezeExcite::apply_scratch_len`] floats once grown) is reused, so steady-state calls
+    /// allocate nothing.
     pub fn apply(&self, kernels: &Kernels, t: &mut Tensor, scratch: &mut Vec<f32>) -> Result<()> {
         let s = t.shape();
         if s.c != self.c {
             return Err(Error::shape("se input channels", self.c, s.c));
         }
-        let mut sums = vec![0.0; s.n * s.c];
-        channel_sums(kernels, t, &mut sums)?;
-        let mut scale = vec![0.0; s.n * s.c];
-        self.scale_from_sums(kernels, &sums, s.h * s.w, &mut scale, scratch)?;
-        scale_channels_in_place(kernels, t, &scale)
-    }
-}
-
-fn rename(e: Error, what: &'static str) -> Error {
-    match e {
-        Error::Shape {
-            expected, found, ..
-        } => Error::Shape {
-            what,
-            expected,
-            found,
-        },
-        other => other,
+        if s.n == 0 {
+            return Err(Error::shape("se input", "n >= 1", s));
+        }
+        let need = self.apply_scratch_len(s.n);
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (sums, rest) = scratch[..need].split_at_mut(s.n * s.c);
+        let (scale, gate_scratch) = rest.split_at_mut(s.n * s.c);
+        channel_sums(kernels, t, sums)?;
+        self.gate_into(kernels, sums, s.h * s.w, scale, gate_scratch)?;
+        scale_channels_in_place(kernels, t, scale)
     }
 }
 
@@ -178,29 +421,132 @@ fn rename(e: Error, what: &'static str) -> Error {
 mod tests {
     use super::*;
 
+    /// Values printed by timm 1.0.31 (`timm.layers.helpers.make_divisible`), see the comments.
     #[test]
-    fn make_divisible_matches_timm_for_repvit_widths() {
-        let want = [
+    fn make_divisible_matches_timm() {
+        // [(c, make_divisible(c * 0.25, 8, round_limit=0.)) for c in ...]: the SE width RepViT gets.
+        let se_round0 = [
+            (1, 8),
+            (3, 8),
+            (8, 8),
+            (12, 8),
+            (20, 8),
+            (24, 8),
+            (28, 8),
+            (36, 8),
+            (40, 8),
+            (44, 8),
             (48, 16),
+            (52, 16),
             (56, 16),
+            (60, 16),
             (64, 16),
+            (72, 16),
+            (76, 16),
             (80, 24),
+            (84, 24),
+            (88, 24),
             (96, 24),
+            (100, 24),
             (112, 32),
+            (120, 32),
             (128, 32),
+            (136, 32),
+            (152, 40),
             (160, 40),
+            (176, 48),
             (192, 48),
+            (200, 48),
             (224, 56),
+            (232, 56),
             (256, 64),
             (320, 80),
             (384, 96),
             (448, 112),
             (512, 128),
             (640, 160),
+            (1000, 248),
+            (1280, 320),
         ];
-        for (c, r) in want {
-            assert_eq!(make_divisible(c as f64 * 0.25, 8), r, "c = {c}");
+        // [(c, make_divisible(c * 0.25, 8)) for c in ...]: timm's default round_limit=0.9.
+        let default_limit = [
+            (1, 8),
+            (3, 8),
+            (8, 8),
+            (12, 8),
+            (20, 8),
+            (24, 8),
+            (28, 8),
+            (36, 16),
+            (40, 16),
+            (44, 16),
+            (48, 16),
+            (52, 16),
+            (56, 16),
+            (60, 16),
+            (64, 16),
+            (72, 24),
+            (76, 24),
+            (80, 24),
+            (84, 24),
+            (88, 24),
+            (96, 24),
+            (100, 24),
+            (112, 32),
+            (120, 32),
+            (128, 32),
+            (136, 32),
+            (152, 40),
+            (160, 40),
+            (176, 48),
+            (192, 48),
+            (200, 48),
+            (224, 56),
+            (232, 56),
+            (256, 64),
+            (320, 80),
+            (384, 96),
+            (448, 112),
+            (512, 128),
+            (640, 160),
+            (1000, 248),
+            (1280, 320),
+        ];
+        for ((c, r0), (c2, r9)) in se_round0.into_iter().zip(default_limit) {
+            assert_eq!(c, c2);
+            assert_eq!(reduced_channels(c, 0.25), r0, "reduced_channels({c})");
+            assert_eq!(
+                make_divisible_with(c as f64 * 0.25, 8, None, 0.0),
+                r0,
+                "c = {c}"
+            );
+            assert_eq!(
+                make_divisible(c as f64 * 0.25, 8),
+                r9,
+                "make_divisible({c} / 4)"
+            );
         }
+        // [(v, make_divisible(v, 8)) for v in ...]: fractional values.
+        for (v, want) in [
+            (0.5, 8),
+            (3.9, 8),
+            (4.0, 8),
+            (11.0, 16),
+            (13.9, 16),
+            (19.9, 24),
+            (20.0, 24),
+            (35.0, 32),
+            (36.0, 40),
+            (43.9, 40),
+            (100.0, 104),
+            (7.2, 8),
+        ] {
+            assert_eq!(make_divisible(v, 8), want, "make_divisible({v}, 8)");
+        }
+        // min_value: make_divisible(3, 8, min_value=16) == 16; min_value=0 is falsy, so divisor.
+        assert_eq!(make_divisible_with(3.0, 8, Some(16), 0.9), 16);
+        assert_eq!(make_divisible_with(3.0, 8, Some(0), 0.9), 8);
+        assert_eq!(make_divisible_with(f64::NAN, 8, None, 0.9), 8);
     }
 
     #[test]

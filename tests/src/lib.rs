@@ -92,3 +92,49 @@ pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The unit roundoff of f32, `2^-24`: one rounding moves a value by at most `U * |value|`.
+pub const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// Largest slope of each activation (its Lipschitz constant), for propagating errors through it:
+/// GELU's derivative peaks at about 1.1289 (x ~ 1.41), hard-swish's at 1.5 (x = 3).
+pub fn lipschitz(act: mobile_cnn_kernels::Activation) -> f64 {
+    use mobile_cnn_kernels::Activation as A;
+    match act {
+        A::Identity | A::Relu | A::Relu6 => 1.0,
+        A::HardSwish => 1.5,
+        A::Gelu => 1.13,
+    }
+}
+
+/// Absolute error an f32 evaluation of `act` at `y` may add beyond the propagated input error: the
+/// GELU approximation's own bound plus a few roundings of the result.
+pub fn act_eval_error(act: mobile_cnn_kernels::Activation, y: f64) -> f64 {
+    let approx = if act == mobile_cnn_kernels::Activation::Gelu {
+        mobile_cnn_kernels::activation::GELU_ABS_TOLERANCE as f64
+    } else {
+        0.0
+    };
+    approx + 4.0 * U * y.abs()
+}
+
+/// The tier handles to test: every tier this CPU has (the scalar one included), or only the one
+/// `KERNELS_ISA` names (panicking if this CPU lacks it).
+pub fn tiers_under_test() -> Vec<mobile_cnn_kernels::Kernels> {
+    use mobile_cnn_kernels::{Isa, Kernels};
+    let isas = match std::env::var("KERNELS_ISA") {
+        Ok(v) if !v.trim().is_empty() => {
+            vec![Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}"))]
+        }
+        _ => Isa::available(),
+    };
+    assert!(isas.contains(&Isa::Scalar) || isas.len() == 1);
+    isas.into_iter()
+        .map(|i| Kernels::with_isa(i).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// `|got - want| <= tol`, false when either is NaN (so a NaN result fails).
+pub fn within(got: f64, want: f64, tol: f64) -> bool {
+    (got - want).abs() <= tol
+}

@@ -1,9 +1,16 @@
-//! The dense 3x3 convolution (im2col + the pointwise GEMM of each ISA) against the reference.
-//! Tolerance as for the GEMM: `1.2e-7 * K * S + 2e-6`, K = 9 * cin, S the magnitude of the terms.
+//! The dense 3x3 convolution (im2col + the pointwise GEMM of each ISA) against the reference, on
+//! every tier this CPU has (or the one `KERNELS_ISA` names): named edge cases, then proptest.
+//!
+//! Tolerance as for the GEMM: `1.2e-7 * K * S + 2e-6`, K = 9 * cin, S = |bias| + sum |x * w| the
+//! magnitude of the summed terms. The f32 sum of K + 1 terms with one rounding per FMA is off by at
+//! most `K * 2^-24 * S` (6e-8 K S); the activations' slopes are at most 1.5 (hard-swish), giving
+//! 9e-8 K S; 1.2e-7 leaves a third of slack. The 2e-6 covers GELU's approximation (1e-6) and the
+//! output's rounding.
 
 use conformance::{kernels_under_test, rand_vec};
 use mobile_cnn_kernels::registry::Op;
 use mobile_cnn_kernels::{Activation, Conv3x3, Kernels, Shape, Tensor, reference};
+use proptest::prelude::*;
 
 #[allow(clippy::too_many_arguments)]
 fn check(
@@ -17,6 +24,23 @@ fn check(
     bias: bool,
 ) {
     let seed = (h * 1000 + w * 10 + cin + cout) as u64;
+    if let Err(e) = try_check(n, h, w, cin, cout, stride, act, bias, seed) {
+        panic!("{e}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn try_check(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    act: Activation,
+    bias: bool,
+    seed: u64,
+) -> Result<(), String> {
     let input = Tensor::from_slice(
         Shape::new(n, h, w, cin),
         &rand_vec(seed, n * h * w * cin, 1.0),
@@ -37,12 +61,18 @@ fn check(
     );
     for kernel in kernels_under_test(Op::Pointwise) {
         let ks = Kernels::with_isa(kernel.isa).unwrap();
-        let conv = Conv3x3::new(kernel.isa, cin, cout, &wts, b.as_deref(), stride, act).unwrap();
+        let conv = Conv3x3::new(kernel.isa, cin, cout, &wts, b.as_deref(), stride, act)
+            .map_err(|e| e.to_string())?;
         let mut out = Tensor::zeros(conv.output_shape(input.shape()).unwrap()).unwrap();
+        // NaN-filled, so an output the kernel forgets to write fails the comparison.
         out.as_mut_slice().fill(f32::NAN);
-        let mut scratch = Vec::new();
-        conv.run(&ks, &input, &mut out, &mut scratch).unwrap();
-        assert_eq!(out.shape(), want.shape());
+        // Stale, too-short scratch: the band buffer must be grown and fully rewritten.
+        let mut scratch = vec![f32::NAN; 5];
+        conv.run(&ks, &input, &mut out, &mut scratch)
+            .map_err(|e| e.to_string())?;
+        if out.shape() != want.shape() {
+            return Err(format!("shape {} != {}", out.shape(), want.shape()));
+        }
         for (i, ((&g, &e), &m)) in out
             .as_slice()
             .iter()
@@ -51,14 +81,19 @@ fn check(
             .enumerate()
         {
             let tol = 1.2e-7 * (9 * cin) as f32 * m + 2e-6;
+            // Written so that NaN fails.
             let within = (g - e).abs() <= tol;
-            assert!(
-                within,
-                "{} n{n} {h}x{w} {cin}->{cout} s{stride} {act:?}: out[{i}] = {g}, reference {e}",
-                kernel.name
-            );
+            if !within {
+                let px = i / cout;
+                return Err(format!(
+                    "{} n{n} {h}x{w} {cin}->{cout} s{stride} {act:?} bias {bias}: out[pixel {px}, c {}] = {g}, reference {e}, tolerance {tol}",
+                    kernel.name,
+                    i % cout
+                ));
+            }
         }
     }
+    Ok(())
 }
 
 #[test]
@@ -105,4 +140,56 @@ fn bad_input_is_an_error() {
     let mut wrong = Tensor::zeros(Shape::new(1, 8, 8, 4)).unwrap();
     assert!(conv.run(&ks, &input, &mut wrong, &mut Vec::new()).is_err());
     assert!(conv.run(&ks, &input, &mut out, &mut Vec::new()).is_ok());
+}
+
+#[test]
+fn every_activation_and_channel_edges() {
+    for act in Activation::ALL {
+        for (cin, cout) in [
+            (1, 1),
+            (3, 16),
+            (3, 17),
+            (4, 32),
+            (8, 33),
+            (16, 8),
+            (17, 64),
+            (33, 5),
+        ] {
+            check(1, 6, 7, cin, cout, 2, act, true);
+        }
+    }
+}
+
+fn arb_cin() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1usize..=9,
+        prop::sample::select(vec![3, 3, 15, 16, 17, 24, 28, 31, 33, 40])
+    ]
+}
+
+fn arb_cout() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1usize..=40,
+        prop::sample::select(vec![47, 48, 56, 63, 64, 65, 80, 97])
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_shapes_match_the_reference(
+        n in 1usize..=2,
+        h in 1usize..=13,
+        w in 1usize..=13,
+        cin in arb_cin(),
+        cout in arb_cout(),
+        stride in 1usize..=2,
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        bias: bool,
+        seed: u64,
+    ) {
+        let r = try_check(n, h, w, cin, cout, stride, act, bias, seed);
+        prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
 }

@@ -144,3 +144,120 @@ pub fn conv3x3(
     }
     out
 }
+
+/// The squeeze-excite gate in f64: `1 / (1 + exp(-x))` or `relu6(x + 3) / 6`.
+pub fn gate(g: crate::se::Gate, x: f64) -> f64 {
+    match g {
+        crate::se::Gate::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        crate::se::Gate::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+    }
+}
+
+/// Squeeze-excite weights in PyTorch layout: `fc1` `[r, c]` with bias `[r]`, `fc2` `[c, r]` with
+/// bias `[c]`, the inner activation and the gate.
+#[derive(Debug, Clone, Copy)]
+pub struct SeWeights<'a> {
+    /// Channels.
+    pub c: usize,
+    /// Reduced width.
+    pub r: usize,
+    /// `[r, c]`.
+    pub fc1_w: &'a [f32],
+    /// `[r]`.
+    pub fc1_b: &'a [f32],
+    /// `[c, r]`.
+    pub fc2_w: &'a [f32],
+    /// `[c]`.
+    pub fc2_b: &'a [f32],
+    /// After fc1.
+    pub inner: Activation,
+    /// After fc2.
+    pub gate: crate::se::Gate,
+}
+
+/// The per-image channel scales `[n, c]` of squeeze-excite from per-channel means `[n, c]` (f64 in,
+/// f64 out: `gate(fc2_b + fc2_w . inner(fc1_b + fc1_w . mean))`).
+pub fn se_scale_from_means(se: &SeWeights<'_>, means: &[f64]) -> Vec<f64> {
+    let (c, r) = (se.c, se.r);
+    let mut out = Vec::with_capacity(means.len());
+    for m in means.chunks_exact(c) {
+        let hidden: Vec<f64> = (0..r)
+            .map(|j| {
+                let z = se.fc1_b[j] as f64
+                    + (0..c)
+                        .map(|i| se.fc1_w[j * c + i] as f64 * m[i])
+                        .sum::<f64>();
+                activation(se.inner, z)
+            })
+            .collect();
+        for ch in 0..c {
+            let z = se.fc2_b[ch] as f64
+                + (0..r)
+                    .map(|j| se.fc2_w[ch * r + j] as f64 * hidden[j])
+                    .sum::<f64>();
+            out.push(gate(se.gate, z));
+        }
+    }
+    out
+}
+
+/// Per-image, per-channel sums of an NHWC tensor, `[n, c]`, in f64.
+pub fn channel_sums(t: &crate::Tensor) -> Vec<f64> {
+    let s = t.shape();
+    let mut out = vec![0.0f64; s.n * s.c];
+    for (i, &v) in t.as_slice().iter().enumerate() {
+        let b = i / (s.h * s.w * s.c);
+        out[b * s.c + i % s.c] += v as f64;
+    }
+    out
+}
+
+/// Global average pooling: NHWC `[n, h, w, c]` to `[n, c]` means, in f64.
+pub fn global_avg_pool(t: &crate::Tensor) -> Vec<f64> {
+    let s = t.shape();
+    let px = (s.h * s.w) as f64;
+    channel_sums(t).into_iter().map(|v| v / px).collect()
+}
+
+/// Squeeze-excite on a tensor: `x * scale[b, c]` with the scale from the channel means, rounded to
+/// f32 once.
+pub fn squeeze_excite(se: &SeWeights<'_>, t: &crate::Tensor) -> crate::Tensor {
+    let scale = se_scale_from_means(se, &global_avg_pool(t));
+    let mut out = t.clone();
+    scale_channels(&mut out, &scale);
+    out
+}
+
+/// Multiplies channel `c` of image `b` by `scale[b * C + c]`, in f64, rounded once.
+pub fn scale_channels(t: &mut crate::Tensor, scale: &[f64]) {
+    let s = t.shape();
+    for (i, v) in t.as_mut_slice().iter_mut().enumerate() {
+        let b = i / (s.h * s.w * s.c);
+        *v = (*v as f64 * scale[b * s.c + i % s.c]) as f32;
+    }
+}
+
+/// Fully connected layer: `y[b][j] = bias[j] + sum_i x[b][i] * w[j][i]`, PyTorch weights
+/// `[outputs, inputs]`, in f64.
+pub fn linear(
+    x: &[f32],
+    inputs: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    outputs: usize,
+) -> Vec<f64> {
+    let mut y = Vec::with_capacity(x.len() / inputs * outputs);
+    for row in x.chunks_exact(inputs) {
+        for j in 0..outputs {
+            y.push(
+                bias.map_or(0.0, |b| b[j] as f64)
+                    + row
+                        .iter()
+                        .zip(&w[j * inputs..(j + 1) * inputs])
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>(),
+            );
+        }
+    }
+    y
+}
