@@ -105,9 +105,7 @@ pub fn alternating_se(depth: &[usize]) -> Vec<Vec<bool>> {
 /// timm's `make_divisible(v, divisor, round_limit=0.)` as `SqueezeExcite` calls it: the nearest
 /// multiple of `divisor` (at least `divisor`), never bumped up.
 pub fn se_reduced(c: usize) -> usize {
-    let v = c as f64 * 0.25;
-    let d = 8.0;
-    (((v + d / 2.0) / d).floor() * d).max(d) as usize
+    mobile_cnn_kernels::se::reduced_channels(c, 0.25)
 }
 
 impl Config {

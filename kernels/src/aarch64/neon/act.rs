@@ -11,10 +11,7 @@
 
 use core::arch::aarch64::*;
 
-use crate::activation::{
-    Activation, EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO,
-    LOG2_E,
-};
+use crate::activation::{Activation, GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
 
 /// Compile-time code of [`Activation::Identity`].
 pub(crate) const ACT_IDENTITY: u8 = 0;
@@ -110,35 +107,6 @@ pub(crate) unsafe fn hardswish(x: float32x4_t) -> float32x4_t {
     unsafe {
         let r = relu6(vaddq_f32(x, vdupq_n_f32(3.0)));
         vmulq_f32(vmulq_f32(x, r), vdupq_n_f32(1.0 / 6.0))
-    }
-}
-
-/// `exp(x)` by the shared scheme of [`crate::activation::exp`]; NaN stays NaN.
-///
-/// # Safety
-/// NEON must be available.
-// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
-// scalar form) for vector sigmoid gates.
-#[allow(dead_code)]
-#[inline(always)]
-pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
-    // SAFETY: NEON is available (this function's contract); register-only intrinsics.
-    unsafe {
-        // FMAX/FMIN (not the -NM forms) propagate NaN, like `f32::clamp`.
-        let x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(EXP_MAX)), vdupq_n_f32(EXP_MIN));
-        // Round to nearest, ties to even (FRINTN), as `round_ties_even`.
-        let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2_E)));
-        // vfmaq_f32(a, b, c) = a + b * c with one rounding: `n.mul_add(-LN2_HI, x)`.
-        let r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));
-        let r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));
-        let mut p = vdupq_n_f32(EXP_TAYLOR[0]);
-        for &c in &EXP_TAYLOR[1..] {
-            p = vfmaq_f32(vdupq_n_f32(c), p, r);
-        }
-        // n is integral in [-126, 128) after the clamp, so the conversion is exact (NaN converts to
-        // 0, and the product with the NaN polynomial stays NaN).
-        let bits = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
-        vmulq_f32(p, vreinterpretq_f32_s32(bits))
     }
 }
 
@@ -249,13 +217,6 @@ mod tests {
         with_act!(act, |A| apply4::<A>(x))
     }
 
-    fn exp4(x: [f32; 4]) -> [f32; 4] {
-        let mut out = [0.0f32; 4];
-        // SAFETY: as in `apply4`.
-        unsafe { vst1q_f32(out.as_mut_ptr(), exp(vld1q_f32(x.as_ptr()))) };
-        out
-    }
-
     fn gelu_exact(x: f64) -> f64 {
         0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
     }
@@ -353,18 +314,5 @@ mod tests {
         assert_eq!(y[2], f32::INFINITY);
         // -inf * Phi(-inf) = -inf * 0 is NaN in both the scalar and the vector form.
         assert!(same(y[3], activation::gelu(f32::NEG_INFINITY)));
-    }
-
-    #[test]
-    fn exp_equals_the_scalar_bit_for_bit() {
-        let mut x = -100.0f32;
-        while x < 100.0 {
-            let v = exp4([x, -x, x * 0.5, x + 0.003]);
-            for (xi, yi) in [x, -x, x * 0.5, x + 0.003].into_iter().zip(v) {
-                assert!(same(yi, activation::exp(xi)), "exp({xi})");
-            }
-            x += 0.0137;
-        }
-        assert!(exp4([f32::NAN; 4])[0].is_nan());
     }
 }

@@ -7,9 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::activation::{
-    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
-};
+use crate::activation::{GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
 use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
 
 /// `x`.
@@ -51,41 +49,6 @@ pub(crate) unsafe fn hardswish(x: __m256) -> __m256 {
     unsafe {
         let r = relu6(_mm256_add_ps(x, _mm256_set1_ps(3.0)));
         _mm256_mul_ps(_mm256_mul_ps(x, r), _mm256_set1_ps(1.0 / 6.0))
-    }
-}
-
-/// `exp(x)` by the shared scheme of [`crate::activation::exp`]; NaN stays NaN.
-///
-/// # Safety
-/// AVX2 and FMA must be available.
-// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
-// scalar form) for vector sigmoid gates.
-#[allow(dead_code)]
-#[inline(always)]
-pub(crate) unsafe fn exp(x: __m256) -> __m256 {
-    // SAFETY: AVX2 and FMA are available (this function's contract).
-    unsafe {
-        // max/min return their second operand when either is NaN: put x second to keep NaN.
-        let x = _mm256_max_ps(
-            _mm256_set1_ps(EXP_MIN),
-            _mm256_min_ps(_mm256_set1_ps(EXP_MAX), x),
-        );
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E)),
-        );
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-        let mut p = _mm256_set1_ps(EXP_TAYLOR[0]);
-        for &c in &EXP_TAYLOR[1..] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        // n is integral in [-126, 127] after the clamp (NaN converts to i32::MIN; the product with
-        // the NaN polynomial stays NaN).
-        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
     }
 }
 
@@ -168,14 +131,6 @@ mod tests {
         out
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn exp8(xs: &[f32; 8]) -> [f32; 8] {
-        let mut out = [0.0f32; 8];
-        // SAFETY: `xs` and `out` hold 8 floats each; AVX2+FMA are enabled on this function.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_loadu_ps(xs.as_ptr()))) };
-        out
-    }
-
     fn check_all(xs: &[f32]) -> f64 {
         let mut worst_gelu = 0.0f64;
         for chunk in xs.chunks(8) {
@@ -196,15 +151,6 @@ mod tests {
                         worst_gelu = worst_gelu.max((y as f64 - e).abs());
                     }
                 }
-            }
-            // SAFETY: AVX2+FMA checked by the caller.
-            let e = unsafe { exp8(&a) };
-            for (&x, &e) in a.iter().zip(&e) {
-                let s = activation::exp(x);
-                assert!(
-                    s.to_bits() == e.to_bits() || (s.is_nan() && e.is_nan()),
-                    "exp({x})"
-                );
             }
         }
         worst_gelu

@@ -8,9 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::activation::{
-    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
-};
+use crate::activation::{GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
 use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
 
 /// `x`.
@@ -52,59 +50,6 @@ pub(crate) unsafe fn hardswish(x: __m512) -> __m512 {
     unsafe {
         let r = relu6(_mm512_add_ps(x, _mm512_set1_ps(3.0)));
         _mm512_mul_ps(_mm512_mul_ps(x, r), _mm512_set1_ps(1.0 / 6.0))
-    }
-}
-
-/// `-x` (sign flip, as the scalar negation).
-///
-/// # Safety
-/// AVX-512F must be available.
-// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
-// scalar form) for vector sigmoid gates.
-#[allow(dead_code)]
-#[inline(always)]
-unsafe fn neg(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F is available (this function's contract).
-    unsafe {
-        _mm512_castsi512_ps(_mm512_xor_si512(
-            _mm512_castps_si512(x),
-            _mm512_set1_epi32(i32::MIN),
-        ))
-    }
-}
-
-/// `exp(x)` by the shared scheme of [`crate::activation::exp`]; NaN stays NaN.
-///
-/// # Safety
-/// AVX-512F must be available.
-// Unused by the kernels since GELU went table-based; kept (and tested bit-exact against the
-// scalar form) for vector sigmoid gates.
-#[allow(dead_code)]
-#[inline(always)]
-pub(crate) unsafe fn exp(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F is available (this function's contract).
-    unsafe {
-        // max/min return their second operand when either is NaN: put x second to keep NaN.
-        let x = _mm512_max_ps(
-            _mm512_set1_ps(EXP_MIN),
-            _mm512_min_ps(_mm512_set1_ps(EXP_MAX), x),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(LOG2_E)),
-        );
-        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
-        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
-        let mut p = _mm512_set1_ps(EXP_TAYLOR[0]);
-        for &c in &EXP_TAYLOR[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        // n is integral in [-126, 127] after the clamp (NaN converts to i32::MIN; the product with
-        // the NaN polynomial stays NaN).
-        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
-            _mm512_cvtps_epi32(n),
-            _mm512_set1_epi32(127),
-        ));
-        _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
     }
 }
 
@@ -192,14 +137,6 @@ mod tests {
         out
     }
 
-    #[target_feature(enable = "avx512f")]
-    fn exp16(xs: &[f32; 16]) -> [f32; 16] {
-        let mut out = [0.0f32; 16];
-        // SAFETY: `xs` and `out` hold 16 floats each; AVX-512F is enabled on this function.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp(_mm512_loadu_ps(xs.as_ptr()))) };
-        out
-    }
-
     fn check_all(xs: &[f32]) -> f64 {
         let mut worst_gelu = 0.0f64;
         for chunk in xs.chunks(16) {
@@ -219,15 +156,6 @@ mod tests {
                         worst_gelu = worst_gelu.max((y as f64 - e).abs());
                     }
                 }
-            }
-            // SAFETY: AVX-512F checked by the caller.
-            let e = unsafe { exp16(&a) };
-            for (&x, &e) in a.iter().zip(&e) {
-                let s = activation::exp(x);
-                assert!(
-                    s.to_bits() == e.to_bits() || (s.is_nan() && e.is_nan()),
-                    "exp({x})"
-                );
             }
         }
         worst_gelu
