@@ -112,7 +112,7 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m256) -> __m256 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{self, Activation, GELU_ABS_TOLERANCE};
+    use crate::activation::{Activation, GELU_ABS_TOLERANCE};
     use crate::x86_64::act_code;
 
     fn avx2() -> bool {

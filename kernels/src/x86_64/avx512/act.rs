@@ -119,7 +119,7 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m512) -> __m512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{self, Activation, GELU_ABS_TOLERANCE};
+    use crate::activation::{Activation, GELU_ABS_TOLERANCE};
 
     fn avx512() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
