@@ -28,10 +28,12 @@ pub fn quick() -> bool {
 /// Criterion settings shared by the benchmarks: short warm-up and measurement windows, since
 /// each kernel call is microseconds and there are many shapes.
 pub fn criterion_config() -> criterion::Criterion {
+    // About 300 kernel benchmarks: at ~1.4 s each the kernels bench takes about 7 minutes, which
+    // leaves room for the model benches within the 15-minute budget of the whole `cargo bench`.
     let (warm, meas, samples) = if quick() {
-        (0.2, 0.5, 10)
+        (0.1, 0.3, 10)
     } else {
-        (0.5, 1.5, 20)
+        (0.3, 1.0, 20)
     };
     criterion::Criterion::default()
         .warm_up_time(Duration::from_secs_f64(warm))
