@@ -12,7 +12,9 @@
 use std::time::Duration;
 
 use bench_suite::{isas_to_bench, quick};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use mobile_cnn_kernels::Kernels;
 use repvit::{Config, RepVit, VARIANTS};
 

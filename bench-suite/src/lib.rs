@@ -2,9 +2,11 @@
 //! the criterion settings. The report writer (`src/bin/report.rs`) turns criterion's results into
 //! a record under `results/`.
 
+pub mod charts;
 pub mod criterion_results;
 pub mod machine;
 pub mod peak;
+pub mod report;
 pub mod shapes;
 
 use mobile_cnn_kernels::Isa;
