@@ -341,6 +341,18 @@ fn model_report(
             ]);
         }
     }
+    if let Some(pk) = peak
+        && e2e
+            .iter()
+            .any(|(r, t)| r.giga_per_s().is_some_and(|g| g > pk * *t as f64))
+    {
+        let _ = writeln!(
+            md,
+            "**Warning:** some figures exceed the FMA peak measured in this run, so the peak probe \
+             was disturbed (the machine was busy while it ran): percentages of peak in this record \
+             are not meaningful. Rerun `cargo bench` on a quiet machine.\n"
+        );
+    }
     md.push_str(&md_table(
         &[
             "variant",
