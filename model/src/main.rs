@@ -3,16 +3,16 @@
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--threads N]
 //! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] IMAGE...
-//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--isa NAME] [--json]
+//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--isa NAME] [--json] [--no-layers]
 //! ```
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
-use repvit::{Config, Error, RepVit, VARIANTS, npy};
+use repvit::{Config, Error, LayerInfo, RepVit, VARIANTS, npy};
 
 fn cli() -> Command {
     let threads = Arg::new("threads")
@@ -92,6 +92,14 @@ fn cli() -> Command {
                         .long("json")
                         .action(ArgAction::SetTrue)
                         .help("one JSON object per line"),
+                )
+                .arg(
+                    Arg::new("no-layers")
+                        .long("no-layers")
+                        .action(ArgAction::SetTrue)
+                        .help(
+                            "skip the per-layer breakdown (profiled passes after the timed ones)",
+                        ),
                 ),
         )
 }
@@ -266,25 +274,25 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             model.forward_into(&x, shape, &mut out)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        times.sort_by(f64::total_cmp);
-        let median = if iters % 2 == 1 {
-            times[iters / 2]
+        let (median, min) = median_min(&mut times);
+        let layers = if m.get_flag("no-layers") {
+            None
         } else {
-            0.5 * (times[iters / 2 - 1] + times[iters / 2])
+            Some(profile_layers(model, shape, &x, &mut out, iters)?)
         };
-        let min = times[0];
         let finite = out.iter().all(|v| v.is_finite());
         let name = &model.config().name;
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
                 if m.contains_id("weights") {
                     "file"
                 } else {
                     "random"
-                }
+                },
+                layers.as_deref().map_or(String::new(), layers_json)
             );
         } else {
             println!(
@@ -297,9 +305,125 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                     "  WARNING: non-finite logits"
                 }
             );
+            if let Some(l) = &layers {
+                print!("{}", layers_table(l, median));
+            }
         }
     }
     Ok(())
+}
+
+/// Median and minimum of `times` (sorted in place; not empty).
+fn median_min(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        0.5 * (times[n / 2 - 1] + times[n / 2])
+    };
+    (median, times[0])
+}
+
+/// One step of the forward pass with its median time over the profiled passes.
+struct TimedLayer {
+    info: LayerInfo,
+    median_ms: f64,
+}
+
+/// Per-step medians over `iters` profiled forward passes (the model's own steps, timed one by one).
+fn profile_layers(
+    model: &RepVit,
+    shape: [usize; 4],
+    x: &[f32],
+    out: &mut [f32],
+    iters: usize,
+) -> Result<Vec<TimedLayer>, Error> {
+    let infos = model.layers(shape)?;
+    let mut step = vec![Duration::ZERO; infos.len()];
+    let mut all: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); infos.len()];
+    for _ in 0..iters {
+        model.profile_into(x, shape, out, &mut step)?;
+        for (a, t) in all.iter_mut().zip(&step) {
+            a.push(t.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(infos
+        .into_iter()
+        .zip(all.iter_mut())
+        .map(|(info, t)| TimedLayer {
+            info,
+            median_ms: median_min(t).0,
+        })
+        .collect())
+}
+
+/// Rows of `(label, count, total ms, flops)` grouped by `key`, in order of first occurrence.
+fn aggregate(
+    layers: &[TimedLayer],
+    key: impl Fn(&LayerInfo) -> String,
+) -> Vec<(String, usize, f64, u64)> {
+    let mut rows: Vec<(String, usize, f64, u64)> = Vec::new();
+    for l in layers {
+        let k = key(&l.info);
+        match rows.iter_mut().find(|r| r.0 == k) {
+            Some(r) => {
+                r.1 += 1;
+                r.2 += l.median_ms;
+                r.3 += l.info.flops;
+            }
+            None => rows.push((k, 1, l.median_ms, l.info.flops)),
+        }
+    }
+    rows
+}
+
+/// The per-layer breakdown: by kind, then by distinct configuration (largest total first).
+fn layers_table(layers: &[TimedLayer], e2e_ms: f64) -> String {
+    let mut s = String::new();
+    let sum: f64 = layers.iter().map(|l| l.median_ms).sum();
+    let row = |s: &mut String, label: &str, count: usize, ms: f64, flops: u64| {
+        let gf = if ms > 0.0 {
+            flops as f64 / (ms * 1e6)
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "  {label:<40} {count:>4} {ms:>9.3} {:>6.1} {gf:>9.1}\n",
+            100.0 * ms / e2e_ms
+        ));
+    };
+    s.push_str(&format!(
+        "  per layer (medians of profiled passes; sum {sum:.3} ms vs end-to-end median {e2e_ms:.3} ms)\n  {:<40} {:>4} {:>9} {:>6} {:>9}\n",
+        "kind", "n", "total ms", "% e2e", "GFLOP/s"
+    ));
+    for (k, n, ms, f) in aggregate(layers, |i| i.kind.name().to_string()) {
+        row(&mut s, &k, n, ms, f);
+    }
+    s.push_str(&format!(
+        "  {:<40} {:>4} {:>9} {:>6} {:>9}\n",
+        "configuration", "n", "total ms", "% e2e", "GFLOP/s"
+    ));
+    let mut by_key = aggregate(layers, |i| i.key.clone());
+    by_key.sort_by(|a, b| b.2.total_cmp(&a.2));
+    for (k, n, ms, f) in by_key {
+        row(&mut s, &k, n, ms, f);
+    }
+    s
+}
+
+/// `,"layers":[...]`: every step with its name, kind, configuration, median time and FLOPs.
+fn layers_json(layers: &[TimedLayer]) -> String {
+    let items: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"name\":\"{}\",\"kind\":\"{}\",\"key\":\"{}\",\"median_ms\":{:.5},\"flops\":{}}}",
+                l.info.name, l.info.kind, l.info.key, l.median_ms, l.info.flops
+            )
+        })
+        .collect();
+    format!(",\"layers\":[{}]", items.join(","))
 }
 
 fn main() -> ExitCode {

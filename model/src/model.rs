@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mobile_cnn_kernels::elementwise::{global_avg_pool, scale_channels_in_place};
 use mobile_cnn_kernels::linear::Linear;
@@ -18,32 +19,155 @@ use crate::weights::{BlockWeights, Folded, FusedWeights, RandomParams};
 /// Workspaces kept for reuse (distinct input shapes or concurrent callers).
 const POOL_LIMIT: usize = 4;
 
+/// What kind of kernel a layer step calls (for per-layer breakdowns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LayerKind {
+    /// NCHW to NHWC copy of the input batch (no arithmetic).
+    Input,
+    /// Dense 3x3 stride-2 convolution of the stem.
+    StemConv,
+    /// Depthwise 3x3 convolution (token mixer, stride 1, or spatial downsample, stride 2).
+    DwConv,
+    /// Squeeze-excite gate from the depthwise sums, and the channel scaling.
+    Se,
+    /// 1x1 convolution (channel mixer, channel downsample, downsample FFN).
+    Pointwise,
+    /// Global average pool.
+    Pool,
+    /// The classifier.
+    Linear,
+}
+
+impl LayerKind {
+    /// Every kind, in network order.
+    pub const ALL: [LayerKind; 7] = [
+        LayerKind::Input,
+        LayerKind::StemConv,
+        LayerKind::DwConv,
+        LayerKind::Se,
+        LayerKind::Pointwise,
+        LayerKind::Pool,
+        LayerKind::Linear,
+    ];
+
+    /// Short name: `input`, `stem_conv`, `dwconv`, `se`, `pointwise`, `pool`, `linear`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Input => "input",
+            LayerKind::StemConv => "stem_conv",
+            LayerKind::DwConv => "dwconv",
+            LayerKind::Se => "se",
+            LayerKind::Pointwise => "pointwise",
+            LayerKind::Pool => "pool",
+            LayerKind::Linear => "linear",
+        }
+    }
+
+    /// The kind of a [`LayerKind::name`].
+    pub fn from_name(s: &str) -> Option<LayerKind> {
+        LayerKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+impl std::fmt::Display for LayerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One step of the forward pass for a given input shape: one kernel call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// timm-style module name, e.g. `stages.2.blocks.5.channel_mixer.conv1`.
+    pub name: String,
+    /// Kernel kind.
+    pub kind: LayerKind,
+    /// Input activation shape (NHWC; the classifier's is `[n, 1, 1, features]`).
+    pub input: Shape,
+    /// Output activation shape.
+    pub output: Shape,
+    /// Floating-point operations (a multiply-add counts 2; pooling counts one add per element; the
+    /// squeeze-excite counts its two small matrix products).
+    pub flops: u64,
+    /// The step's distinct configuration (kind, shapes, stride, activation, fused extras): steps
+    /// with equal keys do the same work, e.g. `pointwise_14x14_224to448_gelu`.
+    pub key: String,
+}
+
+/// A layer configuration that occurs `count` times, first at step `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DistinctLayer {
+    /// Index of the first step with this configuration.
+    pub index: usize,
+    /// How many steps share it.
+    pub count: usize,
+}
+
+/// The distinct configurations of `layers` (by [`LayerInfo::key`]), in order of first occurrence.
+pub fn distinct_layers(layers: &[LayerInfo]) -> Vec<DistinctLayer> {
+    let mut out: Vec<DistinctLayer> = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        match out.iter_mut().find(|d| layers[d.index].key == l.key) {
+            Some(d) => d.count += 1,
+            None => out.push(DistinctLayer { index: i, count: 1 }),
+        }
+    }
+    out
+}
+
+/// Where a workspace buffer lives: `halvings` stride-2 reductions of the input's height and width,
+/// `c` channels.
+#[derive(Debug, Clone, Copy)]
+struct BufSpec {
+    halvings: usize,
+    c: usize,
+}
+
+/// The kernel call of a step; `src`, `dst`, `t`, `residual` index the workspace's buffers.
 #[derive(Debug)]
-struct Block {
+enum Op {
+    /// The input batch (NCHW) into buffer 0 (NHWC).
+    ToNhwc,
+    Conv {
+        conv: Conv3x3,
+        act: Activation,
+        src: usize,
+        dst: usize,
+    },
+    /// `sums`: also write per-channel sums of the output (for the following squeeze-excite).
+    Dw {
+        conv: DwConv3x3,
+        src: usize,
+        dst: usize,
+        sums: bool,
+    },
+    /// Gate from the sums of the previous depthwise step, then scale buffer `t` in place.
+    Se {
+        se: SqueezeExcite,
+        t: usize,
+    },
+    Pw {
+        pw: PackedPointwise,
+        act: Activation,
+        src: usize,
+        dst: usize,
+        residual: Option<usize>,
+    },
+    Pool {
+        src: usize,
+    },
+    Head(Linear),
+}
+
+#[derive(Debug)]
+struct Step {
     name: String,
-    dw: DwConv3x3,
-    se: Option<SqueezeExcite>,
-    pw1: PackedPointwise,
-    pw2: PackedPointwise,
+    op: Op,
 }
 
-#[derive(Debug)]
-struct Downsample {
-    name: String,
-    pre_block: Block,
-    spatial: DwConv3x3,
-    channel: PackedPointwise,
-    ffn1: PackedPointwise,
-    ffn2: PackedPointwise,
-}
-
-#[derive(Debug)]
-struct Stage {
-    downsample: Option<Downsample>,
-    blocks: Vec<Block>,
-}
-
-/// A RepViT ready to run: folded weights packed for the ISA of its [`Kernels`] handle.
+/// A RepViT ready to run: folded weights packed for the ISA of its [`Kernels`] handle, as a list of
+/// steps (one kernel call each) over the buffers of a workspace. [`RepVit::forward`],
+/// [`RepVit::profile_into`] and [`LayerBench`] all execute the same steps.
 ///
 /// `Send + Sync`: one model can serve several threads; each call takes a workspace from the pool
 /// (or allocates one when all are busy).
@@ -51,33 +175,16 @@ struct Stage {
 pub struct RepVit {
     config: Config,
     kernels: Kernels,
-    stem1: Conv3x3,
-    stem2: Conv3x3,
-    stages: Vec<Stage>,
-    head: Linear,
+    steps: Vec<Step>,
+    bufs: Vec<BufSpec>,
     pool: Mutex<Vec<Workspace>>,
-}
-
-/// Buffers of one stage, at the stage's width and resolution.
-#[derive(Debug)]
-struct StageBufs {
-    /// The running activation `x` (block input and output).
-    x: Tensor,
-    /// `t`: the token mixer's output, residual of the channel mixer.
-    t: Tensor,
-    /// The channel mixer's hidden activation.
-    hidden: Tensor,
-    /// Stages >= 1: the spatial downsample's output (previous width, this resolution).
-    down: Option<Tensor>,
 }
 
 /// Every activation buffer of one forward pass for one input shape.
 #[derive(Debug)]
 struct Workspace {
     input_shape: [usize; 4],
-    input: Tensor,
-    stem: Tensor,
-    stages: Vec<StageBufs>,
+    bufs: Vec<Tensor>,
     pooled: Vec<f32>,
     sums: Vec<f32>,
     scale: Vec<f32>,
@@ -89,39 +196,31 @@ fn half(x: usize) -> usize {
     (x - 1) / 2 + 1
 }
 
-fn zeros(s: Shape) -> Result<Tensor, Error> {
-    Tensor::zeros(s).layer(|| format!("activation buffer {s}"))
+fn buf_shape(spec: BufSpec, input_shape: [usize; 4]) -> Shape {
+    let [n, _, mut h, mut w] = input_shape;
+    for _ in 0..spec.halvings {
+        (h, w) = (half(h), half(w));
+    }
+    Shape::new(n, h, w, spec.c)
 }
 
 impl Workspace {
-    /// Buffers for NCHW input `[n, c, h, w]` through `cfg`.
-    fn new(cfg: &Config, input_shape: [usize; 4]) -> Result<Workspace, Error> {
-        let [n, c, h, w] = input_shape;
-        let (h1, w1) = (half(h), half(w));
-        let (mut hh, mut ww) = (half(h1), half(w1));
-        let mut stages = Vec::with_capacity(cfg.embed_dim.len());
-        let mut prev = cfg.embed_dim[0];
-        for (i, &ci) in cfg.embed_dim.iter().enumerate() {
-            let down = if i == 0 {
-                None
-            } else {
-                (hh, ww) = (half(hh), half(ww));
-                Some(zeros(Shape::new(n, hh, ww, prev))?)
-            };
-            stages.push(StageBufs {
-                x: zeros(Shape::new(n, hh, ww, ci))?,
-                t: zeros(Shape::new(n, hh, ww, ci))?,
-                hidden: zeros(Shape::new(n, hh, ww, ci * cfg.mlp_ratio))?,
-                down,
-            });
-            prev = ci;
-        }
+    /// Buffers for NCHW input `[n, c, h, w]` (checked against the model beforehand).
+    fn new(model: &RepVit, input_shape: [usize; 4]) -> Result<Workspace, Error> {
+        let n = input_shape[0];
+        let bufs = model
+            .bufs
+            .iter()
+            .map(|&spec| {
+                let s = buf_shape(spec, input_shape);
+                Tensor::zeros(s).layer(|| format!("activation buffer {s}"))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let cfg = &model.config;
         let cmax = cfg.embed_dim.iter().copied().max().unwrap_or(1);
         Ok(Workspace {
             input_shape,
-            input: zeros(Shape::new(n, h, w, c))?,
-            stem: zeros(Shape::new(n, h1, w1, cfg.stem_width()))?,
-            stages,
+            bufs,
             pooled: vec![0.0; n * cfg.features()],
             sums: vec![0.0; n * cmax],
             scale: vec![0.0; n * cmax],
@@ -129,13 +228,6 @@ impl Workspace {
             conv_scratch: Vec::new(),
         })
     }
-}
-
-/// Scratch shared by the blocks of one forward pass.
-struct BlockScratch<'a> {
-    sums: &'a mut [f32],
-    scale: &'a mut [f32],
-    se: &'a mut Vec<f32>,
 }
 
 fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwise, Error> {
@@ -148,69 +240,79 @@ fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv3x3, Error> {
         .layer(|| name.to_string())
 }
 
-fn block(k: &Kernels, name: String, b: &BlockWeights) -> Result<Block, Error> {
-    let se = match &b.se {
-        Some(s) => Some(
-            SqueezeExcite::new(
-                k.isa(),
-                s.c,
-                s.r,
-                &s.fc1.weight,
-                &s.fc1.bias,
-                &s.fc2.weight,
-                &s.fc2.bias,
-                Activation::Relu,
-                Gate::Sigmoid,
-            )
-            .layer(|| format!("{name}.se"))?,
-        ),
-        None => None,
-    };
-    Ok(Block {
-        dw: dw(&format!("{name}.token_mixer"), &b.dw, 1)?,
-        se,
-        pw1: pack(k, &format!("{name}.channel_mixer.conv1"), &b.pw1)?,
-        pw2: pack(k, &format!("{name}.channel_mixer.conv2"), &b.pw2)?,
-        name,
-    })
+/// The buffers one stage's blocks run over.
+#[derive(Debug, Clone, Copy)]
+struct StageBufs {
+    /// The running activation (block input and output).
+    x: usize,
+    /// The token mixer's output, residual of the channel mixer.
+    t: usize,
+    /// The channel mixer's hidden activation.
+    hidden: usize,
 }
 
-impl Block {
-    /// `x <- t + pw2(gelu(pw1(t)))` with `t = se(dw(x))`; `t` and `hidden` are scratch of the right
-    /// shapes.
-    fn run(
-        &self,
-        k: &Kernels,
-        x: &mut Tensor,
-        t: &mut Tensor,
-        hidden: &mut Tensor,
-        s: &mut BlockScratch<'_>,
-    ) -> Result<(), Error> {
-        let nc = x.shape().n * x.shape().c;
-        match &self.se {
-            Some(se) => {
-                let sums = &mut s.sums[..nc];
-                self.dw
-                    .run(k, x, t, Some(sums))
-                    .layer(|| format!("{}.token_mixer", self.name))?;
-                let pixels = t.shape().h * t.shape().w;
-                let scale = &mut s.scale[..nc];
-                se.scale_from_sums(k, sums, pixels, scale, s.se)
-                    .layer(|| format!("{}.se", self.name))?;
-                scale_channels_in_place(k, t, scale).layer(|| format!("{}.se", self.name))?;
-            }
-            None => self
-                .dw
-                .run(k, x, t, None)
-                .layer(|| format!("{}.token_mixer", self.name))?,
-        }
-        self.pw1
-            .run(k, t, hidden, Activation::Gelu, None)
-            .layer(|| format!("{}.channel_mixer.conv1", self.name))?;
-        self.pw2
-            .run(k, hidden, x, Activation::Identity, Some(t))
-            .layer(|| format!("{}.channel_mixer.conv2", self.name))
+/// Appends a block's steps: `x <- t + pw2(gelu(pw1(t)))` with `t = se(dw(x))`.
+fn push_block(
+    k: &Kernels,
+    steps: &mut Vec<Step>,
+    name: &str,
+    b: &BlockWeights,
+    sb: StageBufs,
+) -> Result<(), Error> {
+    steps.push(Step {
+        name: format!("{name}.token_mixer"),
+        op: Op::Dw {
+            conv: dw(&format!("{name}.token_mixer"), &b.dw, 1)?,
+            src: sb.x,
+            dst: sb.t,
+            sums: b.se.is_some(),
+        },
+    });
+    if let Some(s) = &b.se {
+        let se = SqueezeExcite::new(
+            k.isa(),
+            s.c,
+            s.r,
+            &s.fc1.weight,
+            &s.fc1.bias,
+            &s.fc2.weight,
+            &s.fc2.bias,
+            Activation::Relu,
+            Gate::Sigmoid,
+        )
+        .layer(|| format!("{name}.se"))?;
+        steps.push(Step {
+            name: format!("{name}.se"),
+            op: Op::Se { se, t: sb.t },
+        });
     }
+    let n1 = format!("{name}.channel_mixer.conv1");
+    steps.push(Step {
+        op: Op::Pw {
+            pw: pack(k, &n1, &b.pw1)?,
+            act: Activation::Gelu,
+            src: sb.t,
+            dst: sb.hidden,
+            residual: None,
+        },
+        name: n1,
+    });
+    let n2 = format!("{name}.channel_mixer.conv2");
+    steps.push(Step {
+        op: Op::Pw {
+            pw: pack(k, &n2, &b.pw2)?,
+            act: Activation::Identity,
+            src: sb.hidden,
+            dst: sb.x,
+            residual: Some(sb.t),
+        },
+        name: n2,
+    });
+    Ok(())
+}
+
+fn act_name(a: Activation) -> String {
+    format!("{a:?}").to_lowercase()
 }
 
 impl RepVit {
@@ -218,36 +320,137 @@ impl RepVit {
     pub fn from_fused(fw: &FusedWeights, kernels: &Kernels) -> Result<RepVit, Error> {
         let k = kernels;
         let cfg = fw.config.clone();
-        let stem = |name: &str, f: &Folded, act| {
-            Conv3x3::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias), 2, act)
-                .layer(|| name.to_string())
+        let mut bufs = vec![
+            BufSpec {
+                halvings: 0,
+                c: cfg.in_chans,
+            },
+            BufSpec {
+                halvings: 1,
+                c: cfg.stem_width(),
+            },
+        ];
+        let mut new_buf = |halvings: usize, c: usize| {
+            bufs.push(BufSpec { halvings, c });
+            bufs.len() - 1
         };
-        let stem1 = stem("stem.conv1", &fw.stem1, Activation::Gelu)?;
-        let stem2 = stem("stem.conv2", &fw.stem2, Activation::Identity)?;
-        let mut stages = Vec::with_capacity(fw.stages.len());
-        for (i, sw) in fw.stages.iter().enumerate() {
-            let downsample = match &sw.downsample {
-                Some(d) => {
-                    let name = format!("stages.{i}.downsample");
-                    Some(Downsample {
-                        pre_block: block(k, format!("{name}.pre_block"), &d.pre_block)?,
-                        spatial: dw(&format!("{name}.spatial_downsample"), &d.spatial, 2)?,
-                        channel: pack(k, &format!("{name}.channel_downsample"), &d.channel)?,
-                        ffn1: pack(k, &format!("{name}.ffn.conv1"), &d.ffn1)?,
-                        ffn2: pack(k, &format!("{name}.ffn.conv2"), &d.ffn2)?,
-                        name,
-                    })
-                }
-                None => None,
-            };
-            let blocks = sw
-                .blocks
-                .iter()
-                .enumerate()
-                .map(|(j, b)| block(k, format!("stages.{i}.blocks.{j}"), b))
-                .collect::<Result<Vec<_>, Error>>()?;
-            stages.push(Stage { downsample, blocks });
+        let mut stage_bufs = Vec::with_capacity(fw.stages.len());
+        let mut down_bufs = Vec::with_capacity(fw.stages.len());
+        let mut prev = cfg.embed_dim.first().copied().unwrap_or(1);
+        for (i, &c) in cfg.embed_dim.iter().enumerate() {
+            let halvings = 2 + i;
+            down_bufs.push((i > 0).then(|| new_buf(halvings, prev)));
+            stage_bufs.push(StageBufs {
+                x: new_buf(halvings, c),
+                t: new_buf(halvings, c),
+                hidden: new_buf(halvings, c * cfg.mlp_ratio),
+            });
+            prev = c;
         }
+        if stage_bufs.len() != fw.stages.len() || stage_bufs.is_empty() {
+            return Err(Error::Config {
+                reason: format!(
+                    "{} stage widths for {} stages of weights",
+                    stage_bufs.len(),
+                    fw.stages.len()
+                ),
+            });
+        }
+
+        let mut steps = vec![Step {
+            name: "input".into(),
+            op: Op::ToNhwc,
+        }];
+        let stem = |name: &str, f: &Folded, act, src, dst| {
+            Ok::<_, Error>(Step {
+                name: name.into(),
+                op: Op::Conv {
+                    conv: Conv3x3::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias), 2, act)
+                        .layer(|| name.to_string())?,
+                    act,
+                    src,
+                    dst,
+                },
+            })
+        };
+        steps.push(stem("stem.conv1", &fw.stem1, Activation::Gelu, 0, 1)?);
+        steps.push(stem(
+            "stem.conv2",
+            &fw.stem2,
+            Activation::Identity,
+            1,
+            stage_bufs[0].x,
+        )?);
+        for (i, sw) in fw.stages.iter().enumerate() {
+            let cur = stage_bufs[i];
+            if let Some(d) = &sw.downsample {
+                let name = format!("stages.{i}.downsample");
+                let (Some(p), Some(down)) = (i.checked_sub(1).map(|j| stage_bufs[j]), down_bufs[i])
+                else {
+                    return Err(Error::Config {
+                        reason: format!("stage {i}: a downsample needs a previous stage"),
+                    });
+                };
+                push_block(k, &mut steps, &format!("{name}.pre_block"), &d.pre_block, p)?;
+                let sname = format!("{name}.spatial_downsample");
+                steps.push(Step {
+                    op: Op::Dw {
+                        conv: dw(&sname, &d.spatial, 2)?,
+                        src: p.x,
+                        dst: down,
+                        sums: false,
+                    },
+                    name: sname,
+                });
+                let pws = [
+                    (
+                        "channel_downsample",
+                        &d.channel,
+                        Activation::Identity,
+                        down,
+                        cur.t,
+                        None,
+                    ),
+                    (
+                        "ffn.conv1",
+                        &d.ffn1,
+                        Activation::Gelu,
+                        cur.t,
+                        cur.hidden,
+                        None,
+                    ),
+                    (
+                        "ffn.conv2",
+                        &d.ffn2,
+                        Activation::Identity,
+                        cur.hidden,
+                        cur.x,
+                        Some(cur.t),
+                    ),
+                ];
+                for (suffix, f, act, src, dst, residual) in pws {
+                    let n = format!("{name}.{suffix}");
+                    steps.push(Step {
+                        op: Op::Pw {
+                            pw: pack(k, &n, f)?,
+                            act,
+                            src,
+                            dst,
+                            residual,
+                        },
+                        name: n,
+                    });
+                }
+            }
+            for (j, b) in sw.blocks.iter().enumerate() {
+                push_block(k, &mut steps, &format!("stages.{i}.blocks.{j}"), b, cur)?;
+            }
+        }
+        let last = stage_bufs[stage_bufs.len() - 1].x;
+        steps.push(Step {
+            name: "global_pool".into(),
+            op: Op::Pool { src: last },
+        });
         let head = Linear::new(
             k.isa(),
             fw.head.cin,
@@ -256,13 +459,15 @@ impl RepVit {
             Some(&fw.head.bias),
         )
         .layer(|| "head".into())?;
+        steps.push(Step {
+            name: "head".into(),
+            op: Op::Head(head),
+        });
         Ok(RepVit {
             config: cfg,
             kernels: kernels.clone(),
-            stem1,
-            stem2,
-            stages,
-            head,
+            steps,
+            bufs,
             pool: Mutex::new(Vec::new()),
         })
     }
@@ -372,25 +577,10 @@ impl RepVit {
         out: &mut [f32],
     ) -> Result<(), Error> {
         self.check_input(input.len(), shape)?;
-        if out.len() != shape[0] * self.config.num_classes {
-            return Err(Error::Input {
-                what: "logits buffer".into(),
-                expected: format!(
-                    "{} elements ({} images x {} classes)",
-                    shape[0] * self.config.num_classes,
-                    shape[0],
-                    self.config.num_classes
-                ),
-                found: format!("{} elements", out.len()),
-            });
-        }
+        self.check_output(out.len(), shape)?;
         let mut ws = self.take_workspace(shape)?;
-        let r = self.run(&mut ws, input, out);
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() >= POOL_LIMIT {
-            pool.remove(0);
-        }
-        pool.push(ws);
+        let r = self.run(&mut ws, input, out, None);
+        self.give_back(ws);
         r
     }
 
@@ -401,71 +591,379 @@ impl RepVit {
                 return Ok(pool.swap_remove(i));
             }
         }
-        Workspace::new(&self.config, shape)
+        Workspace::new(self, shape)
     }
 
-    /// The order of kernel calls.
-    fn run(&self, ws: &mut Workspace, input: &[f32], out: &mut [f32]) -> Result<(), Error> {
+    fn give_back(&self, ws: Workspace) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() >= POOL_LIMIT {
+            pool.remove(0);
+        }
+        pool.push(ws);
+    }
+
+    /// Checks `out` against the batch of `shape`.
+    fn check_output(&self, len: usize, shape: [usize; 4]) -> Result<(), Error> {
+        let want = shape[0] * self.config.num_classes;
+        if len != want {
+            return Err(Error::Input {
+                what: "logits buffer".into(),
+                expected: format!(
+                    "{want} elements ({} images x {} classes)",
+                    shape[0], self.config.num_classes
+                ),
+                found: format!("{len} elements"),
+            });
+        }
+        Ok(())
+    }
+
+    /// As [`RepVit::forward_into`], and writes each step's wall time to `times` (one entry per
+    /// step of [`RepVit::layers`], in the same order).
+    pub fn profile_into(
+        &self,
+        input: &[f32],
+        shape: [usize; 4],
+        out: &mut [f32],
+        times: &mut [Duration],
+    ) -> Result<(), Error> {
+        self.check_input(input.len(), shape)?;
+        self.check_output(out.len(), shape)?;
+        self.check_times(times.len())?;
+        let mut ws = self.take_workspace(shape)?;
+        let r = self.run(&mut ws, input, out, Some(times));
+        self.give_back(ws);
+        r
+    }
+
+    fn check_times(&self, len: usize) -> Result<(), Error> {
+        if len != self.steps.len() {
+            return Err(Error::Input {
+                what: "per-layer times buffer".into(),
+                expected: format!("{} entries (one per layer step)", self.steps.len()),
+                found: format!("{len} entries"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of steps (kernel calls) of a forward pass.
+    pub fn num_layers(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The steps of a forward pass on an NCHW input of `shape`, in execution order, with their
+    /// shapes, FLOPs and configuration keys.
+    pub fn layers(&self, shape: [usize; 4]) -> Result<Vec<LayerInfo>, Error> {
+        let [n, c, h, w] = shape;
+        let len = n
+            .checked_mul(c)
+            .and_then(|v| v.checked_mul(h))
+            .and_then(|v| v.checked_mul(w))
+            .unwrap_or(0);
+        self.check_input(len, shape)?;
+        let bs = |i: usize| buf_shape(self.bufs[i], shape);
+        let mut out = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let ctx = || step.name.clone();
+            let (kind, input, output, flops, key) = match &step.op {
+                Op::ToNhwc => {
+                    let s = bs(0);
+                    (
+                        LayerKind::Input,
+                        s,
+                        s,
+                        0,
+                        format!("input_{}x{}x{}", s.h, s.w, s.c),
+                    )
+                }
+                Op::Conv {
+                    conv,
+                    act,
+                    src,
+                    dst,
+                } => {
+                    let (i, o) = (bs(*src), bs(*dst));
+                    (
+                        LayerKind::StemConv,
+                        i,
+                        o,
+                        2 * conv.macs(i).layer(ctx)?,
+                        format!(
+                            "stem_conv_{}x{}_{}to{}_s2_{}",
+                            i.h,
+                            i.w,
+                            i.c,
+                            o.c,
+                            act_name(*act)
+                        ),
+                    )
+                }
+                Op::Dw {
+                    conv,
+                    src,
+                    dst,
+                    sums,
+                } => {
+                    let (i, o) = (bs(*src), bs(*dst));
+                    (
+                        LayerKind::DwConv,
+                        i,
+                        o,
+                        2 * conv.geom(i).layer(ctx)?.macs(),
+                        format!(
+                            "dwconv_{}x{}x{}_s{}{}",
+                            i.h,
+                            i.w,
+                            i.c,
+                            conv.stride(),
+                            if *sums { "_sums" } else { "" }
+                        ),
+                    )
+                }
+                Op::Se { se, t } => {
+                    let s = bs(*t);
+                    (
+                        LayerKind::Se,
+                        s,
+                        s,
+                        (4 * s.n * se.channels() * se.reduced()) as u64,
+                        format!("se_{}x{}x{}_r{}", s.h, s.w, s.c, se.reduced()),
+                    )
+                }
+                Op::Pw {
+                    pw,
+                    act,
+                    src,
+                    dst,
+                    residual,
+                } => {
+                    let (i, o) = (bs(*src), bs(*dst));
+                    (
+                        LayerKind::Pointwise,
+                        i,
+                        o,
+                        (2 * i.n * i.h * i.w * pw.k() * pw.n()) as u64,
+                        format!(
+                            "pointwise_{}x{}_{}to{}_{}{}",
+                            i.h,
+                            i.w,
+                            i.c,
+                            o.c,
+                            act_name(*act),
+                            if residual.is_some() { "_res" } else { "" }
+                        ),
+                    )
+                }
+                Op::Pool { src } => {
+                    let i = bs(*src);
+                    (
+                        LayerKind::Pool,
+                        i,
+                        Shape::new(i.n, 1, 1, i.c),
+                        i.len() as u64,
+                        format!("pool_{}x{}x{}", i.h, i.w, i.c),
+                    )
+                }
+                Op::Head(l) => (
+                    LayerKind::Linear,
+                    Shape::new(n, 1, 1, l.inputs()),
+                    Shape::new(n, 1, 1, l.outputs()),
+                    (2 * n * l.inputs() * l.outputs()) as u64,
+                    format!("linear_{}to{}", l.inputs(), l.outputs()),
+                ),
+            };
+            out.push(LayerInfo {
+                name: step.name.clone(),
+                kind,
+                input,
+                output,
+                flops,
+                key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A workspace for NCHW input `shape` with a deterministic input, run through once, for timing
+    /// single steps (see [`LayerBench`]).
+    pub fn layer_bench(&self, shape: [usize; 4]) -> Result<LayerBench<'_>, Error> {
+        let layers = self.layers(shape)?;
+        let len = shape.iter().product::<usize>();
+        let input: Vec<f32> = (0..len)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        let mut b = LayerBench {
+            model: self,
+            ws: Workspace::new(self, shape)?,
+            out: vec![0.0; shape[0] * self.config.num_classes],
+            input,
+            layers,
+        };
+        b.forward()?;
+        Ok(b)
+    }
+
+    /// Runs step `i` on `ws`.
+    #[inline]
+    fn exec(
+        &self,
+        step: &Step,
+        ws: &mut Workspace,
+        input: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
         let k = &self.kernels;
-        let [n, c, h, w] = ws.input_shape;
-        // NCHW -> NHWC (a copy; no arithmetic).
-        let dst = ws.input.as_mut_slice();
-        for b in 0..n {
-            for ch in 0..c {
-                let plane = &input[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
-                for (p, &v) in plane.iter().enumerate() {
-                    dst[(b * h * w + p) * c + ch] = v;
+        let ctx = || step.name.clone();
+        let disjoint = |e| Error::Config {
+            reason: format!("{}: overlapping buffers ({e})", step.name),
+        };
+        match &step.op {
+            Op::ToNhwc => {
+                let [n, c, h, w] = ws.input_shape;
+                // NCHW -> NHWC (a copy; no arithmetic).
+                let dst = ws.bufs[0].as_mut_slice();
+                for b in 0..n {
+                    for ch in 0..c {
+                        let plane = &input[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
+                        for (p, &v) in plane.iter().enumerate() {
+                            dst[(b * h * w + p) * c + ch] = v;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Op::Conv { conv, src, dst, .. } => {
+                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                conv.run(k, x, y, &mut ws.conv_scratch).layer(ctx)
+            }
+            Op::Dw {
+                conv,
+                src,
+                dst,
+                sums,
+            } => {
+                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                if *sums {
+                    let nc = y.shape().n * y.shape().c;
+                    conv.run(k, x, y, Some(&mut ws.sums[..nc])).layer(ctx)
+                } else {
+                    conv.run(k, x, y, None).layer(ctx)
+                }
+            }
+            Op::Se { se, t } => {
+                let t = &mut ws.bufs[*t];
+                let s = t.shape();
+                let nc = s.n * s.c;
+                let scale = &mut ws.scale[..nc];
+                se.scale_from_sums(k, &ws.sums[..nc], s.h * s.w, scale, &mut ws.se_scratch)
+                    .layer(ctx)?;
+                scale_channels_in_place(k, t, scale).layer(ctx)
+            }
+            Op::Pw {
+                pw,
+                act,
+                src,
+                dst,
+                residual: Some(r),
+            } => {
+                let [x, y, r] = ws
+                    .bufs
+                    .get_disjoint_mut([*src, *dst, *r])
+                    .map_err(disjoint)?;
+                pw.run(k, x, y, *act, Some(r)).layer(ctx)
+            }
+            Op::Pw {
+                pw,
+                act,
+                src,
+                dst,
+                residual: None,
+            } => {
+                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                pw.run(k, x, y, *act, None).layer(ctx)
+            }
+            Op::Pool { src } => global_avg_pool(k, &ws.bufs[*src], &mut ws.pooled).layer(ctx),
+            Op::Head(l) => l.run(k, &ws.pooled, out).layer(ctx),
+        }
+    }
+
+    /// Every step in order; with `times`, each step's wall time.
+    fn run(
+        &self,
+        ws: &mut Workspace,
+        input: &[f32],
+        out: &mut [f32],
+        times: Option<&mut [Duration]>,
+    ) -> Result<(), Error> {
+        match times {
+            None => {
+                for step in &self.steps {
+                    self.exec(step, ws, input, out)?;
+                }
+            }
+            Some(times) => {
+                for (step, t) in self.steps.iter().zip(times.iter_mut()) {
+                    let t0 = Instant::now();
+                    self.exec(step, ws, input, out)?;
+                    *t = t0.elapsed();
                 }
             }
         }
-        self.stem1
-            .run(k, &ws.input, &mut ws.stem, &mut ws.conv_scratch)
-            .layer(|| "stem.conv1".into())?;
-        self.stem2
-            .run(k, &ws.stem, &mut ws.stages[0].x, &mut ws.conv_scratch)
-            .layer(|| "stem.conv2".into())?;
-        let mut s = BlockScratch {
-            sums: &mut ws.sums,
-            scale: &mut ws.scale,
-            se: &mut ws.se_scratch,
-        };
-        for (i, stage) in self.stages.iter().enumerate() {
-            if let Some(d) = &stage.downsample {
-                let (before, after) = ws.stages.split_at_mut(i);
-                let p = &mut before[i - 1];
-                let cur = &mut after[0];
-                d.pre_block
-                    .run(k, &mut p.x, &mut p.t, &mut p.hidden, &mut s)?;
-                let down = cur.down.as_mut().ok_or_else(|| Error::Config {
-                    reason: format!("stage {i}: no downsample buffer"),
-                })?;
-                d.spatial
-                    .run(k, &p.x, down, None)
-                    .layer(|| format!("{}.spatial_downsample", d.name))?;
-                d.channel
-                    .run(k, down, &mut cur.t, Activation::Identity, None)
-                    .layer(|| format!("{}.channel_downsample", d.name))?;
-                d.ffn1
-                    .run(k, &cur.t, &mut cur.hidden, Activation::Gelu, None)
-                    .layer(|| format!("{}.ffn.conv1", d.name))?;
-                d.ffn2
-                    .run(
-                        k,
-                        &cur.hidden,
-                        &mut cur.x,
-                        Activation::Identity,
-                        Some(&cur.t),
-                    )
-                    .layer(|| format!("{}.ffn.conv2", d.name))?;
-            }
-            let b = &mut ws.stages[i];
-            for blk in &stage.blocks {
-                blk.run(k, &mut b.x, &mut b.t, &mut b.hidden, &mut s)?;
-            }
-        }
-        let last = &ws.stages[ws.stages.len() - 1].x;
-        global_avg_pool(k, last, &mut ws.pooled).layer(|| "global average pool".into())?;
-        self.head.run(k, &ws.pooled, out).layer(|| "head".into())
+        Ok(())
+    }
+}
+
+/// A prepared workspace for timing a model's steps one at a time, through the same code as
+/// [`RepVit::forward`]. Buffers hold the activations of a real forward pass (deterministic input),
+/// so every step sees realistic data; running a step again allocates nothing.
+#[derive(Debug)]
+pub struct LayerBench<'a> {
+    model: &'a RepVit,
+    ws: Workspace,
+    input: Vec<f32>,
+    out: Vec<f32>,
+    layers: Vec<LayerInfo>,
+}
+
+impl LayerBench<'_> {
+    /// The steps, in execution order.
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+
+    /// The distinct step configurations (see [`distinct_layers`]).
+    pub fn distinct(&self) -> Vec<DistinctLayer> {
+        distinct_layers(&self.layers)
+    }
+
+    /// Runs step `i` alone on the workspace.
+    pub fn run_layer(&mut self, i: usize) -> Result<(), Error> {
+        let step = self.model.steps.get(i).ok_or_else(|| Error::Input {
+            what: "layer index".into(),
+            expected: format!("an index below {}", self.model.steps.len()),
+            found: i.to_string(),
+        })?;
+        self.model
+            .exec(step, &mut self.ws, &self.input, &mut self.out)
+    }
+
+    /// A whole forward pass on the workspace.
+    pub fn forward(&mut self) -> Result<(), Error> {
+        self.model
+            .run(&mut self.ws, &self.input, &mut self.out, None)
+    }
+
+    /// A whole forward pass, writing each step's wall time to `times` (one entry per step).
+    pub fn profile(&mut self, times: &mut [Duration]) -> Result<(), Error> {
+        self.model.check_times(times.len())?;
+        self.model
+            .run(&mut self.ws, &self.input, &mut self.out, Some(times))
+    }
+
+    /// The logits of the last forward pass.
+    pub fn logits(&self) -> &[f32] {
+        &self.out
     }
 }
 
