@@ -401,7 +401,7 @@ def make_torch(torch, model, x_t):
 def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int) -> tuple[float, float, str]:
     """One round of repvit-rs: its own `bench` (0.3 s warm-up inside), on the same weights as the peers."""
     proc = subprocess.run([exe, "bench", "--variant", v, "--weights", str(weights), "--threads", str(threads),
-                           "--iters", str(iters), "--json"], capture_output=True, text=True)
+                           "--iters", str(iters), "--json", "--no-layers"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"peers.py: repvit bench failed:\n{proc.stderr}")
     recs = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
