@@ -182,7 +182,15 @@ fn run() -> Result<PathBuf, String> {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             let parsed = parse_peers(&text).map_err(|e| format!("{}: {e}", p.display()))?;
             write("peers.jsonl", &text)?;
-            Some((p.display().to_string(), parsed))
+            // Named relative to the repository when it lies inside it (the record is committed).
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let shown = match (p.canonicalize(), root.canonicalize()) {
+                (Ok(abs), Ok(root)) => abs
+                    .strip_prefix(&root)
+                    .map_or_else(|_| abs.display().to_string(), |r| r.display().to_string()),
+                _ => p.display().to_string(),
+            };
+            Some((shown, parsed))
         }
         None => None,
     };
