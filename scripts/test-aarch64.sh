@@ -78,6 +78,9 @@ fi
 CARGO=${CARGO:-$(command -v cargo || echo /usr/bin/cargo)}
 export RUSTC=$RUSTC_DEB RUSTDOC=$RUSTDOC_DEB
 export CARGO_TARGET_DIR=${AARCH64_TARGET_DIR:-$repo/target/aarch64-debian}
+# Tests that start the `repvit` binary run it through the same emulator (no binfmt handler needed,
+# and the same arm64 loader as the test itself).
+export REPVIT_TEST_RUNNER=qemu-aarch64
 # A loader prefix would make qemu load the cross sysroot's libc (see above).
 unset QEMU_LD_PREFIX
 log "$("$RUSTC" --version) for $TARGET, $("$CARGO" --version), target dir $CARGO_TARGET_DIR"

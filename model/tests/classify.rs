@@ -167,11 +167,20 @@ fn bad_images_are_errors_naming_the_file() {
     assert!(Rgb8::new(0, 5, vec![]).is_err());
 }
 
+/// Runs the `repvit` binary; through `$REPVIT_TEST_RUNNER` when set (scripts/test-aarch64.sh sets
+/// it to qemu-aarch64, since the cross-built binary cannot be started directly).
 fn repvit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_repvit"))
-        .args(args)
-        .output()
-        .unwrap()
+    let exe = env!("CARGO_BIN_EXE_repvit");
+    let mut cmd = match std::env::var("REPVIT_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut parts = r.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    };
+    cmd.args(args).output().unwrap()
 }
 
 #[test]
