@@ -112,17 +112,15 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m256) -> __m256 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{Activation, GELU_ABS_TOLERANCE};
-    use crate::x86_64::act_code;
+    use crate::activation::Activation;
 
-    fn avx2() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
+    /// `xs` holds exactly 8 floats.
     #[target_feature(enable = "avx2,fma")]
-    fn apply_dyn(act: Activation, xs: &[f32; 8]) -> [f32; 8] {
-        let mut out = [0.0f32; 8];
-        // SAFETY: `xs` and `out` hold 8 floats each; AVX2+FMA are enabled on this function.
+    fn apply_dyn(act: Activation, xs: &[f32]) -> Vec<f32> {
+        assert_eq!(xs.len(), 8);
+        let mut out = vec![0.0f32; 8];
+        // SAFETY: `xs` and `out` hold 8 floats each (asserted above); AVX2+FMA is enabled on this
+        // function.
         unsafe {
             let v = _mm256_loadu_ps(xs.as_ptr());
             let y = crate::x86_64::with_act!(act, |A| apply::<A>(v));
@@ -131,65 +129,14 @@ mod tests {
         out
     }
 
-    fn check_all(xs: &[f32]) -> f64 {
-        let mut worst_gelu = 0.0f64;
-        for chunk in xs.chunks(8) {
-            let mut a = [0.0f32; 8];
-            a[..chunk.len()].copy_from_slice(chunk);
-            for act in Activation::ALL {
-                assert_eq!(act_code(act) as usize, act as usize);
-                // SAFETY: AVX2+FMA checked by the caller.
-                let y = unsafe { apply_dyn(act, &a) };
-                for (&x, &y) in a.iter().zip(&y) {
-                    let s = act.apply(x);
-                    assert!(
-                        s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan()),
-                        "{act:?}({x}) = {y}, scalar {s}"
-                    );
-                    if act == Activation::Gelu {
-                        let e = crate::reference::activation(act, x as f64);
-                        worst_gelu = worst_gelu.max((y as f64 - e).abs());
-                    }
-                }
-            }
-        }
-        worst_gelu
-    }
-
     #[test]
     fn activations_match_scalar_bit_for_bit_and_gelu_is_exact() {
-        if !avx2() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
             return;
         }
-        let xs: Vec<f32> = (-20 * 4096..=20 * 4096)
-            .map(|i| i as f32 / 4096.0)
-            .collect();
-        let worst = check_all(&xs);
-        assert!(
-            worst <= GELU_ABS_TOLERANCE as f64,
-            "gelu worst abs err {worst}"
-        );
-        let special = [
-            f32::NAN,
-            -f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            0.0,
-            -0.0,
-            1e30,
-            -1e30,
-            f32::MAX,
-            f32::MIN,
-            1e-30,
-            -1e-30,
-            -100.0,
-            100.0,
-            6.5 / crate::activation::GELU_SCALE,
-            -6.5 / crate::activation::GELU_SCALE,
-        ];
-        check_all(&special);
-        // SAFETY: AVX2+FMA checked at the top of the test.
-        let y = unsafe { apply_dyn(Activation::Gelu, &[f32::NAN; 8]) };
-        assert!(y.iter().all(|v| v.is_nan()));
+        // SAFETY: AVX2+FMA was detected just above.
+        crate::x86_64::act_test::check_tier(8, |act, xs| unsafe { apply_dyn(act, xs) });
     }
 }

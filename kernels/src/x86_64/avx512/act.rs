@@ -119,16 +119,15 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m512) -> __m512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{Activation, GELU_ABS_TOLERANCE};
+    use crate::activation::Activation;
 
-    fn avx512() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-
+    /// `xs` holds exactly 16 floats.
     #[target_feature(enable = "avx512f")]
-    fn apply_dyn(act: Activation, xs: &[f32; 16]) -> [f32; 16] {
-        let mut out = [0.0f32; 16];
-        // SAFETY: `xs` and `out` hold 16 floats each; AVX-512F is enabled on this function.
+    fn apply_dyn(act: Activation, xs: &[f32]) -> Vec<f32> {
+        assert_eq!(xs.len(), 16);
+        let mut out = vec![0.0f32; 16];
+        // SAFETY: `xs` and `out` hold 16 floats each (asserted above); AVX-512F is enabled on this
+        // function.
         unsafe {
             let v = _mm512_loadu_ps(xs.as_ptr());
             let y = crate::x86_64::with_act!(act, |A| apply::<A>(v));
@@ -137,64 +136,12 @@ mod tests {
         out
     }
 
-    fn check_all(xs: &[f32]) -> f64 {
-        let mut worst_gelu = 0.0f64;
-        for chunk in xs.chunks(16) {
-            let mut a = [0.0f32; 16];
-            a[..chunk.len()].copy_from_slice(chunk);
-            for act in Activation::ALL {
-                // SAFETY: AVX-512F checked by the caller.
-                let y = unsafe { apply_dyn(act, &a) };
-                for (&x, &y) in a.iter().zip(&y) {
-                    let s = act.apply(x);
-                    assert!(
-                        s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan()),
-                        "{act:?}({x}) = {y}, scalar {s}"
-                    );
-                    if act == Activation::Gelu {
-                        let e = crate::reference::activation(act, x as f64);
-                        worst_gelu = worst_gelu.max((y as f64 - e).abs());
-                    }
-                }
-            }
-        }
-        worst_gelu
-    }
-
     #[test]
     fn activations_match_scalar_bit_for_bit_and_gelu_is_exact() {
-        if !avx512() {
+        if !(std::arch::is_x86_feature_detected!("avx512f")) {
             return;
         }
-        let xs: Vec<f32> = (-20 * 4096..=20 * 4096)
-            .map(|i| i as f32 / 4096.0)
-            .collect();
-        let worst = check_all(&xs);
-        assert!(
-            worst <= GELU_ABS_TOLERANCE as f64,
-            "gelu worst abs err {worst}"
-        );
-        let special = [
-            f32::NAN,
-            -f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            0.0,
-            -0.0,
-            1e30,
-            -1e30,
-            f32::MAX,
-            f32::MIN,
-            1e-30,
-            -1e-30,
-            -100.0,
-            100.0,
-            6.5 / crate::activation::GELU_SCALE,
-            -6.5 / crate::activation::GELU_SCALE,
-        ];
-        check_all(&special);
-        // SAFETY: AVX-512F checked at the top of the test.
-        let y = unsafe { apply_dyn(Activation::Gelu, &[f32::NAN; 16]) };
-        assert!(y.iter().all(|v| v.is_nan()));
+        // SAFETY: AVX-512F was detected just above.
+        crate::x86_64::act_test::check_tier(16, |act, xs| unsafe { apply_dyn(act, xs) });
     }
 }
