@@ -148,9 +148,10 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
     Command::new("classify")
         .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
         .after_help(
-            "16-bit PNGs are reduced to 8 bits by rounding (v / 257, the image crate's conversion), \
-             which keeps the picture; PIL (and so timm's own scripts) clips 16-bit RGB values to \
-             255 instead, turning nearly every pixel white, so results on 16-bit PNGs differ from \
+            "16-bit PNGs are reduced to 8 bits by rounding (round(v / 257), the image crate's \
+             conversion), which keeps the picture. PIL (and so timm's scripts) keeps the high byte \
+             (v >> 8) of 16-bit RGB(A), at most one level from ours, and clips 16-bit greyscale \
+             to 255, turning nearly every pixel white; results on such PNGs may differ from \
              timm's on purpose. Truncated JPEGs (no end-of-image marker; PIL: \"image file is \
              truncated\") are refused unless --allow-truncated is given.",
         )

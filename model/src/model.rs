@@ -678,10 +678,10 @@ impl RepVit {
             if r.is_err() {
                 break;
             }
-            if let Some(s) = self.stage_out.iter().position(|&(end, _)| end == i) {
-                if stages.contains(&s) {
-                    maps[s] = Some(to_nchw(s, &ws.bufs[self.stage_out[s].1]));
-                }
+            if let Some(s) = self.stage_out.iter().position(|&(end, _)| end == i)
+                && stages.contains(&s)
+            {
+                maps[s] = Some(to_nchw(s, &ws.bufs[self.stage_out[s].1]));
             }
         }
         self.give_back(ws);

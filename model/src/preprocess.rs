@@ -76,10 +76,11 @@ impl Rgb8 {
     ///
     /// A JPEG that ends before its end-of-image marker (cut off in a download or a copy) is an
     /// error naming the file, as PIL's "image file is truncated"; [`Rgb8::open_with`] can accept
-    /// it. 16-bit PNGs are reduced to 8 bits by rounding (`v16 / 257`, the `image` crate's
-    /// conversion), which maps 0..=65535 onto 0..=255 evenly; PIL (hence timm) instead clips the
-    /// 16-bit value to 255 for RGB(A) and most grey PNGs, which turns almost every pixel white: we
-    /// keep the rounding, which preserves the picture, and document the difference.
+    /// it. 16-bit PNGs are reduced to 8 bits by rounding (`round(v16 / 257)`, the `image` crate's
+    /// conversion), which maps 0..=65535 onto 0..=255 evenly. PIL (hence timm) keeps the high byte
+    /// (`v16 >> 8`) of 16-bit RGB(A), at most one level from ours, and clips 16-bit greyscale to
+    /// 255, which turns almost every pixel white: we keep the rounding, which preserves the
+    /// picture, and document the difference (README, `classify --help`).
     pub fn open(path: impl AsRef<Path>) -> Result<Rgb8, Error> {
         Rgb8::open_with(path, false)
     }
@@ -121,18 +122,18 @@ impl Rgb8 {
         }
         let jpeg = img.format() == Some(image::ImageFormat::Jpeg);
         let img = img.decode().map_err(|e| bad(e.to_string()))?;
-        if jpeg && !allow_truncated {
-            if let JpegEnd::Truncated(at) = jpeg_end(bytes) {
-                return Err(Error::Input {
-                    what: path.display().to_string(),
-                    expected: "a complete JPEG (ending with its end-of-image marker; \
-                               --allow-truncated accepts it)"
-                        .into(),
-                    found: format!("a JPEG truncated at byte {at} of {}", bytes.len()),
-                });
-            }
+        if jpeg
+            && !allow_truncated
+            && let JpegEnd::Truncated(at) = jpeg_end(bytes)
+        {
+            return Err(Error::Input {
+                what: path.display().to_string(),
+                expected: "a complete JPEG (ending with its end-of-image marker; \
+                           --allow-truncated accepts it)"
+                    .into(),
+                found: format!("a JPEG truncated at byte {at} of {}", bytes.len()),
+            });
         }
-
         let rgb = img.to_rgb8();
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);
         Rgb8::new(w, h, rgb.into_raw()).map_err(|_| bad(format!("a {w} x {h} image")))

@@ -553,7 +553,9 @@ pub fn detect_config(sd: &StateDict) -> Result<Config, Error> {
                     "tensor `{key}` has shape {s:?}, expected {rank} dimensions"
                 )));
             }
-            None => return Err(not(format!("no tensor `{key}`"))),
+            None => {
+                return Err(not(format!("no tensor `{key}`; {}", sd.describe_keys())));
+            }
         };
         match s[axis] {
             0 => Err(not(format!(
