@@ -55,6 +55,15 @@ fn run() -> Result<PathBuf, String> {
     let k = Kernels::with_isa(Isa::best())
         .and_then(|k| k.with_threads(1))
         .map_err(|e| e.to_string())?;
+    let mut layers = Vec::new();
+    for v in &VARIANTS {
+        let model = RepVit::random(&Config::from_variant(v), 1, &k)
+            .map_err(|e| format!("{}: {e}", v.name))?;
+        let l = model
+            .layers([1, 3, 224, 224])
+            .map_err(|e| format!("{}: {e}", v.name))?;
+        layers.push((v.name, l));
+    }
     let mut preds = Vec::new();
     let mut rate_rows = String::new();
     for core in &cores {
@@ -68,13 +77,8 @@ fn run() -> Result<PathBuf, String> {
             r.1,
             100.0 * r.1 / core.peak
         );
-        for v in &VARIANTS {
-            let model = RepVit::random(&Config::from_variant(v), 1, &k)
-                .map_err(|e| format!("{}: {e}", v.name))?;
-            let layers = model
-                .layers([1, 3, 224, 224])
-                .map_err(|e| format!("{}: {e}", v.name))?;
-            preds.push(predict(v.name, &layers, core, r));
+        for (name, l) in &layers {
+            preds.push(predict(name, l, core, r));
         }
     }
     let csv = latency_csv(&preds);
