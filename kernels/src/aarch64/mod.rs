@@ -1,6 +1,13 @@
-//! aarch64 kernels: NEON.
+//! aarch64 kernels: NEON (f32), and NEON with FEAT_FP16 (f16 arithmetic) or FEAT_BF16 (bf16
+//! multiplies, f32 accumulation) for the pointwise GEMM.
 
+pub(crate) mod half;
+pub(crate) mod half_model;
+#[cfg(test)]
+mod half_tests;
 pub(crate) mod neon;
+pub(crate) mod pointwise_bf16;
+pub(crate) mod pointwise_f16;
 
 #[cfg(test)]
 mod tests {
@@ -34,5 +41,24 @@ mod tests {
             std::arch::is_aarch64_feature_detected!("sve"),
             std::arch::is_aarch64_feature_detected!("dotprod"),
         );
+    }
+
+    /// FEAT_FP16 and FEAT_BF16 are detected at run time, never assumed: under qemu-user the
+    /// emulated core (`QEMU_CPU`, which the test process inherits) decides what must be reported.
+    /// cortex-a53 (Armv8.0) has neither, cortex-a76 (Armv8.2) has FP16 but not BF16, `max` both.
+    #[test]
+    fn half_precision_features_follow_the_emulated_core() {
+        let fp16 = std::arch::is_aarch64_feature_detected!("fp16");
+        let bf16 = std::arch::is_aarch64_feature_detected!("bf16");
+        eprintln!(
+            "aarch64: QEMU_CPU={:?}, fp16 detected: {fp16}, bf16 detected: {bf16}",
+            std::env::var("QEMU_CPU").ok()
+        );
+        match std::env::var("QEMU_CPU").as_deref() {
+            Ok("cortex-a53") => assert!(!fp16 && !bf16),
+            Ok("cortex-a76") => assert!(fp16 && !bf16),
+            Ok("max") => assert!(fp16 && bf16),
+            _ => eprintln!("aarch64: not under a known qemu core, nothing to compare with"),
+        }
     }
 }
