@@ -1,13 +1,19 @@
 //! The one list of every kernel in the crate. Dispatch, the conformance tests and the benchmarks all
 //! read it, so a kernel that is not listed here is neither used nor tested.
 //!
-//! Choosing among kernels: for each (op, ISA) dispatch takes the first entry. Measured speeds of the
+//! A kernel is keyed by what it is, [`KernelKey`] `{ op, dtype, isa }`: the operation, the precision
+//! of its weights and multiplies ([`Precision`]), and the instruction set. The precision of an entry
+//! follows from its function type (f32 kernels take `f32` weights, half-precision pointwise kernels
+//! `u16` bit patterns, see [`crate::pointwise::PointwiseHalfFn`]), so an entry cannot claim a
+//! precision its code does not have.
+//!
+//! Choosing among kernels: for each key dispatch takes the first entry. Measured speeds of the
 //! chosen kernels are in `results/` (see the README for the latest record).
 
 use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
 use crate::error::{Error, Result};
-use crate::pointwise::PointwiseFn;
-use crate::{Isa, scalar};
+use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
+use crate::{Isa, Precision, scalar};
 
 /// The operations the crate implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,12 +34,39 @@ impl Op {
     }
 }
 
+/// What a kernel is: operation, precision and instruction set. Dispatch looks kernels up by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    /// The operation.
+    pub op: Op,
+    /// The precision of its weights and multiplies.
+    pub dtype: Precision,
+    /// The instruction set it needs.
+    pub isa: Isa,
+}
+
+/// Packed layout of a half-precision pointwise kernel: weights of `kpack` consecutive input
+/// channels of one output channel sit side by side (`[k / kpack][nr][kpack]` per panel, K padded
+/// with zeros to a multiple of `kpack`), e.g. `kpack = 2` for `vdpbf16ps` and `bfdot`, which
+/// multiply pairs along K, and `kpack = 1` for `fmla v.8h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HalfTile {
+    /// Output channels per panel.
+    pub nr: usize,
+    /// Consecutive input channels stored together.
+    pub kpack: usize,
+    /// The precision the weights are rounded to (round to nearest even).
+    pub dtype: Precision,
+}
+
 /// The entry point of a kernel, typed by operation.
 #[derive(Clone, Copy)]
 enum KernelFn {
     DwConv3x3(DwConv3x3Fn),
     /// The block function and the panel width `nr` its packed weights use.
     Pointwise(PointwiseFn, usize),
+    /// A half-precision pointwise block function and its packed layout.
+    PointwiseHalf(PointwiseHalfFn, HalfTile),
 }
 
 /// One registered kernel.
@@ -59,9 +92,26 @@ impl std::fmt::Debug for KernelInfo {
 }
 
 impl KernelInfo {
-    /// Whether this CPU can run the kernel.
+    /// The precision of the kernel's weights and multiplies (given by its function type).
+    pub fn dtype(&self) -> Precision {
+        match self.func {
+            KernelFn::DwConv3x3(_) | KernelFn::Pointwise(..) => Precision::F32,
+            KernelFn::PointwiseHalf(_, t) => t.dtype,
+        }
+    }
+
+    /// What the kernel is: its registry key.
+    pub fn key(&self) -> KernelKey {
+        KernelKey {
+            op: self.op,
+            dtype: self.dtype(),
+            isa: self.isa,
+        }
+    }
+
+    /// Whether this CPU can run the kernel: its tier, and its precision on that tier.
     pub fn is_available(&self) -> bool {
-        self.isa.is_available()
+        self.dtype().is_available_on(self.isa)
     }
 
     /// The typed depthwise 3x3 handle, or an error if this entry is another op.
@@ -75,16 +125,35 @@ impl KernelInfo {
         }
     }
 
-    /// The pointwise block function and its panel width, or an error if this entry is another op.
-    pub(crate) fn pointwise_fn(&self) -> Result<(PointwiseFn, usize)> {
+    /// The pointwise block function, or an error if this entry is another op.
+    pub(crate) fn pointwise_fn(&self) -> Result<PointwiseEntry> {
         match self.func {
-            KernelFn::Pointwise(f, nr) => Ok((f, nr)),
+            KernelFn::Pointwise(f, nr) => Ok(PointwiseEntry::F32(f, nr)),
+            KernelFn::PointwiseHalf(f, t) => Ok(PointwiseEntry::Half(f, t)),
             _ => Err(Error::param(
                 "kernel",
                 format!("{} is not a pointwise kernel", self.name),
             )),
         }
     }
+
+    /// Output channels per packed panel of a pointwise kernel (`None` for other ops).
+    pub fn nr(&self) -> Option<usize> {
+        match self.func {
+            KernelFn::Pointwise(_, nr) => Some(nr),
+            KernelFn::PointwiseHalf(_, t) => Some(t.nr),
+            _ => None,
+        }
+    }
+}
+
+/// A pointwise entry's function and layout.
+#[derive(Clone, Copy)]
+pub(crate) enum PointwiseEntry {
+    /// f32 weights, panel width.
+    F32(PointwiseFn, usize),
+    /// Half-precision weights and their layout.
+    Half(PointwiseHalfFn, HalfTile),
 }
 
 /// A depthwise 3x3 kernel from the registry, callable safely on raw slices.
@@ -134,6 +203,19 @@ static REGISTRY: &[KernelInfo] = &[
         isa: Isa::Scalar,
         name: "pointwise_4x8_scalar",
         func: KernelFn::Pointwise(scalar::pointwise::pointwise_4x8_scalar, 8),
+    },
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Scalar,
+        name: "pointwise_bf16_4x8_scalar",
+        func: KernelFn::PointwiseHalf(
+            scalar::pointwise::pointwise_bf16_4x8_scalar,
+            HalfTile {
+                nr: scalar::pointwise::BF16_NR,
+                kpack: 2,
+                dtype: Precision::Bf16,
+            },
+        ),
     },
     // x86_64 pointwise entries
     #[cfg(target_arch = "x86_64")]
@@ -193,17 +275,60 @@ pub fn for_op(op: Op) -> impl Iterator<Item = &'static KernelInfo> {
     REGISTRY.iter().filter(move |k| k.op == op)
 }
 
-/// The kernel dispatch uses for `op` on `isa`.
+/// The f32 kernel dispatch uses for `op` on `isa`.
 pub fn find(op: Op, isa: Isa) -> Result<&'static KernelInfo> {
-    for_op(op).find(|k| k.isa == isa).ok_or(Error::NoKernel {
-        op: op.name(),
-        isa: isa.name(),
-    })
+    for_op(op)
+        .find(|k| k.isa == isa && k.dtype() == Precision::F32)
+        .ok_or(Error::NoKernel {
+            op: op.name(),
+            isa: isa.name(),
+        })
+}
+
+/// The kernel dispatch uses for `key` (registered, whether or not this CPU can run it).
+pub fn find_key(key: KernelKey) -> Result<&'static KernelInfo> {
+    REGISTRY
+        .iter()
+        .find(|k| k.key() == key)
+        .ok_or(Error::NoKernelAt {
+            op: key.op.name(),
+            precision: key.dtype.name(),
+            isa: key.isa.name(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_names_say_their_dtype() {
+        for k in all() {
+            let d = k.dtype();
+            if d != Precision::F32 {
+                assert!(
+                    k.name
+                        .starts_with(&format!("{}_{}_", k.op.name(), d.name())),
+                    "{}",
+                    k.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_entry_is_found_by_its_key() {
+        for k in all() {
+            assert_eq!(find_key(k.key()).unwrap().key(), k.key());
+        }
+        let e = find_key(KernelKey {
+            op: Op::DwConv3x3,
+            dtype: Precision::F16,
+            isa: Isa::Scalar,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("f16"), "{e}");
+    }
 
     #[test]
     fn names_are_unique_and_say_their_isa() {
