@@ -790,3 +790,52 @@ fn classify_refuses_truncated_jpegs_unless_allowed_and_headless_models() {
         "{help}"
     );
 }
+
+#[test]
+fn fuzz_seed_checkpoints_of_many_shapes_load_and_agree_across_kinds() {
+    // fuzz/seeds/checkpoint (fuzz/make_seeds.py, timm): 7 structures (1 to 4 stages, depths 0 to
+    // 3, legacy, one or two heads, headless, mlp_ratio 3, 1 input channel), each saved trained and
+    // deployed, some also with official names, a `module.` wrapper or f16/bf16 tensors. Every
+    // file loads; the kinds of one structure give the same outputs (half precision aside).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/checkpoint");
+    let k = Kernels::new().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 14, "{} seeds", files.len());
+    let mut reference: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        let structure = name.split('_').next().unwrap().to_string();
+        let m = RepVit::load(f, None, &k).unwrap_or_else(|e| panic!("{e}"));
+        let c = m.config().in_chans;
+        let x: Vec<f32> = (0..2 * c * 11 * 13)
+            .map(|i| (i % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let out = m.forward(&x, [2, c, 11, 13]).unwrap();
+        assert_eq!(out.len(), 2 * m.num_outputs());
+        assert!(out.iter().all(|v| v.is_finite()), "{name}");
+        let stages: Vec<usize> = (0..m.config().depth.len()).collect();
+        let maps = m.forward_features(&x, [2, c, 11, 13], &stages).unwrap();
+        assert_eq!(maps.len(), stages.len());
+        if name.contains("half") {
+            continue;
+        }
+        match reference.get(&structure) {
+            None => {
+                reference.insert(structure, out);
+            }
+            Some(r) => {
+                for (i, (a, b)) in out.iter().zip(r).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{name}[{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(reference.len(), 7);
+}
