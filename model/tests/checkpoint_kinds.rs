@@ -369,7 +369,7 @@ fn npy_inputs_of_other_dtypes_and_orders_are_converted() {
 /// A `.npy` with `header` (padded) and `body`.
 fn npy_bytes(header: &str, body: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
