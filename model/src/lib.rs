@@ -17,8 +17,11 @@
 
 pub mod checkpoint;
 pub mod config;
+mod depthwise;
 pub mod error;
+pub mod family;
 pub mod fuse;
+pub mod mobilenet;
 pub mod model;
 pub mod npy;
 pub mod official;
@@ -28,5 +31,9 @@ pub mod weights;
 pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
-pub use model::{DistinctLayer, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers};
+pub use family::{Arch, Family};
+pub use mobilenet::{MobileNetConfig, MobileNetKind};
+pub use model::{
+    DistinctLayer, Graph, LayerBench, LayerInfo, LayerKind, Network, RepVit, distinct_layers,
+};
 pub use weights::FusedWeights;
