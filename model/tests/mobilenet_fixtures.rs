@@ -32,6 +32,13 @@ fn compare(name: &str, kernels: &Kernels) -> f32 {
         );
         worst = worst.max(d);
     }
+    // The fixture is sensitive: its two images get clearly different logits (a network whose
+    // signal died would match timm on the biases alone).
+    let classes = model.num_classes();
+    let spread = (0..classes)
+        .map(|i| (want.data[i] - want.data[classes + i]).abs())
+        .fold(0.0f32, f32::max);
+    assert!(spread > 0.1, "{name}: image logits differ by {spread} only");
     // The same model again (workspace reused) gives the same answer bit for bit.
     assert_eq!(model.forward(&x.data, shape).unwrap(), got);
     worst
@@ -174,4 +181,23 @@ fn odd_and_tiny_inputs_run_and_wrong_channels_are_errors() {
         assert!(y.iter().all(|v| v.is_finite()), "{h}x{w}");
     }
     assert!(m.forward(&[0.0; 4 * 8 * 8], [1, 4, 8, 8]).is_err());
+}
+
+#[test]
+fn each_family_classifies_with_its_own_eval_transform() {
+    for kind in MobileNetKind::ALL {
+        let t = Arch::named(kind.timm_name()).unwrap().eval_transform();
+        // timm's pretrained configs: 224, crop_pct 0.875 (resize the shorter side to 256).
+        assert_eq!((t.size, t.crop_pct, t.scale_size()), (224, 0.875, 256));
+    }
+    let t = Arch::named("repvit_m1_0").unwrap().eval_transform();
+    assert_eq!((t.crop_pct, t.scale_size()), (0.95, 235));
+}
+
+#[test]
+fn unknown_mobilenet_names_are_errors() {
+    for name in ["mobilenetv3_huge_100", "mobilenetv2_999"] {
+        let e = Arch::named(name).unwrap_err();
+        assert!(matches!(e, Error::UnknownVariant { .. }), "{e}");
+    }
 }

@@ -39,25 +39,38 @@ FIXTURES = ROOT / "model" / "tests" / "fixtures"
 FULL = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100"]
 
 
-def randomise(model, seed):
-    """Random BatchNorm statistics and affine parameters, random conv_head/classifier biases, so
-    that folding is non-trivial and the test sees every parameter. The last BatchNorm of each
-    residual branch (bn3) gets small scales, as in a trained network, so deep stacks stay finite."""
+def randomise(model, seed, shape):
+    """Random BatchNorm affine parameters and conv_head/classifier biases, then BatchNorm running
+    statistics measured on random inputs of `shape` (so activations stay normalised through the
+    whole depth and the logits depend on the input), then perturbed so that folding is
+    non-trivial. The last BatchNorm of each residual branch (bn3) gets small scales, as in a
+    trained network."""
     g = torch.Generator().manual_seed(seed)
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for name, m in model.named_modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                lo, span = (0.1, 0.3) if name.endswith("bn3") else (0.5, 1.0)
-                m.weight.copy_(torch.rand(c, generator=g) * span + lo)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
+        for name, m in bns:
+            c = m.num_features
+            lo, span = (0.1, 0.3) if name.endswith("bn3") else (0.5, 1.0)
+            m.weight.copy_(torch.rand(c, generator=g) * span + lo)
+            m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             if isinstance(m, torch.nn.Linear):
                 # timm initialises the classifier at 0.01 scale: widen it so logits are O(1).
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (3.0 / m.in_features) ** 0.5)
+        # Running statistics of the actual activations (cumulative average over 4 batches).
+        for _, m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for _ in range(4):
+            model(torch.randn(*shape, generator=g))
+        for _, m in bns:
+            c = m.num_features
+            m.momentum = 0.1
+            m.running_var.mul_(torch.rand(c, generator=g) * 0.5 + 0.75)
+            m.running_mean.add_(torch.randn(c, generator=g) * 0.1 * m.running_var.sqrt())
     model.eval()
 
 
@@ -95,7 +108,8 @@ def write_fixture(name, model, x):
     np.save(FIXTURES / f"{name}_input.npy", x.numpy().astype(np.float32))
     np.save(FIXTURES / f"{name}_logits.npy", ref.astype(np.float32))
     n = sum(v.numel() for v in sd.values())
-    print(f"  {name}: {n} values, logits {ref.shape}, |max| {np.abs(ref).max():.3f}")
+    print(f"  {name}: {n} values, logits {ref.shape}, |max| {np.abs(ref).max():.3f}, "
+          f"max |image 0 - image 1| {np.abs(ref[0] - ref[1]).max():.3f}")
 
 
 def small_fixtures():
@@ -106,7 +120,7 @@ def small_fixtures():
     ]):
         torch.manual_seed(20 + i)
         m = reduced(kind, mult)
-        randomise(m, 30 + i)
+        randomise(m, 30 + i, (4, 3, *hw))
         x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(40 + i))
         write_fixture(name, m, x)
     for f in sorted(FIXTURES.glob("mnv*")):
@@ -118,7 +132,7 @@ def full(name, run):
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(50)
     m = timm.create_model(name, pretrained=False)
-    randomise(m, 51)
+    randomise(m, 51, (4, 3, 224, 224))
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(52))
     ref = logits(m, x)
     sd = {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()
@@ -129,7 +143,8 @@ def full(name, run):
     cmd = ["cargo", "run", "--release", "-q", "-p", "repvit", "--bin", "repvit", "--", "infer",
            "--weights", str(out / "model.safetensors"), "--variant", name,
            "--input", str(out / "input.npy"), "--output", str(out / "ours.npy")]
-    print(f"  wrote {out}/model.safetensors, input.npy, logits.npy (|max logit| {np.abs(ref).max():.3f})")
+    print(f"  wrote {out}/model.safetensors, input.npy, logits.npy (|max logit| {np.abs(ref).max():.3f}, "
+          f"max |image 0 - image 1| {np.abs(ref[0] - ref[1]).max():.3f})")
     if not run:
         print("  compare with:\n    (cd %s && %s)" % (ROOT, " ".join(cmd)))
         return None
@@ -142,6 +157,7 @@ def full(name, run):
         "max_abs": float(d.max()),
         "max_rel_big": float((d / np.maximum(1.0, np.abs(ref))).max()),
         "max_logit": float(np.abs(ref).max()),
+        "spread": float(np.abs(ref[0] - ref[1]).max()),
         "ok": bool((d <= 1e-4 * np.maximum(1.0, np.abs(ref))).all()),
     }
 
@@ -157,11 +173,12 @@ def main():
         return 0
     rows = [r for r in (full(n, not a.no_run) for n in FULL) if r is not None]
     if rows:
-        print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | within 1e-4 |")
-        print("|---|---:|---:|---:|---:|---|")
+        print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | "
+              "max abs (image 0 - image 1) | within 1e-4 |")
+        print("|---|---:|---:|---:|---:|---:|---|")
         for r in rows:
             print(f"| {r['name']} | {r['params']:,} | {r['max_abs']:.2e} | {r['max_rel_big']:.2e} | "
-                  f"{r['max_logit']:.2f} | {'yes' if r['ok'] else 'NO'} |")
+                  f"{r['max_logit']:.2f} | {r['spread']:.2f} | {'yes' if r['ok'] else 'NO'} |")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
