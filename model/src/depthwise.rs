@@ -212,8 +212,9 @@ impl DwConvKxk {
                             };
                             let px = &x[((b * h + iy) * w + ix) * c..][..c];
                             let wt = &self.weights[(ky * k + kx) * c..][..c];
+                            // Unfused: `mul_add` without a target FMA is a libm call per tap.
                             for ((a, &xv), &wv) in acc.iter_mut().zip(px).zip(wt) {
-                                *a = xv.mul_add(wv, *a);
+                                *a += xv * wv;
                             }
                         }
                     }
