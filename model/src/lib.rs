@@ -1,6 +1,9 @@
-//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024) composed from
-//! `mobile-cnn-kernels`. This crate holds configuration, loading and re-parameterisation; all the
-//! arithmetic of inference lives in the kernel crate.
+//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024), MobileNetV3-Large/
+//! -Small and MobileNetV2 composed from `mobile-cnn-kernels`, all run by one [`Network`]. This
+//! crate holds configuration, loading and re-parameterisation (BatchNorm folded at load); all the
+//! arithmetic of inference lives in the kernel crate. Each family ([`Family`]: [`Config`] for
+//! RepViT, [`MobileNetConfig`]) appends its steps to a [`Graph`]; [`Network::load`] detects the
+//! family and configuration from a timm checkpoint's tensors (or checks a named one).
 //!
 //! ```
 //! use mobile_cnn_kernels::Kernels;

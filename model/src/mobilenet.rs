@@ -587,9 +587,9 @@ pub fn looks_like_mobilenet(sd: &StateDict) -> bool {
 /// after `conv_head`), Large or Small from the number of stages; widths, kernel sizes and
 /// squeeze-excite widths from the tensors; strides and activations from the family's table.
 pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
-    let not = |reason: String| Error::NotRepVit {
+    let not = |reason: String| Error::NotMobileNet {
         path: sd.path().to_path_buf(),
-        reason: format!("not a timm MobileNetV2/V3: {reason}"),
+        reason,
     };
     let dims = |key: &str, rank: usize| -> Result<Vec<usize>, Error> {
         match sd.shape(key) {

@@ -201,3 +201,21 @@ fn unknown_mobilenet_names_are_errors() {
         assert!(matches!(e, Error::UnknownVariant { .. }), "{e}");
     }
 }
+
+#[test]
+fn a_checkpoint_with_a_stage_missing_is_not_a_mobilenet() {
+    let k = Kernels::new().unwrap();
+    let mut sd = StateDict::read(fixture("mnv2.safetensors")).unwrap();
+    let last: Vec<String> = sd
+        .keys()
+        .filter(|k| k.starts_with("blocks.6."))
+        .map(str::to_string)
+        .collect();
+    for key in last {
+        let shape = sd.shape(&key).unwrap().to_vec();
+        sd.take(&key, &shape).unwrap();
+    }
+    let e = Network::from_state_dict(sd, None, &k).unwrap_err();
+    assert!(matches!(e, Error::NotMobileNet { .. }), "{e}");
+    assert!(e.to_string().contains("6 stages"), "{e}");
+}
