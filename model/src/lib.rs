@@ -20,7 +20,6 @@
 
 pub mod checkpoint;
 pub mod config;
-mod depthwise;
 pub mod error;
 pub mod family;
 pub mod fuse;

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use mobile_cnn_kernels::elementwise::{global_avg_pool, scale_channels_in_place};
 use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
-use mobile_cnn_kernels::{Activation, Conv3x3, Kernels, PackedPointwise, Shape, Tensor};
+use mobile_cnn_kernels::{Activation, Conv3x3, DwConv, Kernels, PackedPointwise, Shape, Tensor};
 
 use crate::checkpoint::StateDict;
 use crate::config::Config;
-use crate::depthwise::Depthwise;
 use crate::error::{Error, KernelContext};
 use crate::family::Arch;
 use crate::weights::{BlockWeights, Folded, FusedWeights, Params, RandomParams};
@@ -142,7 +141,7 @@ pub(crate) enum Op {
     },
     /// `sums`: also write per-channel sums of the output (for the following squeeze-excite).
     Dw {
-        conv: Depthwise,
+        conv: DwConv,
         src: usize,
         dst: usize,
         sums: bool,
@@ -357,19 +356,19 @@ pub(crate) fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwis
         .layer(|| name.to_string())
 }
 
-/// A folded depthwise `[c, 1, k, k]` convolution (`k` from the weight length).
+/// A folded depthwise `[c, 1, k, k]` convolution (`k` from the weight length), padding `k / 2`.
 pub(crate) fn depthwise(
     name: &str,
     f: &Folded,
     stride: usize,
     act: Activation,
-) -> Result<Depthwise, Error> {
+) -> Result<DwConv, Error> {
     let taps = f.weight.len() / f.cout.max(1);
     let k = (1..=taps).find(|k| k * k == taps).unwrap_or(0);
-    Depthwise::new(name, f.cout, k, &f.weight, &f.bias, stride, act)
+    DwConv::new(f.cout, k, &f.weight, &f.bias, stride, act).layer(|| name.to_string())
 }
 
-fn dw(name: &str, f: &Folded, stride: usize) -> Result<Depthwise, Error> {
+fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv, Error> {
     depthwise(name, f, stride, Activation::Identity)
 }
 
@@ -861,7 +860,9 @@ impl Network {
                     dst,
                     sums,
                 } => {
-                    let o = conv.output_shape(get(&bufs, *src)?)?;
+                    let o = conv
+                        .output_shape(get(&bufs, *src)?)
+                        .layer(|| step.name.clone())?;
                     if *sums {
                         out.se = out.se.max(o.c);
                     }
@@ -1008,12 +1009,12 @@ impl Network {
                     sums,
                 } => {
                     let (i, o) = (bs(*src), bs(*dst));
-                    let k = conv.k();
+                    let k = conv.kernel_size();
                     (
                         LayerKind::DwConv,
                         i,
                         o,
-                        2 * conv.macs(i)?,
+                        2 * conv.geom(i).layer(ctx)?.macs(),
                         format!(
                             "{}_{}x{}x{}_s{}{}{}",
                             if k == 3 {
@@ -1171,9 +1172,9 @@ impl Network {
                     .map_err(disjoint)?;
                 if *sums {
                     let nc = y.shape().n * y.shape().c;
-                    conv.run(k, x, y, Some(&mut ws.sums[..nc]), &step.name)
+                    conv.run(k, x, y, Some(&mut ws.sums[..nc])).layer(ctx)
                 } else {
-                    conv.run(k, x, y, None, &step.name)
+                    conv.run(k, x, y, None).layer(ctx)
                 }
             }
             Op::Se { se, t } => {
