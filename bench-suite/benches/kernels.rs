@@ -11,7 +11,7 @@ use mobile_cnn_kernels::registry::{self, Op};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
 use mobile_cnn_kernels::tensor::aligned_zeros;
 use mobile_cnn_kernels::{
-    Activation, Conv3x3, DwConv3x3Geom, Kernels, PackedPointwise, Shape, Tensor,
+    Activation, Conv3x3, DwConvGeom, Kernels, PackedPointwise, Shape, Tensor,
 };
 
 fn bench_peak(c: &mut Criterion) {
@@ -36,11 +36,12 @@ fn bench_dwconv(c: &mut Criterion) {
             if s != stride {
                 continue;
             }
-            let geom = DwConv3x3Geom {
+            let geom = DwConvGeom {
                 n: 1,
                 h: hw,
                 w: hw,
                 c: ch,
+                k: 3,
                 stride,
                 act: Activation::Identity,
             };
@@ -54,10 +55,10 @@ fn bench_dwconv(c: &mut Criterion) {
             let mut out = aligned_zeros(geom.output_shape().len());
             g.throughput(Throughput::Elements(2 * geom.macs()));
             for isa in isas_to_bench() {
-                let Ok(entry) = registry::find(Op::DwConv3x3, isa) else {
+                let Ok(entry) = registry::find(Op::DwConv { k: 3 }, isa) else {
                     continue;
                 };
-                let k = entry.dwconv3x3().expect("a depthwise entry");
+                let k = entry.dwconv().expect("a depthwise entry");
                 g.bench_with_input(
                     BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
                     &geom,

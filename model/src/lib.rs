@@ -1,6 +1,9 @@
-//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024) composed from
-//! `mobile-cnn-kernels`. This crate holds configuration, loading and re-parameterisation; all the
-//! arithmetic of inference lives in the kernel crate.
+//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024), MobileNetV3-Large/
+//! -Small and MobileNetV2 composed from `mobile-cnn-kernels`, all run by one [`Network`]. This
+//! crate holds configuration, loading and re-parameterisation (BatchNorm folded at load); all the
+//! arithmetic of inference lives in the kernel crate. Each family ([`Family`]: [`Config`] for
+//! RepViT, [`MobileNetConfig`]) appends its steps to a [`Graph`]; [`Network::load`] detects the
+//! family and configuration from a timm checkpoint's tensors (or checks a named one).
 //!
 //! ```
 //! use mobile_cnn_kernels::Kernels;
@@ -18,7 +21,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod family;
 pub mod fuse;
+pub mod mobilenet;
 pub mod model;
 pub mod npy;
 pub mod official;
@@ -28,7 +33,10 @@ pub mod weights;
 pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
+pub use family::{Arch, Family};
+pub use mobilenet::{MobileNetConfig, MobileNetKind};
 pub use model::{
-    DistinctLayer, FeatureMap, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers,
+    DistinctLayer, FeatureMap, Graph, LayerBench, LayerInfo, LayerKind, Network, RepVit,
+    distinct_layers,
 };
 pub use weights::{FusedWeights, Layout};

@@ -1,4 +1,8 @@
-//! `repvit`: run RepViT on `.npy` batches and measure latency.
+//! `repvit`: run RepViT, MobileNetV3 (`mobilenetv3_large_100`, `mobilenetv3_small_100`) and
+//! MobileNetV2 (`mobilenetv2_100`) on `.npy` batches or images and measure latency. Every family
+//! runs on the same [`Network`], so one command serves them all; it keeps the name `repvit` because
+//! the scripts, tests and README already call it. The family comes from the checkpoint's tensors,
+//! or from `--variant` (timm's name); `classify` applies the family's own eval transform.
 //!
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
@@ -11,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
-use repvit::{Config, Error, LayerInfo, RepVit, VARIANTS, npy};
+use repvit::family::all_names;
+use repvit::preprocess::{imagenet_class, top_k};
+use repvit::{Arch, Error, LayerInfo, Network, npy};
 
 fn cli() -> Command {
     let threads = Arg::new("threads")
@@ -24,7 +29,7 @@ fn cli() -> Command {
         .help("instruction set: scalar, avx2, avx512, neon (default: KERNELS_ISA or the widest)");
     let variant = |help: &'static str| Arg::new("variant").long("variant").help(help);
     Command::new("repvit")
-        .about("RepViT inference on mobile-cnn-kernels")
+        .about("RepViT, MobileNetV3 and MobileNetV2 inference on mobile-cnn-kernels")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(
@@ -37,7 +42,7 @@ fn cli() -> Command {
                         .help(WEIGHTS_HELP),
                 )
                 .arg(variant(
-                    "variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent",
+                    "architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100); detected from the checkpoint when absent",
                 ))
                 .arg(Arg::new("input").long("input").required(true).help(
                     ".npy of shape [N, 3, H, W], any H, W >= 1: float32, float64 or \
@@ -69,7 +74,7 @@ fn cli() -> Command {
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
-                .arg(variant("variant name or `all` (default: m1_0)").default_value("m1_0"))
+                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT and MobileNet; default: m1_0)").default_value("m1_0"))
                 .arg(
                     Arg::new("weights")
                         .long("weights")
@@ -164,7 +169,7 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
         .arg(
             Arg::new("variant")
                 .long("variant")
-                .help("variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent"),
+                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100); detected from the checkpoint when absent"),
         )
         .arg(threads)
         .arg(isa)
@@ -204,13 +209,17 @@ fn classify(m: &ArgMatches) -> Result<(), Error> {
         .flatten()
         .collect();
     let top = *m.get_one::<usize>("top").unwrap_or(&5);
-    // Images first: a bad image is reported before the (slower) model load.
-    let (x, shape) = EvalTransform::default().batch_with(&images, m.get_flag("allow-truncated"))?;
-    let model = RepVit::load(
+    let model = Network::load(
         weights,
         m.get_one::<String>("variant").map(String::as_str),
         &k,
     )?;
+    // The eval transform of the network's family (crop_pct 0.95 for RepViT, 0.875 for the
+    // MobileNets), so the model is loaded before the images are read.
+    let (x, shape) = model
+        .arch()
+        .eval_transform()
+        .batch_with(&images, m.get_flag("allow-truncated"))?;
     let classes = model.num_classes();
     if classes == 0 {
         return Err(Error::Input {
@@ -241,7 +250,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("weights")
         .map(String::as_str)
         .unwrap_or_default();
-    let model = RepVit::load(
+    let model = Network::load(
         weights,
         m.get_one::<String>("variant").map(String::as_str),
         &k,
@@ -256,7 +265,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
     }
     let shape: [usize; 4] = x.shape.clone().try_into().map_err(|_| Error::Input {
         what: input_path.to_string(),
-        expected: format!("a 4-D NCHW array [N, {}, H, W]", model.config().in_chans),
+        expected: format!("a 4-D NCHW array [N, {}, H, W]", model.in_chans()),
         found: format!("shape {:?}", x.shape),
     })?;
     let out = m
@@ -287,7 +296,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
     let files: Vec<String> = written.iter().map(|(p, s)| format!("{p} {s:?}")).collect();
     eprintln!(
         "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {} threads)",
-        model.config(),
+        model.arch(),
         shape[0],
         shape[2],
         shape[3],
@@ -315,13 +324,13 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("variant")
         .map(String::as_str)
         .unwrap_or("m1_0");
-    let models: Vec<RepVit> = match m.get_one::<String>("weights") {
-        Some(w) => vec![RepVit::load(w, Some(name).filter(|n| *n != "all"), &k)?],
-        None if name == "all" => VARIANTS
+    let models: Vec<Network> = match m.get_one::<String>("weights") {
+        Some(w) => vec![Network::load(w, Some(name).filter(|n| *n != "all"), &k)?],
+        None if name == "all" => all_names()
             .iter()
-            .map(|v| RepVit::random(&Config::from_variant(v), 1, &k))
+            .map(|n| Network::random_arch(Arch::named(n)?, 1, &k))
             .collect::<Result<_, _>>()?,
-        None => vec![RepVit::random(&Config::variant(name)?, 1, &k)?],
+        None => vec![Network::random_arch(Arch::named(name)?, 1, &k)?],
     };
     let shape = [batch, 3, size, size];
     let x: Vec<f32> = (0..batch * 3 * size * size)
@@ -347,7 +356,12 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             Some(profile_layers(model, shape, &x, &mut out, iters)?)
         };
         let finite = out.iter().all(|v| v.is_finite());
-        let name = &model.config().name;
+        let name = model.name();
+        // RepViT's rows keep their `repvit_<variant>` label; the others carry timm's name.
+        let label = match model.arch() {
+            Arch::RepVit(_) => format!("repvit_{name:<5}"),
+            Arch::MobileNet(_) => name.to_string(),
+        };
         if json {
             println!(
                 "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
@@ -362,7 +376,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "repvit_{name:<5} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
+                "{label} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
                 k.isa(),
                 k.threads(),
                 if finite {
@@ -399,7 +413,7 @@ struct TimedLayer {
 
 /// Per-step medians over `iters` profiled forward passes (the model's own steps, timed one by one).
 fn profile_layers(
-    model: &RepVit,
+    model: &Network,
     shape: [usize; 4],
     x: &[f32],
     out: &mut [f32],

@@ -2,7 +2,7 @@
 //! tested against these. Computed in f64 and rounded once, so they are as exact as f32 output allows.
 
 use crate::activation::Activation;
-use crate::dwconv::DwConv3x3Geom;
+use crate::dwconv::DwConvGeom;
 use crate::error::Result;
 
 /// The activation in f64, with the exact `erf`.
@@ -16,9 +16,10 @@ pub fn activation(act: Activation, x: f64) -> f64 {
     }
 }
 
-/// Depthwise 3x3 convolution (layouts in [`DwConv3x3Geom`]); zero padding of 1 on every side.
-pub fn dwconv3x3(
-    g: &DwConv3x3Geom,
+/// Depthwise k x k convolution over the whole tensor (layouts in [`DwConvGeom`], `output` is
+/// `[n, oh, ow, c]`); zero padding of `k / 2` on every side.
+pub fn dwconv(
+    g: &DwConvGeom,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
@@ -32,24 +33,24 @@ pub fn dwconv3x3(
         output.len(),
         sums.as_ref().map(|s| s.len()),
     )?;
-    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
+    let (oh, ow, c, k, p) = (g.oh(), g.ow(), g.c, g.k, g.pad() as isize);
     let mut total = vec![0.0f64; g.n * c];
     for b in 0..g.n {
         for oy in 0..oh {
             for ox in 0..ow {
                 for ch in 0..c {
                     let mut acc = bias[ch] as f64;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
+                    for ky in 0..k {
+                        for kx in 0..k {
                             // Input row and column of this tap; outside the image is zero padding.
-                            let iy = (oy * g.stride + ky) as isize - 1;
-                            let ix = (ox * g.stride + kx) as isize - 1;
+                            let iy = (oy * g.stride + ky) as isize - p;
+                            let ix = (ox * g.stride + kx) as isize - p;
                             if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                 continue;
                             }
                             let x = input[((b * g.h + iy as usize) * g.w + ix as usize) * c + ch]
                                 as f64;
-                            acc += x * weights[(ky * 3 + kx) * c + ch] as f64;
+                            acc += x * weights[(ky * k + kx) * c + ch] as f64;
                         }
                     }
                     let y = activation(g.act, acc) as f32;
