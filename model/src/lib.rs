@@ -28,5 +28,7 @@ pub mod weights;
 pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
-pub use model::{DistinctLayer, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers};
-pub use weights::FusedWeights;
+pub use model::{
+    DistinctLayer, FeatureMap, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers,
+};
+pub use weights::{FusedWeights, Layout};
