@@ -104,7 +104,7 @@ impl KernelInfo {
     /// The precision of the kernel's weights and multiplies (given by its function type).
     pub fn dtype(&self) -> Precision {
         match self.func {
-            KernelFn::DwConv3x3(_) | KernelFn::Pointwise(..) => Precision::F32,
+            KernelFn::DwConv(_) | KernelFn::Pointwise(..) => Precision::F32,
             KernelFn::PointwiseHalf(_, t) => t.dtype,
         }
     }
@@ -452,7 +452,7 @@ mod tests {
             assert_eq!(find_key(k.key()).unwrap().key(), k.key());
         }
         let e = find_key(KernelKey {
-            op: Op::DwConv3x3,
+            op: Op::DwConv { k: 3 },
             dtype: Precision::F16,
             isa: Isa::Scalar,
         })
