@@ -13,7 +13,7 @@
 pub const GELU_ABS_TOLERANCE: f32 = 1e-6;
 
 /// Largest relative difference from the exact sigmoid and SiLU that any tier may show (beside an
-/// absolute `1e-37` where the result underflows): `exp` within 4e-7 relative, plus three roundings
+/// absolute `1e-35` beyond the cut-off): `exp` within 4e-7 relative, plus three roundings
 /// (`1 + e`, the division, SiLU's product) of at most 6e-8 each.
 pub const SIGMOID_REL_TOLERANCE: f32 = 1e-6;
 
@@ -289,7 +289,7 @@ mod tests {
             for (got, want) in [(s, e), (y, f)] {
                 let err = (got - want).abs();
                 assert!(
-                    err <= SIGMOID_REL_TOLERANCE as f64 * want.abs() + 1e-37,
+                    err <= SIGMOID_REL_TOLERANCE as f64 * want.abs() + 1e-35,
                     "x = {x}: got {got}, exact {want}"
                 );
                 if want.abs() > 1e-30 {
@@ -307,7 +307,10 @@ mod tests {
         ] {
             check(x);
         }
-        assert!(worst < 7e-7, "worst relative error {worst}");
+        assert!(
+            worst <= SIGMOID_REL_TOLERANCE as f64,
+            "worst relative error {worst}"
+        );
         assert!(sigmoid(f32::NAN).is_nan() && silu(f32::NAN).is_nan());
         assert_eq!(sigmoid(f32::INFINITY), 1.0);
         assert_eq!(sigmoid(f32::NEG_INFINITY), 0.0);
