@@ -1,5 +1,5 @@
-//! Kernel benchmarks: the peak-FMA probe per ISA, every depthwise 3x3 shape of RepViT per ISA (one
-//! thread) and every pointwise shape (one and two threads). Throughput is counted in floating-point operations (a multiply-add counts 2), so
+//! Kernel benchmarks: the peak-FMA probe per ISA, every depthwise 3x3 shape of RepViT and the 5x5 /
+//! 7x7 shapes of MobileNetV3 and EfficientNet-like networks per ISA (one thread) and every pointwise shape (one and two threads). Throughput is counted in floating-point operations (a multiply-add counts 2), so
 //! criterion's "elem/s" reads as FLOP/s; `cargo run --release -p bench-suite --bin report` turns the
 //! results into GFLOP/s and percent of the peak measured in the same run.
 
@@ -29,49 +29,92 @@ fn bench_peak(c: &mut Criterion) {
     g.finish();
 }
 
+/// Depthwise shapes `(k, stride, input h = w, channels)`: every 3x3 shape of RepViT, the 5x5 shapes of
+/// MobileNetV3-Large and -Small (timm `mobilenetv3_large_100` / `_small_100`: the expanded widths
+/// of the k5 stages, C >= 40) and 7x7 at the stage widths of a ConvNeXt-T-like / EfficientNet-like
+/// network (96 to 768 channels at 56 to 7 pixels).
+fn dwconv_bench_shapes() -> Vec<(usize, usize, usize, usize)> {
+    let mut v: Vec<_> = shapes::dwconv_shapes()
+        .into_iter()
+        .map(|(s, hw, c)| (3, s, hw, c))
+        .collect();
+    // MobileNetV3-Large: s2 56 -> 28 at 72, s1 28 at 120, s2 14 -> 7 at 672, s1 7 at 960.
+    // MobileNetV3-Small: s2 28 -> 14 at 96, s1 14 at 240, 120, 144, s2 14 -> 7 at 288, s1 7 at 576.
+    for (s, hw, c) in [
+        (1, 28, 120),
+        (1, 14, 240),
+        (1, 14, 120),
+        (1, 14, 144),
+        (1, 7, 960),
+        (1, 7, 576),
+        (2, 56, 72),
+        (2, 28, 96),
+        (2, 14, 672),
+        (2, 14, 288),
+    ] {
+        v.push((5, s, hw, c));
+    }
+    for (hw, c) in [(56, 96), (28, 192), (14, 384), (7, 768)] {
+        v.push((7, 1, hw, c));
+    }
+    v
+}
+
+/// Every depthwise shape above on every ISA, one thread, one group per kernel size and stride
+/// (`dwconv5x5_s1`, ...). FLOPs count `k * k` multiply-adds per output, padding taps included.
 fn bench_dwconv(c: &mut Criterion) {
-    for stride in [1, 2] {
-        let mut g = c.benchmark_group(format!("dwconv3x3_s{stride}"));
-        for (s, hw, ch) in shapes::dwconv_shapes() {
-            if s != stride {
+    let shapes = dwconv_bench_shapes();
+    for k in [3, 5, 7] {
+        for stride in [1, 2] {
+            let these: Vec<_> = shapes
+                .iter()
+                .filter(|&&(kk, s, _, _)| kk == k && s == stride)
+                .collect();
+            if these.is_empty() {
                 continue;
             }
-            let geom = DwConvGeom {
-                n: 1,
-                h: hw,
-                w: hw,
-                c: ch,
-                k: 3,
-                stride,
-                act: Activation::Identity,
-            };
-            let mut input = aligned_zeros(hw * hw * ch);
-            input
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) * 0.125);
-            let weights: Vec<f32> = (0..9 * ch).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
-            let bias = vec![0.01; ch];
-            let mut out = aligned_zeros(geom.output_shape().len());
-            g.throughput(Throughput::Elements(2 * geom.macs()));
-            for isa in isas_to_bench() {
-                let Ok(entry) = registry::find(Op::DwConv { k: 3 }, isa) else {
-                    continue;
+            let mut g = c.benchmark_group(format!("dwconv{k}x{k}_s{stride}"));
+            for &&(_, _, hw, ch) in &these {
+                let geom = DwConvGeom {
+                    n: 1,
+                    h: hw,
+                    w: hw,
+                    c: ch,
+                    k,
+                    stride,
+                    act: Activation::Identity,
                 };
-                let k = entry.dwconv().expect("a depthwise entry");
-                g.bench_with_input(
-                    BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
-                    &geom,
-                    |b, geom| {
-                        b.iter(|| {
-                            k.run(geom, &input, &weights, &bias, &mut out, None)
-                                .expect("valid shapes")
-                        })
-                    },
-                );
+                let mut input = aligned_zeros(hw * hw * ch);
+                input
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) * 0.125);
+                let weights: Vec<f32> = (0..k * k * ch)
+                    .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+                    .collect();
+                let bias = vec![0.01; ch];
+                let mut out = aligned_zeros(geom.output_shape().len());
+                g.throughput(Throughput::Elements(2 * geom.macs()));
+                for isa in isas_to_bench() {
+                    let Ok(entry) = registry::find(Op::DwConv { k }, isa) else {
+                        continue;
+                    };
+                    let kernel = entry.dwconv().expect("a depthwise entry");
+                    g.bench_with_input(
+                        BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
+                        &geom,
+                        |b, geom| {
+                            b.iter(|| {
+                                kernel
+                                    .run(geom, &input, &weights, &bias, &mut out, None)
+                                    .expect("valid shapes")
+                            })
+                        },
+                    );
+                }
             }
+            g.finish();
         }
-        g.finish();
     }
 }
 

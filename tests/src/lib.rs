@@ -104,16 +104,22 @@ pub fn lipschitz(act: mobile_cnn_kernels::Activation) -> f64 {
         A::Identity | A::Relu | A::Relu6 => 1.0,
         A::HardSwish => 1.5,
         A::Gelu => 1.13,
+        // SiLU's derivative peaks at about 1.0998 (x ~ 2.4); sigmoid's at 1/4 (x = 0).
+        A::Silu => 1.1,
+        A::Sigmoid => 0.25,
     }
 }
 
 /// Absolute error an f32 evaluation of `act` at `y` may add beyond the propagated input error: the
-/// GELU approximation's own bound plus a few roundings of the result.
+/// approximation's own bound (GELU's absolute one; sigmoid's and SiLU's relative one, which covers
+/// the `exp` and its roundings) plus a few roundings of the result.
 pub fn act_eval_error(act: mobile_cnn_kernels::Activation, y: f64) -> f64 {
-    let approx = if act == mobile_cnn_kernels::Activation::Gelu {
-        mobile_cnn_kernels::activation::GELU_ABS_TOLERANCE as f64
-    } else {
-        0.0
+    use mobile_cnn_kernels::Activation as A;
+    use mobile_cnn_kernels::activation::{GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
+    let approx = match act {
+        A::Gelu => GELU_ABS_TOLERANCE as f64,
+        A::Silu | A::Sigmoid => SIGMOID_REL_TOLERANCE as f64 * y.abs() + 1e-35,
+        _ => 0.0,
     };
     approx + 4.0 * U * y.abs()
 }

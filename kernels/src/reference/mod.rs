@@ -13,6 +13,8 @@ pub fn activation(act: Activation, x: f64) -> f64 {
         Activation::Relu6 => x.clamp(0.0, 6.0),
         Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
     }
 }
 
