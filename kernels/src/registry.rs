@@ -228,6 +228,20 @@ static REGISTRY: &[KernelInfo] = &[
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
         op: Op::Pointwise,
+        isa: Isa::Avx512,
+        name: "pointwise_bf16_8x32_avx512bf16",
+        func: KernelFn::PointwiseHalf(
+            crate::x86_64::avx512::pointwise_bf16::pointwise_bf16_8x32_avx512bf16,
+            HalfTile {
+                nr: crate::x86_64::avx512::pointwise_bf16::NR,
+                kpack: 2,
+                dtype: Precision::Bf16,
+            },
+        ),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Pointwise,
         isa: Isa::Avx2,
         name: "pointwise_6x16_avx2",
         func: KernelFn::Pointwise(crate::x86_64::avx2::pointwise::pointwise_6x16_avx2, 16),
@@ -337,8 +351,13 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all().len());
         for k in all() {
+            // The last word is the tier, or the tier and the precision feature it needs
+            // (`avx512bf16`).
+            let tier = k.name.rsplit('_').next().unwrap_or("");
             assert!(
-                k.name.starts_with(k.op.name()) && k.name.ends_with(k.isa.name()),
+                k.name.starts_with(k.op.name())
+                    && (tier == k.isa.name()
+                        || tier == format!("{}{}", k.isa.name(), k.dtype().name())),
                 "{}",
                 k.name
             );
