@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
-use mobile_cnn_kernels::{Isa, Kernels};
+use mobile_cnn_kernels::{Isa, Kernels, Precision};
 use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
 use repvit::{Config, Error, LayerInfo, RepVit, VARIANTS, npy};
 
@@ -22,6 +22,10 @@ fn cli() -> Command {
     let isa = Arg::new("isa")
         .long("isa")
         .help("instruction set: scalar, avx2, avx512, neon (default: KERNELS_ISA or the widest)");
+    let precision = Arg::new("precision").long("precision").help(
+        "f32, bf16 or f16 for the pointwise layers (default: KERNELS_PRECISION or f32); \
+         an error if the instruction set lacks it on this CPU",
+    );
     let variant = |help: &'static str| Arg::new("variant").long("variant").help(help);
     Command::new("repvit")
         .about("RepViT inference on mobile-cnn-kernels")
@@ -52,9 +56,14 @@ fn cli() -> Command {
                         .help("float32 .npy of shape [N, classes] to write"),
                 )
                 .arg(threads.clone())
-                .arg(isa.clone()),
+                .arg(isa.clone())
+                .arg(precision.clone()),
         )
-        .subcommand(classify_cmd(threads.clone(), isa.clone()))
+        .subcommand(classify_cmd(
+            threads.clone(),
+            isa.clone(),
+            precision.clone(),
+        ))
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
@@ -66,6 +75,7 @@ fn cli() -> Command {
                 )
                 .arg(threads)
                 .arg(isa)
+                .arg(precision)
                 .arg(
                     Arg::new("iters")
                         .long("iters")
@@ -120,13 +130,24 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
         }
         None => Kernels::new().map_err(ctx)?,
     };
+    let k = match m.get_one::<String>("precision") {
+        Some(name) => {
+            let p = Precision::from_name(name).ok_or_else(|| Error::Input {
+                what: "--precision".into(),
+                expected: "one of f32, bf16, f16".into(),
+                found: format!("`{name}`"),
+            })?;
+            k.with_precision(p).map_err(ctx)?
+        }
+        None => k,
+    };
     match m.get_one::<usize>("threads") {
         Some(&t) => k.with_threads(t).map_err(ctx),
         None => Ok(k),
     }
 }
 
-fn classify_cmd(threads: Arg, isa: Arg) -> Command {
+fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
     Command::new("classify")
         .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
         .arg(
@@ -142,6 +163,7 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
         )
         .arg(threads)
         .arg(isa)
+        .arg(precision)
         .arg(
             Arg::new("top")
                 .long("top")
@@ -225,7 +247,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         .unwrap_or_default();
     npy::write(out, &[shape[0], model.num_classes()], &logits)?;
     eprintln!(
-        "{}: {} image(s) {}x{} -> {out} [{}, {}] in {:.2} ms ({}, {} threads)",
+        "{}: {} image(s) {}x{} -> {out} [{}, {}] in {:.2} ms ({}, {}, {} threads)",
         model.config(),
         shape[0],
         shape[2],
@@ -234,6 +256,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         model.num_classes(),
         dt.as_secs_f64() * 1e3,
         k.isa(),
+        k.precision(),
         k.threads()
     );
     Ok(())
@@ -284,9 +307,10 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         let name = &model.config().name;
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
+                k.precision(),
                 if m.contains_id("weights") {
                     "file"
                 } else {
@@ -296,8 +320,9 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "repvit_{name:<5} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
+                "repvit_{name:<5} {} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
                 k.isa(),
+                k.precision(),
                 k.threads(),
                 if finite {
                     ""

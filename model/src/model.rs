@@ -230,9 +230,19 @@ impl Workspace {
     }
 }
 
+/// Packs a pointwise layer at the precision of `k` (weights rounded once, here, at load). Only
+/// the pointwise layers take `k.precision()`: the stem, depthwise, squeeze-excite, pooling and the
+/// head stay f32, and so do biases, activations between layers and accumulators.
 fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwise, Error> {
-    PackedPointwise::pack(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
-        .layer(|| name.to_string())
+    PackedPointwise::pack_precision(
+        k.isa(),
+        k.precision(),
+        f.cin,
+        f.cout,
+        &f.weight,
+        Some(&f.bias),
+    )
+    .layer(|| name.to_string())
 }
 
 fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv3x3, Error> {
