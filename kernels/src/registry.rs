@@ -254,6 +254,36 @@ static REGISTRY: &[KernelInfo] = &[
         name: "pointwise_8x8_neon",
         func: KernelFn::Pointwise(crate::aarch64::neon::pointwise::pointwise_8x8_neon, 8),
     },
+    // FEAT_FP16: f16 arithmetic (`fmla v.8h`), f16 accumulation.
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Neon,
+        name: "pointwise_f16_8x16_neonfp16",
+        func: KernelFn::PointwiseHalf(
+            crate::aarch64::pointwise_f16::pointwise_f16_8x16_neonfp16,
+            HalfTile {
+                nr: crate::aarch64::pointwise_f16::NR,
+                kpack: 1,
+                dtype: Precision::F16,
+            },
+        ),
+    },
+    // FEAT_BF16: `bfdot` on bf16 pairs, f32 accumulation.
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Neon,
+        name: "pointwise_bf16_8x8_neonbf16",
+        func: KernelFn::PointwiseHalf(
+            crate::aarch64::pointwise_bf16::pointwise_bf16_8x8_neonbf16,
+            HalfTile {
+                nr: crate::aarch64::pointwise_bf16::NR,
+                kpack: crate::aarch64::pointwise_bf16::KPACK,
+                dtype: Precision::Bf16,
+            },
+        ),
+    },
     // x86_64 dwconv3x3 entries
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
@@ -351,13 +381,17 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all().len());
         for k in all() {
-            // The last word is the tier, or the tier and the precision feature it needs
-            // (`avx512bf16`).
-            let tier = k.name.rsplit('_').next().unwrap_or("");
+            // A half-precision kernel may end with the tier plus the CPU feature it needs, as
+            // XNNPACK names them (`..._neonfp16`, `..._neonbf16`, `..._avx512bf16`).
+            let isa = k.isa.name();
+            let with_feature = match k.dtype().feature_on(k.isa) {
+                Some(f) if f.starts_with(isa) => f.to_string(),
+                Some(f) => format!("{isa}{f}"),
+                None => isa.to_string(),
+            };
             assert!(
                 k.name.starts_with(k.op.name())
-                    && (tier == k.isa.name()
-                        || tier == format!("{}{}", k.isa.name(), k.dtype().name())),
+                    && (k.name.ends_with(isa) || k.name.ends_with(&with_feature)),
                 "{}",
                 k.name
             );

@@ -14,11 +14,14 @@ pub const GUARD_BITS: u32 = 0x7fc0_dead;
 /// Floats of guard on each side of an output.
 pub const GUARD: usize = 37;
 
-/// The registered f32 kernels of `op` that this CPU can run; with `KERNELS_ISA` set, only that
-/// tier's. Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
+/// The registered kernels of `op` (every precision) that this CPU can run; with `KERNELS_ISA` set,
+/// only that tier's. Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
 pub fn kernels_under_test(op: Op) -> Vec<&'static KernelInfo> {
-    let ks = kernels_under_test_at(op, Precision::F32);
-    assert!(!ks.is_empty(), "no runnable f32 kernel for {}", op.name());
+    let ks: Vec<_> = Precision::ALL
+        .into_iter()
+        .flat_map(|d| kernels_under_test_at(op, d))
+        .collect();
+    assert!(!ks.is_empty(), "no runnable kernel for {}", op.name());
     ks
 }
 
@@ -144,4 +147,29 @@ pub fn tiers_under_test() -> Vec<mobile_cnn_kernels::Kernels> {
 /// `|got - want| <= tol`, false when either is NaN (so a NaN result fails).
 pub fn within(got: f64, want: f64, tol: f64) -> bool {
     (got - want).abs() <= tol
+}
+
+/// Tolerance of a pointwise kernel of precision `dtype` against the f32 reference, where
+/// `mag = |bias| + sum_k |x_k w_k|` is the magnitude of what was summed over `k` input channels.
+///
+/// - f32: `1.2e-7 * k * mag + 2e-6` (an f32 sum of k products loses at most `k * 2^-23 * mag`).
+/// - bf16: rounding inputs and weights to 8 significant bits costs `(2^-7 + 2^-16) * mag`; the sum
+///   is accumulated in f32 (round to nearest, or round to odd on NEON's `bfdot`: under one f32 ulp
+///   per step), as the f32 term; times 1.5, the largest slope of an activation.
+/// - f16 (f16 accumulation, NEON `fmla v.8h`): `gamma_{k+2} * mag` with `gamma_m = m u / (1 - m u)`,
+///   `u = 2^-11` (Higham, *Accuracy and Stability of Numerical Algorithms*, sec. 4.2, counting the
+///   rounding of both operands), plus `2^-25` per rounding in the subnormal range (`k + 2` of them,
+///   and `|x| + |w| <= 3` per product for the conformance data), times 1.5.
+pub fn pointwise_tolerance(dtype: mobile_cnn_kernels::Precision, k: usize, mag: f32) -> f32 {
+    use mobile_cnn_kernels::Precision;
+    let f32_tol = 1.2e-7 * k as f32 * mag + 2e-6;
+    match dtype {
+        Precision::F32 => f32_tol,
+        Precision::Bf16 => 1.5 * (f32::powi(2.0, -7) + f32::powi(2.0, -16)) * mag + 1.5 * f32_tol,
+        Precision::F16 => {
+            let ku = (k + 2) as f32 * f32::powi(2.0, -11);
+            let eta = f32::powi(2.0, -25) * (k as f32 + 2.0 + 6.0 * k as f32);
+            1.5 * (ku / (1.0 - ku) * mag + eta) + f32_tol
+        }
+    }
 }
