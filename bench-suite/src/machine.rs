@@ -247,7 +247,7 @@ impl ArmCpuInfo {
                 None => out.push((name, f, 1)),
             }
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.1));
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
         out
     }
 
