@@ -11,7 +11,7 @@ use mobile_cnn_kernels::registry::{self, Op};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
 use mobile_cnn_kernels::tensor::aligned_zeros;
 use mobile_cnn_kernels::{
-    Activation, Conv3x3, DwConvGeom, Kernels, PackedPointwise, Shape, Tensor,
+    Activation, Conv3x3, DwConvGeom, Isa, Kernels, PackedPointwise, Precision, Shape, Tensor,
 };
 
 fn bench_peak(c: &mut Criterion) {
@@ -24,6 +24,14 @@ fn bench_peak(c: &mut Criterion) {
         g.throughput(Throughput::Elements(peak::flops(isa, ITERS)));
         g.bench_function(isa.name(), |b| {
             b.iter(|| peak::fma_loop(isa, black_box(ITERS)))
+        });
+    }
+    // The bf16 dot-product peak, named like the bf16 pointwise benchmarks (`avx512_bf16`) so the
+    // report quotes them as a percent of it.
+    if peak::bf16_dot_loop(1).is_some() {
+        g.throughput(Throughput::Elements(peak::bf16_flops(ITERS)));
+        g.bench_function("avx512_bf16", |b| {
+            b.iter(|| peak::bf16_dot_loop(black_box(ITERS)))
         });
     }
     g.finish();
@@ -146,19 +154,31 @@ fn bench_pointwise(c: &mut Criterion) {
                 if threads > 1 && isa != widest {
                     continue;
                 }
-                let Ok(packed) = PackedPointwise::pack(isa, k, n, &w, Some(&bias)) else {
-                    continue;
-                };
                 let ks = Kernels::with_isa(isa)
                     .and_then(|ks| ks.with_threads(threads))
                     .expect("available ISA");
-                g.bench_function(BenchmarkId::new(isa.name(), format!("{p}x{k}x{n}")), |b| {
-                    b.iter(|| {
-                        packed
-                            .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
-                            .expect("valid shapes")
-                    })
-                });
+                // Every pointwise entry of this tier that the CPU runs (f32, and bf16 where the
+                // tier has it), named `isa` or `isa_precision`.
+                for entry in registry::for_op(Op::Pointwise)
+                    .filter(|e| e.isa == isa && e.is_available())
+                    // The scalar bf16 entry is the portable model, not a fast path.
+                    .filter(|e| e.dtype() == Precision::F32 || e.isa != Isa::Scalar)
+                {
+                    let Ok(packed) = PackedPointwise::pack_for(entry, k, n, &w, Some(&bias)) else {
+                        continue;
+                    };
+                    let name = match entry.dtype() {
+                        Precision::F32 => isa.name().to_string(),
+                        d => format!("{isa}_{d}"),
+                    };
+                    g.bench_function(BenchmarkId::new(name, format!("{p}x{k}x{n}")), |b| {
+                        b.iter(|| {
+                            packed
+                                .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
+                                .expect("valid shapes")
+                        })
+                    });
+                }
             }
         }
         g.finish();

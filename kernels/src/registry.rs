@@ -286,6 +286,20 @@ static REGISTRY: &[KernelInfo] = &[
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
         op: Op::Pointwise,
+        isa: Isa::Avx512,
+        name: "pointwise_bf16_8x32_avx512bf16",
+        func: KernelFn::PointwiseHalf(
+            crate::x86_64::avx512::pointwise_bf16::pointwise_bf16_8x32_avx512bf16,
+            HalfTile {
+                nr: crate::x86_64::avx512::pointwise_bf16::NR,
+                kpack: 2,
+                dtype: Precision::Bf16,
+            },
+        ),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Pointwise,
         isa: Isa::Avx2,
         name: "pointwise_6x16_avx2",
         func: KernelFn::Pointwise(crate::x86_64::avx2::pointwise::pointwise_6x16_avx2, 16),

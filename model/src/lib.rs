@@ -5,6 +5,12 @@
 //! RepViT, [`MobileNetConfig`]) appends its steps to a [`Graph`]; [`Network::load`] detects the
 //! family and configuration from a timm checkpoint's tensors (or checks a named one).
 //!
+//! Precision: a model is built for the [`Kernels`](mobile_cnn_kernels::Kernels) it is given, tier
+//! and precision. With `Kernels::with_precision(Precision::Bf16)` (or `KERNELS_PRECISION=bf16`,
+//! `repvit --precision bf16`) the pointwise layers are packed at load with bf16 weights and run
+//! with bf16-rounded inputs and f32 accumulation; the stem, depthwise convolutions,
+//! squeeze-excite, pooling, the head, biases and the activations between layers stay f32.
+//!
 //! ```
 //! use mobile_cnn_kernels::Kernels;
 //! use repvit::{Config, RepVit};

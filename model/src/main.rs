@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
-use mobile_cnn_kernels::{Isa, Kernels};
+use mobile_cnn_kernels::{Isa, Kernels, Precision};
 use repvit::family::all_names;
 use repvit::preprocess::{imagenet_class, top_k};
 use repvit::{Arch, Error, LayerInfo, Network, npy};
@@ -27,6 +27,10 @@ fn cli() -> Command {
     let isa = Arg::new("isa")
         .long("isa")
         .help("instruction set: scalar, avx2, avx512, neon (default: KERNELS_ISA or the widest)");
+    let precision = Arg::new("precision").long("precision").help(
+        "f32, bf16 or f16 for the pointwise layers (default: KERNELS_PRECISION or f32); \
+         an error if the instruction set lacks it on this CPU",
+    );
     let variant = |help: &'static str| Arg::new("variant").long("variant").help(help);
     Command::new("repvit")
         .about("RepViT, MobileNetV3 and MobileNetV2 inference on mobile-cnn-kernels")
@@ -68,9 +72,14 @@ fn cli() -> Command {
                         ),
                 )
                 .arg(threads.clone())
-                .arg(isa.clone()),
+                .arg(isa.clone())
+                .arg(precision.clone()),
         )
-        .subcommand(classify_cmd(threads.clone(), isa.clone()))
+        .subcommand(classify_cmd(
+            threads.clone(),
+            isa.clone(),
+            precision.clone(),
+        ))
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
@@ -82,6 +91,7 @@ fn cli() -> Command {
                 )
                 .arg(threads)
                 .arg(isa)
+                .arg(precision)
                 .arg(
                     Arg::new("iters")
                         .long("iters")
@@ -136,6 +146,17 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
         }
         None => Kernels::new().map_err(ctx)?,
     };
+    let k = match m.get_one::<String>("precision") {
+        Some(name) => {
+            let p = Precision::from_name(name).ok_or_else(|| Error::Input {
+                what: "--precision".into(),
+                expected: "one of f32, bf16, f16".into(),
+                found: format!("`{name}`"),
+            })?;
+            k.with_precision(p).map_err(ctx)?
+        }
+        None => k,
+    };
     match m.get_one::<usize>("threads") {
         Some(&t) => k.with_threads(t).map_err(ctx),
         None => Ok(k),
@@ -149,7 +170,7 @@ const WEIGHTS_HELP: &str = "RepViT safetensors checkpoint: timm's model.safetens
     or deployed (after timm's fuse() or the official replace_batchnorm); with a classifier or \
     headless (num_classes=0); f32, f16 or bf16 tensors. The variant is detected from the shapes";
 
-fn classify_cmd(threads: Arg, isa: Arg) -> Command {
+fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
     Command::new("classify")
         .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
         .after_help(
@@ -173,6 +194,7 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
         )
         .arg(threads)
         .arg(isa)
+        .arg(precision)
         .arg(
             Arg::new("top")
                 .long("top")
@@ -295,7 +317,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
     let dt = t0.elapsed();
     let files: Vec<String> = written.iter().map(|(p, s)| format!("{p} {s:?}")).collect();
     eprintln!(
-        "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {} threads)",
+        "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {}, {} threads)",
         model.arch(),
         shape[0],
         shape[2],
@@ -303,6 +325,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         files.join(", "),
         dt.as_secs_f64() * 1e3,
         k.isa(),
+        k.precision(),
         k.threads()
     );
     Ok(())
@@ -364,9 +387,10 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         };
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
+                k.precision(),
                 if m.contains_id("weights") {
                     "file"
                 } else {
@@ -376,8 +400,9 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "{label} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
+                "{label} {} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
                 k.isa(),
+                k.precision(),
                 k.threads(),
                 if finite {
                     ""

@@ -399,7 +399,13 @@ impl MobileNetConfig {
         let last = self.last_width();
         let classifier = with_bias(p, "classifier", &[self.num_classes, self.head])?;
         if self.kind.is_v3() {
-            g.push("global_pool", Op::Pool { src: x, to_out: false });
+            g.push(
+                "global_pool",
+                Op::Pool {
+                    src: x,
+                    to_out: false,
+                },
+            );
             let head = with_bias(p, "conv_head", &[self.head, last, 1, 1])?;
             let pw = pack(k, "conv_head", &head)?;
             g.push(
@@ -423,7 +429,13 @@ impl MobileNetConfig {
                     residual: None,
                 },
             );
-            g.push("global_pool", Op::Pool { src: y, to_out: false });
+            g.push(
+                "global_pool",
+                Op::Pool {
+                    src: y,
+                    to_out: false,
+                },
+            );
             push_classifier(k, g, &classifier, Vector::Pooled)
         }
     }

@@ -147,10 +147,7 @@ pub(crate) enum Op {
         sums: bool,
     },
     /// Gate from the sums of the previous depthwise step, then scale buffer `t` in place.
-    Se {
-        se: SqueezeExcite,
-        t: usize,
-    },
+    Se { se: SqueezeExcite, t: usize },
     Pw {
         pw: PackedPointwise,
         act: Activation,
@@ -159,10 +156,7 @@ pub(crate) enum Op {
         residual: Option<usize>,
     },
     /// Global average pool into the workspace (`to_out`: into the output, for a headless model).
-    Pool {
-        src: usize,
-        to_out: bool,
-    },
+    Pool { src: usize, to_out: bool },
     /// A 1x1 convolution of the pooled features (MobileNetV3's `conv_head` with bias and
     /// activation): [`Vector::Pooled`] to [`Vector::Head`].
     PooledPw {
@@ -170,10 +164,7 @@ pub(crate) enum Op {
         act: Activation,
     },
     /// The classifier, from the feature vector `src`, into the logits.
-    Head {
-        linear: Linear,
-        src: Vector,
-    },
+    Head { linear: Linear, src: Vector },
 }
 
 /// One step: a kernel call and its timm-style module name.
@@ -376,10 +367,19 @@ impl Workspace {
     }
 }
 
-/// A folded 1x1 convolution or linear layer packed for the ISA of `k`.
+/// Packs a pointwise layer at the precision of `k` (weights rounded once, here, at load). Only
+/// the pointwise layers take `k.precision()`: the stem, depthwise, squeeze-excite, pooling and the
+/// head stay f32, and so do biases, activations between layers and accumulators.
 pub(crate) fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwise, Error> {
-    PackedPointwise::pack(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
-        .layer(|| name.to_string())
+    PackedPointwise::pack_precision(
+        k.isa(),
+        k.precision(),
+        f.cin,
+        f.cout,
+        &f.weight,
+        Some(&f.bias),
+    )
+    .layer(|| name.to_string())
 }
 
 /// A folded depthwise `[c, 1, k, k]` convolution (`k` from the weight length), padding `k / 2`.

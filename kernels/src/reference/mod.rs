@@ -104,6 +104,79 @@ pub fn pointwise(
     Ok(())
 }
 
+/// `x` rounded to bf16 as `vcvtne2ps2bf16` does (Intel SDM: round to nearest even, a denormal
+/// input becomes a zero of its sign), widened back to f32. Written with the `half` crate's
+/// rounding, independently of the kernels' own conversion ([`crate::convert`]).
+pub fn round_bf16(x: f32) -> f32 {
+    if x.is_subnormal() {
+        0.0f32.copysign(x)
+    } else {
+        half::bf16::from_f32(x).to_f32()
+    }
+}
+
+/// Pointwise convolution in bf16 as the bf16 kernels compute it, rounding step by step in f32:
+/// input and weights rounded with [`round_bf16`]; per output, the accumulator starts at the f32
+/// bias; for each K-pair `(2i, 2i + 1)` (a missing last channel of odd K is zero) it adds the odd
+/// channel's product, then the even one's, each as one f32 fused multiply-add with denormal
+/// inputs and results flushed to zero (Intel SDM, "VDPBF16PS": FP32 FMA with DAZ, FTZ and RNE);
+/// then the f32 activation ([`Activation::apply`]) and the residual added in f32. Layouts as in
+/// [`pointwise`].
+pub fn pointwise_bf16(
+    g: &crate::pointwise::PointwiseGeom,
+    input: &[f32],
+    weights_nk: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<()> {
+    g.check(input.len(), output.len(), residual.map(<[f32]>::len))?;
+    if weights_nk.len() != g.n * g.k || bias.is_some_and(|b| b.len() != g.n) {
+        return Err(crate::Error::shape(
+            "reference pointwise weights/bias",
+            format!("[{}, {}] and [{}]", g.n, g.k, g.n),
+            weights_nk.len(),
+        ));
+    }
+    let ftz = |v: f32| {
+        if v.is_subnormal() {
+            0.0f32.copysign(v)
+        } else {
+            v
+        }
+    };
+    let step = |acc: f32, x: f32, w: f32| ftz(x.mul_add(w, ftz(acc)));
+    for p in 0..g.p {
+        for j in 0..g.n {
+            let x = |kk: usize| {
+                if kk < g.k {
+                    round_bf16(input[p * g.k + kk])
+                } else {
+                    0.0
+                }
+            };
+            let w = |kk: usize| {
+                if kk < g.k {
+                    round_bf16(weights_nk[j * g.k + kk])
+                } else {
+                    0.0
+                }
+            };
+            let mut acc = bias.map_or(0.0, |b| b[j]);
+            for i in 0..g.k.div_ceil(2) {
+                acc = step(acc, x(2 * i + 1), w(2 * i + 1));
+                acc = step(acc, x(2 * i), w(2 * i));
+            }
+            let mut y = g.act.apply(acc);
+            if let Some(r) = residual {
+                y += r[p * g.n + j];
+            }
+            output[p * g.n + j] = y;
+        }
+    }
+    Ok(())
+}
+
 /// Dense 3x3 convolution, padding 1: NHWC input `[n, h, w, cin]`, PyTorch weights
 /// `[cout, cin, 3, 3]`, optional bias `[cout]`, NHWC output `[n, oh, ow, cout]`.
 pub fn conv3x3(

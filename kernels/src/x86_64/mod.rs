@@ -20,6 +20,7 @@ pub(crate) mod dwconv;
 mod elementwise;
 pub(crate) use elementwise::act_in_place;
 pub(crate) mod pointwise;
+pub(crate) mod pointwise_bf16;
 
 /// Compile-time code of [`Activation::Identity`].
 pub(crate) const ACT_IDENTITY: u8 = 0;
