@@ -677,6 +677,11 @@ impl Network {
         kernels: &Kernels,
     ) -> Result<Network, Error> {
         let arch = Arch::resolve(&sd, variant)?;
+        if let Arch::RepVit(_) = arch {
+            // RepViT checkpoints come in more layouts than the family builder reads (deployed
+            // after `fuse()`, headless): FusedWeights detects the layout and checks every key.
+            return Network::from_fused(&FusedWeights::from_state_dict(sd, variant)?, kernels);
+        }
         let net = Network::build(arch, &mut sd, kernels)?;
         if let Some(key) = sd.keys().next() {
             return Err(Error::UnexpectedKey {

@@ -25,9 +25,11 @@ use std::path::Path;
 use crate::checkpoint::Entry;
 use crate::error::Error;
 
-/// Whether the keys look like the official repository's (any `features.*` or `classifier.*`).
+/// Whether the keys look like the official repository's: any `features.*` (every official
+/// checkpoint, headless or not, has its stem and blocks there). `classifier.*` alone does not count:
+/// timm's MobileNets name their classifier `classifier.weight` too.
 pub fn is_official<'a>(mut keys: impl Iterator<Item = &'a str>) -> bool {
-    keys.any(|k| k.starts_with("features.") || k.starts_with("classifier."))
+    keys.any(|k| k.starts_with("features."))
 }
 
 /// `features.<j>.<rest>` split into `(j, rest)`.
