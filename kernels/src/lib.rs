@@ -124,40 +124,70 @@ impl Kernels {
     }
 
     /// Runs `f` on every block, in parallel when more than one thread is allowed.
-    pub(crate) fn for_each_block<T: Sync>(&self, blocks: &[T], f: impl Fn(&T) + Sync + Send) {
-        if self.threads <= 1 || blocks.len() <= 1 {
-            blocks.iter().for_each(f);
+    ///
+    /// Blocks must be independent (each writes its own part of the output): which thread runs which
+    /// block, and in what order, varies from call to call.
+    pub fn for_each_block<T: Sync>(&self, blocks: &[T], f: impl Fn(&T) + Sync + Send) {
+        self.for_each_block_in_slot(blocks, |_, b| f(b));
+    }
+
+    /// As [`Kernels::for_each_block`], and tells `f` the slot of the thread running it: a number
+    /// below [`Kernels::threads`] that no other thread of this call holds at the same time (0 is the
+    /// calling thread). Callers index per-thread scratch by it, so a call allocates nothing.
+    pub fn for_each_block_in_slot<T: Sync>(
+        &self,
+        blocks: &[T],
+        f: impl Fn(usize, &T) + Sync + Send,
+    ) {
+        self.for_each_index(blocks.len(), |slot, i| f(slot, &blocks[i]));
+    }
+
+    /// Calls `f(slot, i)` once for every `i` in `0..count`, in parallel when more than one thread is
+    /// allowed; `slot` is as in [`Kernels::for_each_block_in_slot`]. Nothing is allocated: callers
+    /// compute block `i` from the index instead of listing blocks.
+    pub fn for_each_index(&self, count: usize, f: impl Fn(usize, usize) + Sync + Send) {
+        if self.threads <= 1 || count <= 1 {
+            (0..count).for_each(|i| f(0, i));
             return;
         }
-        // The calling thread works too: it and `threads - 1` pool workers pull blocks off one shared
-        // counter until none are left. One hand-off per call (waking the workers) instead of two
-        // (into the pool and back out, about 10 us per call with `install`), and uneven blocks
+        // The calling thread works too: it and `threads - 1` pool workers pull indices off one
+        // shared counter until none are left. One hand-off per call (waking the workers) instead of
+        // two (into the pool and back out, about 10 us per call with `install`), and uneven blocks
         // balance themselves.
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || {
+        let work = |slot: usize| {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match blocks.get(i) {
-                    Some(b) => f(b),
-                    None => break,
+                if i >= count {
+                    break;
                 }
+                f(slot, i);
             }
         };
-        let helpers = self.threads.min(blocks.len()) - 1;
+        let helpers = self.threads.min(count) - 1;
         let work = &work;
         macro_rules! run {
             () => {
                 |s| {
-                    for _ in 0..helpers {
-                        s.spawn(move |_| work());
+                    for slot in 1..=helpers {
+                        s.spawn(move |_| work(slot));
                     }
-                    work();
+                    work(0);
                 }
             };
         }
         match &self.pool {
             Some(pool) => pool.in_place_scope(run!()),
             None => rayon::in_place_scope(run!()),
+        }
+    }
+
+    /// The same tier on the calling thread alone (no pool): for work inside one parallel block.
+    pub fn single_threaded(&self) -> Kernels {
+        Kernels {
+            isa: self.isa,
+            threads: 1,
+            pool: None,
         }
     }
 }
