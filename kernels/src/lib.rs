@@ -182,6 +182,22 @@ impl Kernels {
         }
     }
 
+    /// Calls `f(slot, i, &mut items[i])` once for every item, in parallel when more than one thread
+    /// is allowed (`slot` as in [`Kernels::for_each_block_in_slot`]): for independent jobs that each
+    /// own their state, such as groups of images with their own buffers.
+    pub fn for_each_mut<T: Send>(&self, items: &mut [T], f: impl Fn(usize, usize, &mut T) + Sync) {
+        let base = SendMutPtr(items.as_mut_ptr());
+        let len = items.len();
+        self.for_each_index(len, |slot, i| {
+            assert!(i < len);
+            // SAFETY: `i < len` (asserted), so the element is inside `items`, which is exclusively
+            // borrowed for the whole call; `for_each_index` hands every index to exactly one call,
+            // so no two threads hold a reference to the same element.
+            let item = unsafe { &mut *base.get().add(i) };
+            f(slot, i, item)
+        });
+    }
+
     /// The same tier on the calling thread alone (no pool): for work inside one parallel block.
     pub fn single_threaded(&self) -> Kernels {
         Kernels {
@@ -189,5 +205,17 @@ impl Kernels {
             threads: 1,
             pool: None,
         }
+    }
+}
+
+/// A raw element pointer that may cross to the worker threads of [`Kernels::for_each_mut`].
+struct SendMutPtr<T>(*mut T);
+// SAFETY: only used by `for_each_mut`, which hands each element to one thread (and `T: Send`).
+unsafe impl<T: Send> Send for SendMutPtr<T> {}
+// SAFETY: as above: shared use only copies the pointer; each element is reached by one thread.
+unsafe impl<T: Send> Sync for SendMutPtr<T> {}
+impl<T> SendMutPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
     }
 }

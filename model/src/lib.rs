@@ -28,5 +28,7 @@ pub mod weights;
 pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
-pub use model::{DistinctLayer, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers};
+pub use model::{
+    BatchSplit, DistinctLayer, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers,
+};
 pub use weights::FusedWeights;

@@ -3,7 +3,7 @@
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--threads N]
 //! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] IMAGE...
-//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--isa NAME] [--json] [--no-layers]
+//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--batch-split images|layers] [--isa NAME] [--json] [--no-layers]
 //! ```
 
 use std::process::ExitCode;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
-use repvit::{Config, Error, LayerInfo, RepVit, VARIANTS, npy};
+use repvit::{BatchSplit, Config, Error, LayerInfo, RepVit, VARIANTS, npy};
 
 fn cli() -> Command {
     let threads = Arg::new("threads")
@@ -79,6 +79,16 @@ fn cli() -> Command {
                         .value_parser(value_parser!(usize))
                         .default_value("1")
                         .help("images per call"),
+                )
+                .arg(
+                    Arg::new("batch-split")
+                        .long("batch-split")
+                        .value_parser(["images", "layers"])
+                        .default_value("images")
+                        .help(
+                            "batch > 1 on several threads: one group of images per thread \
+                             (images) or every layer split across the threads (layers)",
+                        ),
                 )
                 .arg(
                     Arg::new("size")
@@ -257,6 +267,18 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             .collect::<Result<_, _>>()?,
         None => vec![RepVit::random(&Config::variant(name)?, 1, &k)?],
     };
+    let split = match m.get_one::<String>("batch-split").map(String::as_str) {
+        Some("layers") => BatchSplit::Layers,
+        _ => BatchSplit::Images,
+    };
+    let models: Vec<RepVit> = models
+        .into_iter()
+        .map(|m| m.with_batch_split(split))
+        .collect();
+    let split_name = match split {
+        BatchSplit::Layers => "layers",
+        BatchSplit::Images => "images",
+    };
     let shape = [batch, 3, size, size];
     let x: Vec<f32> = (0..batch * 3 * size * size)
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
@@ -275,6 +297,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         let (median, min) = median_min(&mut times);
+        let images_per_s = batch as f64 * 1e3 / median;
         let layers = if m.get_flag("no-layers") {
             None
         } else {
@@ -284,7 +307,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         let name = &model.config().name;
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
                 if m.contains_id("weights") {
@@ -296,9 +319,14 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "repvit_{name:<5} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
+                "repvit_{name:<5} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}",
                 k.isa(),
                 k.threads(),
+                if batch > 1 {
+                    format!(" (split: {split_name})")
+                } else {
+                    String::new()
+                },
                 if finite {
                     ""
                 } else {
