@@ -198,6 +198,32 @@ impl Kernels {
         });
     }
 
+    /// Cuts `data` into consecutive chunks of `chunk_len` elements (the last may be shorter) and calls
+    /// `f(slot, i, chunk_i)` once per chunk, in parallel when more than one thread is allowed
+    /// (`slot` as in [`Kernels::for_each_block_in_slot`]). Nothing is allocated. For bands of rows
+    /// of an output tensor; a `chunk_len` of 0 is treated as 1.
+    pub fn for_each_chunk_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, usize, &mut [T]) + Sync,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let len = data.len();
+        let base = SendMutPtr(data.as_mut_ptr());
+        self.for_each_index(len.div_ceil(chunk_len), |slot, i| {
+            let start = i * chunk_len;
+            let end = (start + chunk_len).min(len);
+            assert!(start < end);
+            // SAFETY: `start < end <= len`, so the range is inside `data`, which is exclusively
+            // borrowed for the whole call; `for_each_index` hands each `i` to one call and the
+            // ranges of different `i` do not overlap, so no element is reachable from two threads.
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+            f(slot, i, chunk)
+        });
+    }
+
     /// The same tier on the calling thread alone (no pool): for work inside one parallel block.
     pub fn single_threaded(&self) -> Kernels {
         Kernels {

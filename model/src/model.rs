@@ -909,7 +909,17 @@ impl RepVit {
         Ok(b)
     }
 
-    /// Runs step `i` on `ws`.
+    /// Runs one step on `ws` with the threads of `k`.
+    ///
+    /// Which steps split across threads (the per-layer rule): a step is split when its one-thread
+    /// time is well above the cost of one parallel call (`pool_overhead` in the kernels bench, a few
+    /// microseconds on a quiet machine). Measured on M1.0 at 224x224 (results/amd-epyc-2026-11-28,
+    /// `m1_0_layers_t1_t2.txt`): every pointwise layer takes 30 us or more on one thread and gains
+    /// 1.4-1.9x from a second thread, the classifier (113 us, bound by reading its weights) 1.8x, the
+    /// stem convolutions 380 and 890 us (split by row bands in `Conv3x3::run`); these split. The
+    /// squeeze-excite (gate and channel scale, 8-12 us) and the global pool (3 us) would save at
+    /// most half of that, no more than one parallel call costs, so they run on the calling thread.
+    /// Under [`BatchSplit::Images`] every step of a group runs on that group's thread alone.
     #[inline]
     fn exec(
         &self,
