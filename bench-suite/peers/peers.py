@@ -259,6 +259,7 @@ def main() -> int:
         log(f"{name}: building the timm model, safetensors and ONNX")
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False).eval()
+        randomize_batchnorm(torch, model)
         st_path = work / f"{name}.safetensors"
         onnx_path = work / f"{name}_b{a.batch}.onnx"
         tflite_path = work / f"{name}_b{a.batch}.tflite"
@@ -371,6 +372,23 @@ def main() -> int:
     print_table(lines)
     log(f"wrote {out}")
     return 0
+
+
+def randomize_batchnorm(torch, model) -> None:
+    """Gives every BatchNorm non-trivial statistics and affine parameters (seeded). timm initialises
+    the last BatchNorm of each residual branch with weight 0 (RepViT's `bn_weight_init=0`), so a fresh
+    model's channel-mixer branches output exactly zero, and a converter that folds constants (litert-
+    torch does) removes them: the converted graph then skips about half of the network's work.
+    Non-zero parameters keep every engine computing the whole network."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.05)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.05)
+                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
 
 
 def export_onnx(torch, model, x_t, path: Path) -> None:
