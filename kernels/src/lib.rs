@@ -245,3 +245,49 @@ impl<T> SendMutPtr<T> {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every index, item and chunk is visited exactly once, with a slot below the thread count, for
+    /// counts below, equal to and above the thread count (and zero).
+    #[test]
+    fn parallel_helpers_visit_everything_once_with_valid_slots() {
+        for threads in 1..=4 {
+            let k = Kernels::with_isa(Isa::Scalar)
+                .unwrap()
+                .with_threads(threads)
+                .unwrap();
+            for count in [0, 1, 2, 3, 7, 64] {
+                let hits: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+                k.for_each_index(count, |slot, i| {
+                    assert!(slot < threads, "slot {slot} of {threads}");
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+
+                let mut items = vec![0usize; count];
+                k.for_each_mut(&mut items, |slot, i, v| {
+                    assert!(slot < threads);
+                    *v += i + 1;
+                });
+                assert_eq!(items, (1..=count).collect::<Vec<_>>());
+
+                for chunk in [1, 3, 5, 100] {
+                    let mut data = vec![0usize; count];
+                    k.for_each_chunk_mut(&mut data, chunk, |slot, i, part| {
+                        assert!(slot < threads);
+                        assert!(part.len() <= chunk && !part.is_empty());
+                        for v in part.iter_mut() {
+                            *v += i + 1;
+                        }
+                    });
+                    let want: Vec<usize> = (0..count).map(|j| j / chunk + 1).collect();
+                    assert_eq!(data, want, "threads {threads} count {count} chunk {chunk}");
+                }
+            }
+        }
+    }
+}
