@@ -8,7 +8,9 @@
 #   rustc-web (Debian's rustc, 1.96 in bookworm-security), libstd-rust-web-dev:arm64 (its aarch64 std,
 #   which also pulls in the arm64 libc that qemu loads), the cross gcc used as linker, qemu-user.
 # - Builds once and runs the tests twice: QEMU_CPU=cortex-a53 (an in-order ARMv8.0 core) and
-#   QEMU_CPU=max (every feature qemu emulates). The second `cargo test` rebuilds nothing.
+#   QEMU_CPU=max (every feature qemu emulates, FP16 and BF16 included). The second `cargo test`
+#   rebuilds nothing. Then the kernels' aarch64 tests once more under QEMU_CPU=cortex-a76 (FP16
+#   without BF16), where the f16 kernels run and bf16 must be refused.
 #   KERNELS_ISA is unset for both, so dispatch picks the widest tier (neon); a last step checks that
 #   NEON is detected inside qemu and that KERNELS_ISA=neon is accepted.
 # - With AARCH64_CLIPPY=1, also runs clippy for aarch64 (installing Debian's rust-web-clippy if needed).
@@ -97,6 +99,13 @@ start=$SECONDS
 run_tests cortex-a53 "$@"
 run_tests max "$@"
 
+# A core with FEAT_FP16 but not FEAT_BF16 (Armv8.2-A): the f16 kernels run, and bf16 must be
+# reported unavailable and refused (`half_precision_*` tests in kernels/src/aarch64). Only the lib
+# tests of the aarch64 module: the binaries are those built above, and this takes about 15 s.
+log "cargo test --workspace --lib -- aarch64:: under QEMU_CPU=cortex-a76 (FP16, no BF16)"
+env -u KERNELS_ISA QEMU_CPU=cortex-a76 \
+    "$CARGO" test --workspace --locked --target "$TARGET" --lib -- aarch64::
+
 # The tests above already fail if NEON is not detected; this shows it, per emulated core, and checks
 # that KERNELS_ISA is honoured inside qemu (`--workspace`, as above, so nothing is rebuilt).
 for cpu in cortex-a53 max; do
@@ -112,7 +121,7 @@ for cpu in cortex-a53 max; do
     }
     log "QEMU_CPU=$cpu, KERNELS_ISA=neon: $line"
 done
-log "all aarch64 tests passed under cortex-a53 and max, NEON selected ($((SECONDS - start)) s)"
+log "all aarch64 tests passed under cortex-a53, max (and cortex-a76: fp16), NEON selected ($((SECONDS - start)) s)"
 
 # Optional: clippy on the aarch64 build (the x86 clippy never sees the NEON code). rustup's clippy has
 # no aarch64 std, so this uses Debian's cargo and clippy (package rust-web-clippy, same version as

@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod criterion_results;
+pub mod estimate;
 pub mod machine;
 pub mod peak;
 pub mod report;

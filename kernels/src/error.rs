@@ -40,6 +40,29 @@ pub enum Error {
         /// The instruction set.
         isa: &'static str,
     },
+    /// The requested precision is not available on the requested tier on this CPU.
+    PrecisionUnavailable {
+        /// The precision asked for.
+        precision: &'static str,
+        /// The tier it was asked for on.
+        isa: &'static str,
+        /// Where the request came from (`KERNELS_PRECISION` or the API).
+        source: &'static str,
+    },
+    /// `KERNELS_PRECISION` names no known precision.
+    PrecisionUnknown {
+        /// The value that was set.
+        value: String,
+    },
+    /// No kernel is registered for this operation, precision and instruction set.
+    NoKernelAt {
+        /// The operation.
+        op: &'static str,
+        /// The precision.
+        precision: &'static str,
+        /// The instruction set.
+        isa: &'static str,
+    },
 }
 
 impl Error {
@@ -88,6 +111,31 @@ impl fmt::Display for Error {
                 "KERNELS_ISA={value:?} names no instruction set; use one of scalar, avx2, avx512, neon"
             ),
             Error::NoKernel { op, isa } => write!(f, "no `{op}` kernel is registered for `{isa}`"),
+            Error::PrecisionUnavailable {
+                precision,
+                isa,
+                source,
+            } => {
+                let need = crate::Precision::from_name(precision)
+                    .and_then(|p| crate::Isa::from_name(isa).and_then(|i| p.feature_on(i)))
+                    .map_or_else(
+                        || format!("`{isa}` has no {precision} kernels"),
+                        |feat| format!("{precision} on `{isa}` needs the CPU feature `{feat}`"),
+                    );
+                write!(
+                    f,
+                    "precision `{precision}` requested by {source} is not available with instruction set `{isa}` on this CPU ({need}); this CPU offers {}",
+                    crate::Precision::offered()
+                )
+            }
+            Error::PrecisionUnknown { value } => write!(
+                f,
+                "KERNELS_PRECISION={value:?} names no precision; use one of f32, bf16, f16"
+            ),
+            Error::NoKernelAt { op, precision, isa } => write!(
+                f,
+                "no `{op}` kernel is registered for precision `{precision}` on `{isa}`"
+            ),
         }
     }
 }

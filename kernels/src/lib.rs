@@ -10,6 +10,11 @@
 //! `neon`; naming a tier the CPU lacks is an error, never a silent fallback), and
 //! [`Kernels::with_isa`] picks one explicitly, so one process can run every tier side by side.
 //!
+//! Precision is a second axis ([`Precision`]: `f32`, `bf16`, `f16`): [`Kernels::new`] reads
+//! `KERNELS_PRECISION` (default `f32`) and [`Kernels::with_precision`] sets it; either is an error
+//! when the tier lacks the precision on this CPU. Ops with a kernel of that precision (the
+//! pointwise GEMM, [`PackedPointwise::pack_precision`]) use it; everything else stays f32.
+//!
 //! ```
 //! use mobile_cnn_kernels::{Isa, Kernels};
 //! let k = Kernels::new().unwrap();
@@ -19,6 +24,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod convert;
 pub mod dwconv;
 pub mod elementwise;
 pub mod error;
@@ -40,8 +46,8 @@ pub use activation::Activation;
 pub use conv::Conv3x3;
 pub use dwconv::{DwConv3x3, DwConv3x3Geom, dwconv3x3};
 pub use error::{Error, Result};
-pub use isa::Isa;
-pub use pointwise::{PackedPointwise, PointwiseGeom};
+pub use isa::{Isa, Precision};
+pub use pointwise::{PackedPointwise, PointwiseGeom, PointwiseHalfFn};
 pub use tensor::{ALIGN, AlignedBuf, Shape, Tensor};
 
 /// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
@@ -51,6 +57,7 @@ pub use tensor::{ALIGN, AlignedBuf, Shape, Tensor};
 #[derive(Clone)]
 pub struct Kernels {
     isa: Isa,
+    precision: Precision,
     threads: usize,
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
@@ -59,6 +66,7 @@ impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
             .field("isa", &self.isa)
+            .field("precision", &self.precision)
             .field("threads", &self.threads)
             .finish()
     }
@@ -66,22 +74,39 @@ impl std::fmt::Debug for Kernels {
 
 impl Kernels {
     /// The process default: `KERNELS_ISA` if set (an error if unknown or unavailable), else the
-    /// widest tier; all cores.
+    /// widest tier; `KERNELS_PRECISION` if set (an error if unknown or if the tier lacks it on this
+    /// CPU, naming what the CPU offers), else f32; all cores.
     pub fn new() -> Result<Kernels> {
+        let isa = Isa::selected()?;
         Ok(Kernels {
-            isa: Isa::selected()?,
+            isa,
+            precision: Precision::selected()?.check_on(isa, "KERNELS_PRECISION")?,
             threads: rayon::current_num_threads(),
             pool: None,
         })
     }
 
-    /// An explicit tier; an error if this CPU or target cannot run it. All cores.
+    /// An explicit tier, f32; an error if this CPU or target cannot run it. All cores.
     pub fn with_isa(isa: Isa) -> Result<Kernels> {
         Ok(Kernels {
             isa: isa.check("the API")?,
+            precision: Precision::F32,
             threads: rayon::current_num_threads(),
             pool: None,
         })
+    }
+
+    /// The same tier and threads at `precision`; an error if the tier lacks it on this CPU.
+    pub fn with_precision(self, precision: Precision) -> Result<Kernels> {
+        Ok(Kernels {
+            precision: precision.check_on(self.isa, "the API")?,
+            ..self
+        })
+    }
+
+    /// The precision of the ops that have kernels for it (the others run in f32).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The same tier with `threads` worker threads (1 runs on the calling thread alone).
@@ -108,6 +133,7 @@ impl Kernels {
         };
         Ok(Kernels {
             isa: self.isa,
+            precision: self.precision,
             threads,
             pool,
         })

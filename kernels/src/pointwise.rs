@@ -4,7 +4,9 @@
 //!
 //! Weights are packed once, when a model is loaded, into panels of `nr` output channels, each laid
 //! out as `[nr biases][K x nr weights]` (zero-padded past N), the form every micro-kernel streams.
-//! The packed form remembers the ISA and panel width it was packed for. A per-input-channel scale
+//! The packed form remembers the kernel that packed it (ISA, precision, tile), not just the ISA.
+//! Half-precision kernels ([`PointwiseHalfFn`]) keep activations, biases and accumulators in f32
+//! and store weights as `u16` bit patterns in their own layout. A per-input-channel scale
 //! (the excite half of squeeze-excite) is applied by [`PackedPointwise::scale_rows_into`], which
 //! writes a per-call copy with row k scaled by `scale[k]`: `K x N` work instead of `P x K`.
 //!
@@ -14,11 +16,14 @@
 
 use std::ops::Range;
 
+use aligned_vec::{AVec, ConstAlign};
+
 use crate::activation::Activation;
+use crate::convert;
 use crate::error::{Error, Result};
-use crate::registry::{self, KernelInfo, Op};
-use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_zeros};
-use crate::{Isa, Kernels};
+use crate::registry::{self, HalfTile, KernelInfo, KernelKey, Op, PointwiseEntry};
+use crate::tensor::{ALIGN, AlignedBuf, Shape, Tensor, aligned_zeros};
+use crate::{Isa, Kernels, Precision};
 
 /// Problem size and epilogue of one pointwise call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +100,51 @@ pub type PointwiseFn = unsafe fn(
     panels: Range<usize>,
 );
 
-/// Pointwise weights packed for one ISA.
+/// One block of a half-precision pointwise call (weights in bf16 or f16, activations in f32):
+/// all of K for the rows `rows` and the column panels `panels`, computing
+/// `out = act(round(in) . W + bias) (+ residual)` where `round` rounds the input to the kernel's
+/// precision (as its instruction does) and `W` holds the already rounded weights.
+///
+/// Layout (packed by [`PackedPointwise::pack_for`] from the entry's [`HalfTile`] `{ nr, kpack,
+/// dtype }`): `bias` is `[panels * nr]` f32 (zero past N); `weights` is, per panel of `nr` output
+/// channels, `[kp][nr][kpack]` `u16` bit patterns of `dtype` with `kp = k.div_ceil(kpack)`, zero
+/// past N and past K. Input, residual and output are f32 (`[p, k]`, `[p, n]`, `[p, n]`).
+///
+/// # Safety
+/// Callers must guarantee: the kernel's ISA and precision are available
+/// ([`crate::registry::KernelInfo::is_available`]); `bias` and `weights` were packed for this
+/// kernel's [`HalfTile`] with `geom.k` and `geom.n`; `input` is valid for reads of `p * k` floats,
+/// `output` for writes of `p * n` floats, and `residual`, when not null, for reads of `p * n`
+/// floats; neither `input` nor `residual` aliases `output`; `rows` and `panels` lie within the
+/// problem, and no other thread writes the same block of `output` at the same time.
+pub type PointwiseHalfFn = unsafe fn(
+    geom: &PointwiseGeom,
+    input: *const f32,
+    bias: &[f32],
+    weights: &[u16],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+);
+
+/// The packed weights of one pointwise layer, in the layout of the kernel that packed them.
+#[derive(Debug, Clone)]
+enum Packing {
+    /// f32: per panel `[nr biases][k x nr weights]`.
+    F32 { f: PointwiseFn, data: AlignedBuf },
+    /// Half precision ([`PointwiseHalfFn`] layout); `master` keeps the f32 weights in the same
+    /// order, so a row scale (squeeze-excite) rounds `w * s` once instead of rounding twice.
+    Half {
+        f: PointwiseHalfFn,
+        tile: HalfTile,
+        bias: AlignedBuf,
+        weights: AVec<u16, ConstAlign<ALIGN>>,
+        master: AlignedBuf,
+    },
+}
+
+/// Pointwise weights packed for one kernel (ISA, precision and tile).
 ///
 /// ```
 /// use mobile_cnn_kernels::{Activation, Kernels, PackedPointwise, Shape, Tensor};
@@ -111,16 +160,15 @@ pub type PointwiseFn = unsafe fn(
 #[derive(Debug, Clone)]
 pub struct PackedPointwise {
     kernel: &'static KernelInfo,
-    f: PointwiseFn,
     nr: usize,
     k: usize,
     n: usize,
-    data: AlignedBuf,
+    packing: Packing,
 }
 
 impl PackedPointwise {
     /// Packs PyTorch-layout weights `[n, k]` (a `[n, k, 1, 1]` convolution weight) and an optional
-    /// bias `[n]` for the pointwise kernel of `isa`.
+    /// bias `[n]` for the f32 pointwise kernel of `isa`.
     pub fn pack(
         isa: Isa,
         k: usize,
@@ -129,6 +177,25 @@ impl PackedPointwise {
         bias: Option<&[f32]>,
     ) -> Result<Self> {
         Self::pack_for(registry::find(Op::Pointwise, isa)?, k, n, weights_nk, bias)
+    }
+
+    /// Packs for the pointwise kernel of `precision` on `isa` (weights rounded to the precision
+    /// once, here). An error if no such kernel is registered or this CPU cannot run it.
+    pub fn pack_precision(
+        isa: Isa,
+        precision: Precision,
+        k: usize,
+        n: usize,
+        weights_nk: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        precision.check_on(isa, "the API")?;
+        let kernel = registry::find_key(KernelKey {
+            op: Op::Pointwise,
+            dtype: precision,
+            isa,
+        })?;
+        Self::pack_for(kernel, k, n, weights_nk, bias)
     }
 
     /// Packs for one particular registered pointwise kernel (tests and benchmarks use this to reach
@@ -140,7 +207,7 @@ impl PackedPointwise {
         weights_nk: &[f32],
         bias: Option<&[f32]>,
     ) -> Result<Self> {
-        let (f, nr) = kernel.pointwise_fn()?;
+        let entry = kernel.pointwise_fn()?;
         if k == 0 || n == 0 {
             return Err(Error::shape(
                 "pointwise weights",
@@ -160,24 +227,54 @@ impl PackedPointwise {
         {
             return Err(Error::shape("pointwise bias [n]", n, b.len()));
         }
-        let panels = n.div_ceil(nr);
-        let stride = nr * (k + 1);
-        let mut data = aligned_zeros(panels * stride);
-        for j in 0..n {
-            let (panel, lane) = (j / nr, j % nr);
-            let base = panel * stride;
-            data[base + lane] = bias.map_or(0.0, |b| b[j]);
-            for kk in 0..k {
-                data[base + nr + kk * nr + lane] = weights_nk[j * k + kk];
+        let (nr, packing) = match entry {
+            PointwiseEntry::F32(f, nr) => {
+                let panels = n.div_ceil(nr);
+                let stride = nr * (k + 1);
+                let mut data = aligned_zeros(panels * stride);
+                for j in 0..n {
+                    let (panel, lane) = (j / nr, j % nr);
+                    let base = panel * stride;
+                    data[base + lane] = bias.map_or(0.0, |b| b[j]);
+                    for kk in 0..k {
+                        data[base + nr + kk * nr + lane] = weights_nk[j * k + kk];
+                    }
+                }
+                (nr, Packing::F32 { f, data })
             }
-        }
+            PointwiseEntry::Half(f, tile) => {
+                let HalfTile { nr, dtype, .. } = tile;
+                let panels = n.div_ceil(nr);
+                let mut b = aligned_zeros(panels * nr);
+                if let Some(bias) = bias {
+                    b[..n].copy_from_slice(bias);
+                }
+                let mut master = aligned_zeros(panels * half_panel_len(tile, k));
+                for j in 0..n {
+                    for kk in 0..k {
+                        master[half_index(tile, k, j, kk)] = weights_nk[j * k + kk];
+                    }
+                }
+                let weights =
+                    AVec::from_iter(ALIGN, master.iter().map(|&w| convert::to_bits(dtype, w)));
+                (
+                    nr,
+                    Packing::Half {
+                        f,
+                        tile,
+                        bias: b,
+                        weights,
+                        master,
+                    },
+                )
+            }
+        };
         Ok(PackedPointwise {
             kernel,
-            f,
             nr,
             k,
             n,
-            data,
+            packing,
         })
     }
 
@@ -186,7 +283,12 @@ impl PackedPointwise {
         self.kernel.isa
     }
 
-    /// The kernel that will run them.
+    /// The precision of the packed weights.
+    pub fn precision(&self) -> Precision {
+        self.kernel.dtype()
+    }
+
+    /// The kernel that packed them and will run them.
     pub fn kernel(&self) -> &'static KernelInfo {
         self.kernel
     }
@@ -206,14 +308,28 @@ impl PackedPointwise {
         self.nr
     }
 
-    /// The packed data: per panel `[nr biases][k x nr weights]`.
+    /// The packed f32 data: for an f32 kernel, per panel `[nr biases][k x nr weights]`; for a
+    /// half-precision kernel, the biases `[panels * nr]` (the weights are [`Self::half_weights`]).
     pub fn data(&self) -> &[f32] {
-        &self.data
+        match &self.packing {
+            Packing::F32 { data, .. } => data,
+            Packing::Half { bias, .. } => bias,
+        }
     }
 
-    /// Writes into `dst` (same ISA and sizes, e.g. a clone kept as scratch) these weights with input
-    /// channel `k` scaled by `scale[k]`; biases are copied unchanged. This is squeeze-excite's excite
-    /// folded into the next pointwise convolution: `W' = diag(scale) W`.
+    /// The half-precision weights (`u16` bit patterns in the [`PointwiseHalfFn`] layout), or
+    /// `None` for an f32 kernel.
+    pub fn half_weights(&self) -> Option<&[u16]> {
+        match &self.packing {
+            Packing::F32 { .. } => None,
+            Packing::Half { weights, .. } => Some(weights),
+        }
+    }
+
+    /// Writes into `dst` (same kernel and sizes, e.g. a clone kept as scratch) these weights with
+    /// input channel `k` scaled by `scale[k]`; biases are copied unchanged. This is
+    /// squeeze-excite's excite folded into the next pointwise convolution: `W' = diag(scale) W`.
+    /// Half-precision weights are computed from the f32 weights and rounded once.
     pub fn scale_rows_into(&self, scale: &[f32], dst: &mut PackedPointwise) -> Result<()> {
         if scale.len() != self.k {
             return Err(Error::shape("pointwise row scale [k]", self.k, scale.len()));
@@ -226,21 +342,57 @@ impl PackedPointwise {
             ));
         }
         let nr = self.nr;
-        for (src, out) in self
-            .data
-            .chunks_exact(nr * (self.k + 1))
-            .zip(dst.data.chunks_exact_mut(nr * (self.k + 1)))
-        {
-            out[..nr].copy_from_slice(&src[..nr]);
-            for ((s_row, d_row), &sc) in src[nr..]
-                .chunks_exact(nr)
-                .zip(out[nr..].chunks_exact_mut(nr))
-                .zip(scale)
-            {
-                for (d, &s) in d_row.iter_mut().zip(s_row) {
-                    *d = s * sc;
+        match (&self.packing, &mut dst.packing) {
+            (Packing::F32 { data: src, .. }, Packing::F32 { data: dst, .. }) => {
+                for (src, out) in src
+                    .chunks_exact(nr * (self.k + 1))
+                    .zip(dst.chunks_exact_mut(nr * (self.k + 1)))
+                {
+                    out[..nr].copy_from_slice(&src[..nr]);
+                    for ((s_row, d_row), &sc) in src[nr..]
+                        .chunks_exact(nr)
+                        .zip(out[nr..].chunks_exact_mut(nr))
+                        .zip(scale)
+                    {
+                        for (d, &s) in d_row.iter_mut().zip(s_row) {
+                            *d = s * sc;
+                        }
+                    }
                 }
             }
+            (
+                Packing::Half {
+                    tile,
+                    bias: sb,
+                    master,
+                    ..
+                },
+                Packing::Half {
+                    bias: db,
+                    weights: dw,
+                    ..
+                },
+            ) => {
+                db.copy_from_slice(sb);
+                let (kpack, dtype) = (tile.kpack, tile.dtype);
+                // Per panel `[kp][nr][kpack]`: element i has input channel
+                // (i / (nr * kpack)) * kpack + i % kpack within its panel.
+                let panel = half_panel_len(*tile, self.k);
+                for (src, out) in master.chunks_exact(panel).zip(dw.chunks_exact_mut(panel)) {
+                    for (g, (s_grp, d_grp)) in src
+                        .chunks_exact(nr * kpack)
+                        .zip(out.chunks_exact_mut(nr * kpack))
+                        .enumerate()
+                    {
+                        for (i, (&s, d)) in s_grp.iter().zip(d_grp).enumerate() {
+                            let kk = g * kpack + i % kpack;
+                            let sc = scale.get(kk).copied().unwrap_or(0.0);
+                            *d = convert::to_bits(dtype, s * sc);
+                        }
+                    }
+                }
+            }
+            _ => unreachable!("same kernel name, so the same packing"),
         }
         Ok(())
     }
@@ -274,27 +426,42 @@ impl PackedPointwise {
         };
         g.check(input.len(), output.len(), residual.map(<[f32]>::len))?;
         self.kernel.isa.check("the API")?;
+        self.precision().check_on(self.isa(), "the API")?;
         let panels = self.n.div_ceil(self.nr);
         let out = SendPtr(output.as_mut_ptr());
         let res = SendPtr(residual.map_or(std::ptr::null(), <[f32]>::as_ptr) as *mut f32);
         let inp = SendPtr(input.as_ptr() as *mut f32);
         let blocks = split_blocks(p, panels, kernels.threads());
         let run_block = |(rows, pan): &(Range<usize>, Range<usize>)| {
-            // SAFETY: the ISA was checked available and the weights were packed by `pack` for this
-            // kernel (`self.f` comes from the same registry entry); `check` validated every length
-            // against the geometry; `split_blocks` returns disjoint blocks inside the problem, so no
-            // two calls write the same output element; `residual` is a shared borrow distinct from
-            // the exclusive `output` borrow, so they cannot alias.
+            // SAFETY: the ISA and precision were checked available and the weights were packed by
+            // `pack_for` for this kernel (`f` comes from the same registry entry); `check` validated
+            // every length against the geometry; `split_blocks` returns disjoint blocks inside the
+            // problem, so no two calls write the same output element; `input` and `residual` are
+            // shared borrows distinct from the exclusive `output` borrow, so they cannot alias it.
             unsafe {
-                (self.f)(
-                    &g,
-                    inp.get(),
-                    &self.data,
-                    res.get(),
-                    out.get(),
-                    rows.clone(),
-                    pan.clone(),
-                )
+                match &self.packing {
+                    Packing::F32 { f, data } => (*f)(
+                        &g,
+                        inp.get(),
+                        data,
+                        res.get(),
+                        out.get(),
+                        rows.clone(),
+                        pan.clone(),
+                    ),
+                    Packing::Half {
+                        f, bias, weights, ..
+                    } => (*f)(
+                        &g,
+                        inp.get(),
+                        bias,
+                        weights,
+                        res.get(),
+                        out.get(),
+                        rows.clone(),
+                        pan.clone(),
+                    ),
+                }
             }
         };
         kernels.for_each_block(&blocks, run_block);
@@ -333,6 +500,17 @@ impl PackedPointwise {
             residual.map(Tensor::as_slice),
         )
     }
+}
+
+/// `u16`s per panel of a half-precision packing: `[k.div_ceil(kpack)][nr][kpack]`.
+pub(crate) fn half_panel_len(t: HalfTile, k: usize) -> usize {
+    k.div_ceil(t.kpack) * t.nr * t.kpack
+}
+
+/// Index of weight (output channel `j`, input channel `kk`) in a half-precision packing.
+fn half_index(t: HalfTile, k: usize, j: usize, kk: usize) -> usize {
+    let (panel, lane) = (j / t.nr, j % t.nr);
+    panel * half_panel_len(t, k) + (kk / t.kpack) * t.nr * t.kpack + lane * t.kpack + kk % t.kpack
 }
 
 /// A raw pointer that may cross to the worker threads; soundness is argued where it is dereferenced.

@@ -1,13 +1,19 @@
 //! The one list of every kernel in the crate. Dispatch, the conformance tests and the benchmarks all
 //! read it, so a kernel that is not listed here is neither used nor tested.
 //!
-//! Choosing among kernels: for each (op, ISA) dispatch takes the first entry. Measured speeds of the
+//! A kernel is keyed by what it is, [`KernelKey`] `{ op, dtype, isa }`: the operation, the precision
+//! of its weights and multiplies ([`Precision`]), and the instruction set. The precision of an entry
+//! follows from its function type (f32 kernels take `f32` weights, half-precision pointwise kernels
+//! `u16` bit patterns, see [`crate::pointwise::PointwiseHalfFn`]), so an entry cannot claim a
+//! precision its code does not have.
+//!
+//! Choosing among kernels: for each key dispatch takes the first entry. Measured speeds of the
 //! chosen kernels are in `results/` (see the README for the latest record).
 
 use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
 use crate::error::{Error, Result};
-use crate::pointwise::PointwiseFn;
-use crate::{Isa, scalar};
+use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
+use crate::{Isa, Precision, scalar};
 
 /// The operations the crate implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,12 +34,39 @@ impl Op {
     }
 }
 
+/// What a kernel is: operation, precision and instruction set. Dispatch looks kernels up by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    /// The operation.
+    pub op: Op,
+    /// The precision of its weights and multiplies.
+    pub dtype: Precision,
+    /// The instruction set it needs.
+    pub isa: Isa,
+}
+
+/// Packed layout of a half-precision pointwise kernel: weights of `kpack` consecutive input
+/// channels of one output channel sit side by side (`[k / kpack][nr][kpack]` per panel, K padded
+/// with zeros to a multiple of `kpack`), e.g. `kpack = 2` for `vdpbf16ps` and `bfdot`, which
+/// multiply pairs along K, and `kpack = 1` for `fmla v.8h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HalfTile {
+    /// Output channels per panel.
+    pub nr: usize,
+    /// Consecutive input channels stored together.
+    pub kpack: usize,
+    /// The precision the weights are rounded to (round to nearest even).
+    pub dtype: Precision,
+}
+
 /// The entry point of a kernel, typed by operation.
 #[derive(Clone, Copy)]
 enum KernelFn {
     DwConv3x3(DwConv3x3Fn),
     /// The block function and the panel width `nr` its packed weights use.
     Pointwise(PointwiseFn, usize),
+    /// A half-precision pointwise block function and its packed layout.
+    PointwiseHalf(PointwiseHalfFn, HalfTile),
 }
 
 /// One registered kernel.
@@ -59,9 +92,26 @@ impl std::fmt::Debug for KernelInfo {
 }
 
 impl KernelInfo {
-    /// Whether this CPU can run the kernel.
+    /// The precision of the kernel's weights and multiplies (given by its function type).
+    pub fn dtype(&self) -> Precision {
+        match self.func {
+            KernelFn::DwConv3x3(_) | KernelFn::Pointwise(..) => Precision::F32,
+            KernelFn::PointwiseHalf(_, t) => t.dtype,
+        }
+    }
+
+    /// What the kernel is: its registry key.
+    pub fn key(&self) -> KernelKey {
+        KernelKey {
+            op: self.op,
+            dtype: self.dtype(),
+            isa: self.isa,
+        }
+    }
+
+    /// Whether this CPU can run the kernel: its tier, and its precision on that tier.
     pub fn is_available(&self) -> bool {
-        self.isa.is_available()
+        self.dtype().is_available_on(self.isa)
     }
 
     /// The typed depthwise 3x3 handle, or an error if this entry is another op.
@@ -75,16 +125,35 @@ impl KernelInfo {
         }
     }
 
-    /// The pointwise block function and its panel width, or an error if this entry is another op.
-    pub(crate) fn pointwise_fn(&self) -> Result<(PointwiseFn, usize)> {
+    /// The pointwise block function, or an error if this entry is another op.
+    pub(crate) fn pointwise_fn(&self) -> Result<PointwiseEntry> {
         match self.func {
-            KernelFn::Pointwise(f, nr) => Ok((f, nr)),
+            KernelFn::Pointwise(f, nr) => Ok(PointwiseEntry::F32(f, nr)),
+            KernelFn::PointwiseHalf(f, t) => Ok(PointwiseEntry::Half(f, t)),
             _ => Err(Error::param(
                 "kernel",
                 format!("{} is not a pointwise kernel", self.name),
             )),
         }
     }
+
+    /// Output channels per packed panel of a pointwise kernel (`None` for other ops).
+    pub fn nr(&self) -> Option<usize> {
+        match self.func {
+            KernelFn::Pointwise(_, nr) => Some(nr),
+            KernelFn::PointwiseHalf(_, t) => Some(t.nr),
+            _ => None,
+        }
+    }
+}
+
+/// A pointwise entry's function and layout.
+#[derive(Clone, Copy)]
+pub(crate) enum PointwiseEntry {
+    /// f32 weights, panel width.
+    F32(PointwiseFn, usize),
+    /// Half-precision weights and their layout.
+    Half(PointwiseHalfFn, HalfTile),
 }
 
 /// A depthwise 3x3 kernel from the registry, callable safely on raw slices.
@@ -135,6 +204,19 @@ static REGISTRY: &[KernelInfo] = &[
         name: "pointwise_4x8_scalar",
         func: KernelFn::Pointwise(scalar::pointwise::pointwise_4x8_scalar, 8),
     },
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Scalar,
+        name: "pointwise_bf16_4x8_scalar",
+        func: KernelFn::PointwiseHalf(
+            scalar::pointwise::pointwise_bf16_4x8_scalar,
+            HalfTile {
+                nr: scalar::pointwise::BF16_NR,
+                kpack: 2,
+                dtype: Precision::Bf16,
+            },
+        ),
+    },
     // x86_64 pointwise entries
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
@@ -157,6 +239,36 @@ static REGISTRY: &[KernelInfo] = &[
         isa: Isa::Neon,
         name: "pointwise_8x8_neon",
         func: KernelFn::Pointwise(crate::aarch64::neon::pointwise::pointwise_8x8_neon, 8),
+    },
+    // FEAT_FP16: f16 arithmetic (`fmla v.8h`), f16 accumulation.
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Neon,
+        name: "pointwise_f16_8x16_neonfp16",
+        func: KernelFn::PointwiseHalf(
+            crate::aarch64::pointwise_f16::pointwise_f16_8x16_neonfp16,
+            HalfTile {
+                nr: crate::aarch64::pointwise_f16::NR,
+                kpack: 1,
+                dtype: Precision::F16,
+            },
+        ),
+    },
+    // FEAT_BF16: `bfdot` on bf16 pairs, f32 accumulation.
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Neon,
+        name: "pointwise_bf16_8x8_neonbf16",
+        func: KernelFn::PointwiseHalf(
+            crate::aarch64::pointwise_bf16::pointwise_bf16_8x8_neonbf16,
+            HalfTile {
+                nr: crate::aarch64::pointwise_bf16::NR,
+                kpack: crate::aarch64::pointwise_bf16::KPACK,
+                dtype: Precision::Bf16,
+            },
+        ),
     },
     // x86_64 dwconv3x3 entries
     #[cfg(target_arch = "x86_64")]
@@ -193,17 +305,60 @@ pub fn for_op(op: Op) -> impl Iterator<Item = &'static KernelInfo> {
     REGISTRY.iter().filter(move |k| k.op == op)
 }
 
-/// The kernel dispatch uses for `op` on `isa`.
+/// The f32 kernel dispatch uses for `op` on `isa`.
 pub fn find(op: Op, isa: Isa) -> Result<&'static KernelInfo> {
-    for_op(op).find(|k| k.isa == isa).ok_or(Error::NoKernel {
-        op: op.name(),
-        isa: isa.name(),
-    })
+    for_op(op)
+        .find(|k| k.isa == isa && k.dtype() == Precision::F32)
+        .ok_or(Error::NoKernel {
+            op: op.name(),
+            isa: isa.name(),
+        })
+}
+
+/// The kernel dispatch uses for `key` (registered, whether or not this CPU can run it).
+pub fn find_key(key: KernelKey) -> Result<&'static KernelInfo> {
+    REGISTRY
+        .iter()
+        .find(|k| k.key() == key)
+        .ok_or(Error::NoKernelAt {
+            op: key.op.name(),
+            precision: key.dtype.name(),
+            isa: key.isa.name(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_names_say_their_dtype() {
+        for k in all() {
+            let d = k.dtype();
+            if d != Precision::F32 {
+                assert!(
+                    k.name
+                        .starts_with(&format!("{}_{}_", k.op.name(), d.name())),
+                    "{}",
+                    k.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_entry_is_found_by_its_key() {
+        for k in all() {
+            assert_eq!(find_key(k.key()).unwrap().key(), k.key());
+        }
+        let e = find_key(KernelKey {
+            op: Op::DwConv3x3,
+            dtype: Precision::F16,
+            isa: Isa::Scalar,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("f16"), "{e}");
+    }
 
     #[test]
     fn names_are_unique_and_say_their_isa() {
@@ -212,8 +367,17 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all().len());
         for k in all() {
+            // A half-precision kernel may end with the tier plus the CPU feature it needs, as
+            // XNNPACK names them (`..._neonfp16`, `..._neonbf16`, `..._avx512bf16`).
+            let isa = k.isa.name();
+            let with_feature = match k.dtype().feature_on(k.isa) {
+                Some(f) if f.starts_with(isa) => f.to_string(),
+                Some(f) => format!("{isa}{f}"),
+                None => isa.to_string(),
+            };
             assert!(
-                k.name.starts_with(k.op.name()) && k.name.ends_with(k.isa.name()),
+                k.name.starts_with(k.op.name())
+                    && (k.name.ends_with(isa) || k.name.ends_with(&with_feature)),
                 "{}",
                 k.name
             );

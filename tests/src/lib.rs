@@ -138,3 +138,28 @@ pub fn tiers_under_test() -> Vec<mobile_cnn_kernels::Kernels> {
 pub fn within(got: f64, want: f64, tol: f64) -> bool {
     (got - want).abs() <= tol
 }
+
+/// Tolerance of a pointwise kernel of precision `dtype` against the f32 reference, where
+/// `mag = |bias| + sum_k |x_k w_k|` is the magnitude of what was summed over `k` input channels.
+///
+/// - f32: `1.2e-7 * k * mag + 2e-6` (an f32 sum of k products loses at most `k * 2^-23 * mag`).
+/// - bf16: rounding inputs and weights to 8 significant bits costs `(2^-7 + 2^-16) * mag`; the sum
+///   is accumulated in f32 (round to nearest, or round to odd on NEON's `bfdot`: under one f32 ulp
+///   per step), as the f32 term; times 1.5, the largest slope of an activation.
+/// - f16 (f16 accumulation, NEON `fmla v.8h`): `gamma_{k+2} * mag` with `gamma_m = m u / (1 - m u)`,
+///   `u = 2^-11` (Higham, *Accuracy and Stability of Numerical Algorithms*, sec. 4.2, counting the
+///   rounding of both operands), plus `2^-25` per rounding in the subnormal range (`k + 2` of them,
+///   and `|x| + |w| <= 3` per product for the conformance data), times 1.5.
+pub fn pointwise_tolerance(dtype: mobile_cnn_kernels::Precision, k: usize, mag: f32) -> f32 {
+    use mobile_cnn_kernels::Precision;
+    let f32_tol = 1.2e-7 * k as f32 * mag + 2e-6;
+    match dtype {
+        Precision::F32 => f32_tol,
+        Precision::Bf16 => 1.5 * (f32::powi(2.0, -7) + f32::powi(2.0, -16)) * mag + 1.5 * f32_tol,
+        Precision::F16 => {
+            let ku = (k + 2) as f32 * f32::powi(2.0, -11);
+            let eta = f32::powi(2.0, -25) * (k as f32 + 2.0 + 6.0 * k as f32);
+            1.5 * (ku / (1.0 - ku) * mag + eta) + f32_tol
+        }
+    }
+}

@@ -2,9 +2,11 @@
 //!
 //! Tolerance: `|got - ref| <= 1.2e-7 * K * S + 2e-6` where `S = |bias| + sum_k |x_k w_k|` (the
 //! worst-case bound of an f32 sum of K products, `K * 2^-23 * S`) plus the activation's error; the
-//! residual is added after the activation in f32.
+//! residual is added after the activation in f32. Half-precision kernels (bf16, f16) get the bound
+//! of their rounding instead ([`conformance::pointwise_tolerance`]); each is also held bit for bit
+//! to a model of its arithmetic in its own tests.
 
-use conformance::{Guarded, kernels_under_test, rand_vec, shifted};
+use conformance::{Guarded, kernels_under_test, pointwise_tolerance, rand_vec, shifted};
 use mobile_cnn_kernels::registry::{KernelInfo, Op};
 use mobile_cnn_kernels::{Activation, Kernels, PackedPointwise, PointwiseGeom, reference};
 use proptest::prelude::*;
@@ -79,7 +81,7 @@ fn check(kernel: &'static KernelInfo, c: Case) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     out.assert_guards(kernel.name);
     for (i, ((&got, &exp), &m)) in out.get().iter().zip(&want).zip(&mag).enumerate() {
-        let tol = 1.2e-7 * c.k as f32 * m + 2e-6;
+        let tol = pointwise_tolerance(kernel.dtype(), c.k, m);
         // Written so that a NaN result fails: NaN compares false.
         let within = (got - exp).abs() <= tol;
         if !within {
@@ -212,9 +214,14 @@ fn row_scale_equals_scaling_the_input_channels() {
             act: Activation::Relu,
         };
         reference::pointwise(&g, &scaled_input, &w, Some(&b), None, &mut want).unwrap();
+        // Half precision: |x|, |w|, scale <= 1 and |b| <= 1, at most k + 1 summed in magnitude.
+        let half = match kernel.dtype() {
+            mobile_cnn_kernels::Precision::F32 => 0.0,
+            d => pointwise_tolerance(d, k, (k + 1) as f32),
+        };
         for (a, e) in got.iter().zip(&want) {
             assert!(
-                (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                (a - e).abs() <= (1e-5 * (1.0 + e.abs())).max(half),
                 "{}: {a} vs {e}",
                 kernel.name
             );

@@ -4,7 +4,9 @@
 //! - `report.md`: RepViT end to end for every variant at one and all threads beside the paper's
 //!   iPhone 12 figures, where the time goes per layer kind, every layer of M1.0, and the comparison
 //!   with other engines from the peers file (`bench-suite/peers/`), with `layers.csv` and SVG charts
-//!   (`time_by_kind.svg`, `gflops_<variant>.svg`); the peers file is copied as `peers.jsonl`.
+//!   (`time_by_kind.svg`, `gflops_<variant>.svg`); the peers file is copied as `peers.jsonl`;
+//!   when a static estimate for ARM cores exists (`results/neon-estimate/latency.csv`, from
+//!   `bench-suite/tools/neon_mca.py`, or `--estimate FILE`), a section with its predicted latencies.
 //!
 //! Run after `cargo bench`: `cargo run --release -p bench-suite --bin report [--peers FILE]`.
 
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 
 use bench_suite::charts::{bars_against_peak, grouped_bars, stacked_bars};
 use bench_suite::criterion_results::{BenchResult, read_all};
+use bench_suite::estimate::{ASSUMPTIONS, Prediction, latency_table, parse_latency};
 use bench_suite::machine::{Machine, today};
 use bench_suite::report::{
     OURS, PAPER, Peers, comparisons, md_table, num, parse_peers, percent_of_peak, verdicts,
@@ -26,6 +29,7 @@ struct Args {
     criterion: PathBuf,
     out: PathBuf,
     peers: Option<PathBuf>,
+    estimate: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,10 +44,12 @@ fn parse_args() -> Result<Args, String> {
         (None, None) => root.join("target/criterion"),
     };
     let default_peers = root.join("target/peers/peers.jsonl");
+    let default_estimate = root.join("results/neon-estimate/latency.csv");
     let mut a = Args {
         criterion,
         out: root.join("results"),
         peers: default_peers.is_file().then_some(default_peers),
+        estimate: default_estimate.is_file().then_some(default_estimate),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -52,9 +58,10 @@ fn parse_args() -> Result<Args, String> {
             "--criterion-dir" => a.criterion = v()?.into(),
             "--out" => a.out = v()?.into(),
             "--peers" => a.peers = Some(v()?.into()),
+            "--estimate" => a.estimate = Some(v()?.into()),
             "-h" | "--help" => {
                 return Err(
-                    "usage: report [--criterion-dir DIR (target/criterion)] [--out DIR (results)] [--peers FILE (target/peers/peers.jsonl)]"
+                    "usage: report [--criterion-dir DIR (target/criterion)] [--out DIR (results)] [--peers FILE (target/peers/peers.jsonl)] [--estimate FILE (results/neon-estimate/latency.csv)]"
                         .into(),
                 );
             }
@@ -194,7 +201,20 @@ fn run() -> Result<PathBuf, String> {
         }
         None => None,
     };
-    let files = model_report(&results, &peaks, &machine, peers.as_ref())?;
+    let estimate = match &args.estimate {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(parse_latency(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let files = model_report(
+        &results,
+        &peaks,
+        &machine,
+        peers.as_ref(),
+        estimate.as_deref(),
+    )?;
     for (name, text) in &files {
         write(name, text)?;
     }
@@ -232,6 +252,7 @@ fn model_report(
     peaks: &BTreeMap<String, f64>,
     machine: &Machine,
     peers: Option<&(String, Peers)>,
+    estimate: Option<&[Prediction]>,
 ) -> Result<Vec<(String, String)>, String> {
     const SHAPE: [usize; 4] = [1, 3, 224, 224];
     let e2e: Vec<(&BenchResult, usize)> = results
@@ -381,6 +402,17 @@ fn model_report(
         ],
         &rows,
     ));
+
+    // ARM cores, static estimate.
+    if let Some(preds) = estimate {
+        let _ = writeln!(
+            md,
+            "\n## ARM cores: predicted latency (static estimate, not measured)\n\n{ASSUMPTIONS} \
+             From `results/neon-estimate/latency.csv`; per-kernel figures in \
+             `results/neon-estimate/kernels.md`.\n"
+        );
+        md.push_str(&latency_table(preds));
+    }
 
     // Where the time goes.
     let kinds: Vec<&str> = LayerKind::ALL.iter().map(|k| k.name()).collect();

@@ -63,3 +63,107 @@ pub(crate) unsafe fn pointwise_4x8_scalar(
         }
     }
 }
+
+/// Panel width of [`pointwise_bf16_4x8_scalar`].
+pub(crate) const BF16_NR: usize = 8;
+
+/// A zero of `x`'s sign when `x` is subnormal, else `x`: the DAZ / FTZ of `vdpbf16ps`.
+#[inline]
+fn flush(x: f32) -> f32 {
+    if x.is_subnormal() {
+        0.0f32.copysign(x)
+    } else {
+        x
+    }
+}
+
+/// One step of `vdpbf16ps` on one lane: `acc + a * b` with one rounding (the product of two bf16
+/// values is exact in f32), denormal inputs read as zero and a denormal result flushed to zero
+/// (Intel SDM, "VDPBF16PS": "FP32 FMA with DAZ, FTZ, RNE").
+#[inline]
+pub(crate) fn dpbf16_step(acc: f32, a: f32, b: f32) -> f32 {
+    flush(flush(a).mul_add(flush(b), flush(acc)))
+}
+
+/// Portable bf16 pointwise block kernel (panel width 8, K-pairs): a bit-exact model of the
+/// AVX-512 BF16 kernel. Inputs are rounded to bf16 ([`crate::convert::bf16_from_f32`]); each
+/// K-pair is accumulated as `vdpbf16ps` does, the odd channel's product first, then the even one's
+/// ([`dpbf16_step`]); the accumulator starts at the bias; the epilogue is the f32 one.
+///
+/// # Safety
+/// The contract of [`crate::pointwise::PointwiseHalfFn`] with `HalfTile { nr: 8, kpack: 2,
+/// dtype: Bf16 }` (this kernel needs no CPU feature).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
+    g: &PointwiseGeom,
+    input: *const f32,
+    bias: &[f32],
+    weights: &[u16],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    use crate::convert::{bf16_from_f32, bf16_to_f32};
+    const NR: usize = BF16_NR;
+    let (k, n) = (g.k, g.n);
+    let kp = k.div_ceil(2);
+    let panel_len = kp * NR * 2;
+    assert!(
+        rows.end <= g.p
+            && panels.end <= n.div_ceil(NR)
+            && panels.end * panel_len <= weights.len()
+            && panels.end * NR <= bias.len(),
+        "pointwise bf16 block {rows:?} x {panels:?} outside the problem or the packed weights"
+    );
+    // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
+    let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
+    let residual = if residual.is_null() {
+        None
+    } else {
+        // SAFETY: when not null, the caller guarantees `p * n` readable floats that do not alias `output`.
+        Some(unsafe { std::slice::from_raw_parts(residual, g.p * n) })
+    };
+    // Input rows rounded to bf16, K padded to even with a zero (as the kernels do).
+    let mut a = vec![0.0f32; MR * 2 * kp];
+    for panel in panels {
+        let w = &weights[panel * panel_len..(panel + 1) * panel_len];
+        let b = &bias[panel * NR..(panel + 1) * NR];
+        let j0 = panel * NR;
+        let cols = NR.min(n - j0);
+        let mut r = rows.start;
+        while r < rows.end {
+            let mr = MR.min(rows.end - r);
+            for (i, dst) in a.chunks_exact_mut(2 * kp).enumerate().take(mr) {
+                for (d, &x) in dst.iter_mut().zip(&input[(r + i) * k..(r + i + 1) * k]) {
+                    *d = bf16_to_f32(bf16_from_f32(x));
+                }
+            }
+            let mut acc = [[0.0f32; NR]; MR];
+            for (i, row) in acc.iter_mut().enumerate().take(mr) {
+                *row = b.try_into().expect("panel of NR biases");
+                let x = &a[i * 2 * kp..(i + 1) * 2 * kp];
+                for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
+                    for (jj, acc) in row.iter_mut().enumerate() {
+                        let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));
+                        *acc = dpbf16_step(*acc, pair[1], w1);
+                        *acc = dpbf16_step(*acc, pair[0], w0);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate().take(mr) {
+                let o = (r + i) * n + j0;
+                for (jj, &v) in row.iter().enumerate().take(cols) {
+                    let mut y = g.act.apply(v);
+                    if let Some(res) = residual {
+                        y += res[o + jj];
+                    }
+                    // SAFETY: row r + i < p and column j0 + jj < n lie inside the `p * n` output,
+                    // in this call's block, which no other thread writes.
+                    unsafe { *output.add(o + jj) = y };
+                }
+            }
+            r += mr;
+        }
+    }
+}

@@ -149,24 +149,32 @@ unsafe fn run<const ACT: u8>(
     }
 }
 
-/// One input channel (`L`, a lane of `a`) of a tile: `acc[i] += b * a[i][L]` for the 2 weight
-/// registers `b` loaded from `w[0..8]`.
+/// The 8 weights of one input channel, as 2 registers.
 ///
 /// # Safety
 /// NEON must be available; `w` is valid for reads of 8 floats.
 #[inline(always)]
+unsafe fn weights(w: *const f32) -> [float32x4_t; 2] {
+    // SAFETY: NEON is available and `w` is valid for 8 reads (this function's contract).
+    unsafe { [vld1q_f32(w), vld1q_f32(w.add(4))] }
+}
+
+/// One input channel (`L`, a lane of `a`) of a tile: `acc[i] += b * a[i][L]` for the 2 weight
+/// registers `b`.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
 unsafe fn lane<const L: i32, const M: usize>(
     acc: &mut [[float32x4_t; 2]; M],
     a: &[float32x4_t; M],
-    w: *const f32,
+    b: [float32x4_t; 2],
 ) {
-    // SAFETY: NEON is available and `w` is valid for 8 reads (this function's contract).
-    unsafe {
-        let b0 = vld1q_f32(w);
-        let b1 = vld1q_f32(w.add(4));
-        for (c, &x) in acc.iter_mut().zip(a) {
-            c[0] = vfmaq_laneq_f32::<L>(c[0], b0, x);
-            c[1] = vfmaq_laneq_f32::<L>(c[1], b1, x);
+    for (c, &x) in acc.iter_mut().zip(a) {
+        // SAFETY: NEON is available (this function's contract).
+        unsafe {
+            c[0] = vfmaq_laneq_f32::<L>(c[0], b[0], x);
+            c[1] = vfmaq_laneq_f32::<L>(c[1], b[1], x);
         }
     }
 }
@@ -197,10 +205,17 @@ unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
             for (i, x) in av.iter_mut().enumerate() {
                 *x = vld1q_f32(a.add(i * k + kk));
             }
-            lane::<0, M>(&mut acc, &av, wk);
-            lane::<1, M>(&mut acc, &av, wk.add(NR));
-            lane::<2, M>(&mut acc, &av, wk.add(2 * NR));
-            lane::<3, M>(&mut acc, &av, wk.add(3 * NR));
+            // Each input channel's weights are loaded one channel ahead of their multiply-adds, so
+            // an in-order core (Cortex-A55) does 16 FMAs while the next load completes instead of
+            // waiting for it at every channel (llvm-mca: results/neon-estimate/kernels.md).
+            let b0 = weights(wk);
+            let b1 = weights(wk.add(NR));
+            lane::<0, M>(&mut acc, &av, b0);
+            let b2 = weights(wk.add(2 * NR));
+            lane::<1, M>(&mut acc, &av, b1);
+            let b3 = weights(wk.add(3 * NR));
+            lane::<2, M>(&mut acc, &av, b2);
+            lane::<3, M>(&mut acc, &av, b3);
             wk = wk.add(4 * NR);
             kk += 4;
         }

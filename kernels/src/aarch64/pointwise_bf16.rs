@@ -1,0 +1,315 @@
+//! Pointwise (1x1 convolution) GEMM block with bf16 multiplies and f32 accumulation on NEON with
+//! FEAT_BF16 (Armv8.6-A, optional from Armv8.2-A): micro-tiles of 8 rows (pixels) x 8 output
+//! channels (one packed panel), `BFDOT Vd.4S, Vn.8H, Vm.2H[i]`, which adds to each f32 lane the dot
+//! product of a pair of bf16 weights (two consecutive input channels of one output channel) with a
+//! pair of bf16 activations.
+//!
+//! Per output element `(r, j)`, in this order (the model in [`super::half_model`] repeats it):
+//! 1. `acc = +0` (f32); for each pair `q` of input channels `(2q, 2q + 1)` ascending (the
+//!    second zero past an odd K): `acc = BFDotAdd(acc, x[r][2q..2q + 2], w[2q..2q + 2][j])`, with
+//!    `x` rounded to bf16 by `BFCVTN` inside the tile and `w` rounded when the weights were packed
+//!    (round to nearest even both); `BFDotAdd` is the Arm pseudocode's: the two products exact,
+//!    their sum and the accumulation each rounded to f32 by round-to-odd, denormals flushed to zero,
+//!    whatever FPCR says (without FEAT_EBF16, or with FPCR.EBF = 0 as Linux leaves it);
+//! 2. `acc + bias[j]` in f32 (round to nearest even, as every f32 kernel's arithmetic), the
+//!    activation in f32, then the f32 residual; stored f32.
+//!
+//! Register budget (32 q registers): 16 f32 accumulators (8 rows x 2), 8 registers of A (eight input
+//! channels of each row as four bf16 pairs, from two loads and `BFCVTN` + `BFCVTN2`), 2 of B per
+//! pair step: 26, no spills. Per eight input channels a full tile issues 16 A loads, 16 conversions,
+//! 8 B loads and 64 `BFDOT`s for 512 multiply-adds (the f32 8x8 tile: 160 instructions for 512).
+//!
+//! Loop nest, tails and stores as the f32 kernel ([`super::neon::pointwise`]): panels outer, tiles of
+//! 8 rows inner, one tile of 1 to 7 rows for the rest; input channels past the last multiple of 8
+//! one pair at a time (through a zero-padded stack copy of the pair, so nothing past the row is
+//! read); a last panel narrower than 8 channels computed in full, only its valid columns stored.
+
+use core::arch::aarch64::*;
+use std::ops::Range;
+
+use super::half::{bfdot_lane, f32x4_to_bf16_hi, f32x4_to_bf16_lo, load_bias, store_row};
+use super::neon::act::with_act;
+use crate::pointwise::PointwiseGeom;
+
+/// Rows per micro-tile.
+pub(crate) const MR: usize = 8;
+/// Output channels per packed panel (two q registers of four f32 lanes).
+pub(crate) const NR: usize = 8;
+/// Input channels stored together per output channel (a `BFDOT` pair).
+pub(crate) const KPACK: usize = 2;
+
+/// Pointwise block kernel, bf16 multiplies with f32 accumulation, 8 rows x 8 output channels per
+/// tile: rows `rows` and panels `panels` of `out = act(in . W + bias) (+ residual)` (the contract
+/// and layout of [`crate::pointwise::PointwiseHalfFn`] with `nr = 8`, `kpack = 2`, bf16 weights).
+///
+/// # Safety
+/// The contract of [`crate::pointwise::PointwiseHalfFn`]: NEON and FEAT_BF16 are available;
+/// `bias` (`[panels * 8]` f32) and `weights` (per panel `[ceil(k / 2)][8][2]` bf16 bits, zero past
+/// K) were packed for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k` floats, `output`
+/// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats;
+/// neither input nor residual aliases `output`; no other thread writes the block at the same time.
+/// (The ranges and the packed lengths are checked here.)
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pointwise_bf16_8x8_neonbf16(
+    g: &PointwiseGeom,
+    input: *const f32,
+    bias: &[f32],
+    weights: &[u16],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    // SAFETY: FEAT_BF16 and the pointer validity are this function's contract, which is `run`'s
+    // whole contract (`run` checks the ranges and the packed lengths itself).
+    unsafe {
+        with_act!(g.act, |A| run::<A>(
+            g, input, bias, weights, residual, output, rows, panels
+        ))
+    }
+}
+
+/// What a micro-tile needs to know of its panel.
+struct Panel<'a> {
+    /// Input `[p][k]`, row-major.
+    input: *const f32,
+    /// The panel's weights: `[ceil(k / 2)][NR][2]` bf16 bits.
+    w: &'a [u16],
+    /// The panel's biases.
+    bias: [float32x4_t; 2],
+    /// Residual `[p][n]`, when there is one.
+    residual: Option<*const f32>,
+    /// Output `[p][n]`.
+    output: *mut f32,
+    k: usize,
+    n: usize,
+    /// First output channel of the panel.
+    j0: usize,
+    /// Valid output channels of the panel: `min(NR, n - j0)`, at least 1.
+    cols: usize,
+}
+
+/// The loop nest for activation code `ACT`.
+///
+/// # Safety
+/// As [`pointwise_bf16_8x8_neonbf16`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon,bf16")]
+unsafe fn run<const ACT: u8>(
+    g: &PointwiseGeom,
+    input: *const f32,
+    bias: &[f32],
+    weights: &[u16],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let (k, n) = (g.k, g.n);
+    let stride = NR * KPACK * k.div_ceil(KPACK);
+    assert!(
+        rows.start <= rows.end && rows.end <= g.p,
+        "pointwise rows {rows:?} outside 0..{}",
+        g.p
+    );
+    assert!(
+        panels.start <= panels.end
+            && panels.end <= n.div_ceil(NR)
+            && panels.end * stride <= weights.len()
+            && panels.end * NR <= bias.len(),
+        "pointwise panels {panels:?} outside the packed weights"
+    );
+    let residual = (!residual.is_null()).then_some(residual);
+    for panel in panels {
+        let j0 = panel * NR;
+        let t = Panel {
+            input,
+            w: &weights[panel * stride..(panel + 1) * stride],
+            // SAFETY: NEON is available; the slice holds NR floats (checked above).
+            bias: unsafe { load_bias::<2>(&bias[j0..j0 + NR]) },
+            residual,
+            output,
+            k,
+            n,
+            j0,
+            cols: NR.min(n - j0),
+        };
+        let mut r = rows.start;
+        while r + MR <= rows.end {
+            // SAFETY: FEAT_BF16 and the pointer validity are this function's contract; `t.w`
+            // holds exactly NR * 2 * ceil(k / 2) halves; j0 < n and cols = min(NR, n - j0); rows
+            // r..r + MR lie within rows, within 0..p (both checked above).
+            unsafe { tile::<ACT, MR>(&t, r) };
+            r += MR;
+        }
+        // SAFETY: as for the loop above; each arm's M equals rows.end - r (0 to 7).
+        unsafe {
+            match rows.end - r {
+                0 => {}
+                1 => tile::<ACT, 1>(&t, r),
+                2 => tile::<ACT, 2>(&t, r),
+                3 => tile::<ACT, 3>(&t, r),
+                4 => tile::<ACT, 4>(&t, r),
+                5 => tile::<ACT, 5>(&t, r),
+                6 => tile::<ACT, 6>(&t, r),
+                _ => tile::<ACT, 7>(&t, r),
+            }
+        }
+    }
+}
+
+/// One pair of input channels (`L`, a pair of `a`) of a tile: `acc[i] += b . a[i][pair L]` for the
+/// two weight registers `b` loaded from `w[0..16]` (channels 0..4 and 4..8, two halves each).
+///
+/// # Safety
+/// FEAT_BF16 is available; `w` is valid for reads of 16 halves.
+#[inline]
+#[target_feature(enable = "neon,bf16")]
+unsafe fn pair<const L: u32, const M: usize>(
+    acc: &mut [[float32x4_t; 2]; M],
+    a: &[uint16x8_t; M],
+    w: *const u16,
+) {
+    // SAFETY: FEAT_BF16 is available and `w` is valid for 16 reads (this function's contract).
+    unsafe {
+        let b0 = vld1q_u16(w);
+        let b1 = vld1q_u16(w.add(8));
+        for (c, &x) in acc.iter_mut().zip(a) {
+            c[0] = bfdot_lane::<L>(c[0], b0, x);
+            c[1] = bfdot_lane::<L>(c[1], b1, x);
+        }
+    }
+}
+
+/// Rows `r..r + M` of one panel: all of K, then bias, activation, residual, store of the valid
+/// columns.
+///
+/// # Safety
+/// FEAT_BF16 is available; `t.input` is valid for reads of rows `r..r + M` (`k` floats each),
+/// `t.output` for writes and `t.residual` (if any) for reads of those rows (`n` floats each);
+/// `t.w.len() == NR * 2 * ceil(t.k / 2)`; `t.j0 + t.cols <= t.n` and `1 <= t.cols <= NR`.
+#[target_feature(enable = "neon,bf16")]
+unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
+    let (k, n) = (t.k, t.n);
+    let step = NR * KPACK;
+    debug_assert!(
+        t.w.len() == step * k.div_ceil(KPACK) && t.j0 + t.cols <= n && (1..=NR).contains(&t.cols)
+    );
+    let w = t.w.as_ptr();
+    // SAFETY: FEAT_BF16 is available (contract). Weight reads: pair q's 16 halves at
+    // step * q..step * (q + 1), q < ceil(k / 2), inside `t.w`. Input reads are at
+    // (r + i) * k + kk..+8 with kk + 8 <= k, or the one or two floats at (r + i) * k + kk.. below
+    // (r + i) * k + k: inside row r + i.
+    let acc = unsafe {
+        let mut acc = [[vdupq_n_f32(0.0); 2]; M];
+        let a = t.input.add(r * k);
+        let mut wk = w;
+        let mut kk = 0;
+        while kk + 8 <= k {
+            let mut av = [vdupq_n_u16(0); M];
+            for (i, x) in av.iter_mut().enumerate() {
+                let p = a.add(i * k + kk);
+                *x = f32x4_to_bf16_hi(f32x4_to_bf16_lo(vld1q_f32(p)), vld1q_f32(p.add(4)));
+            }
+            pair::<0, M>(&mut acc, &av, wk);
+            pair::<1, M>(&mut acc, &av, wk.add(step));
+            pair::<2, M>(&mut acc, &av, wk.add(2 * step));
+            pair::<3, M>(&mut acc, &av, wk.add(3 * step));
+            wk = wk.add(4 * step);
+            kk += 8;
+        }
+        while kk < k {
+            let two = k - kk >= 2;
+            let mut av = [vdupq_n_u16(0); M];
+            for (i, x) in av.iter_mut().enumerate() {
+                let p = a.add(i * k + kk);
+                let pairf = [*p, if two { *p.add(1) } else { 0.0 }, 0.0, 0.0];
+                *x = f32x4_to_bf16_lo(vld1q_f32(pairf.as_ptr()));
+            }
+            pair::<0, M>(&mut acc, &av, wk);
+            wk = wk.add(step);
+            kk += 2;
+        }
+        acc
+    };
+    for (i, c) in acc.iter().enumerate() {
+        // Offset of (row r + i, column j0): its columns j0..j0 + cols are inside the row.
+        let o = (r + i) * n + t.j0;
+        // SAFETY: NEON is available; row r + i of the output (and of the residual) is valid
+        // (contract) and columns j0..j0 + cols <= n lie inside it.
+        unsafe {
+            store_row::<ACT, 2>(
+                *c,
+                &t.bias,
+                t.output.add(o),
+                t.residual.map(|p| p.add(o)),
+                t.cols,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::aarch64::half_tests::{self as t, Half, Spec};
+
+    const SPEC: Spec = Spec {
+        name: "pointwise_bf16_8x8_neonbf16",
+        f: pointwise_bf16_8x8_neonbf16,
+        nr: NR,
+        kpack: KPACK,
+        half: Half::Bf16,
+    };
+
+    /// Whether the kernel can run here. When it cannot, that must be because this CPU lacks the
+    /// feature (checked against the emulated core in `crate::aarch64::tests`), and the test says
+    /// it did not run the kernel.
+    fn runs_here() -> bool {
+        let ok = SPEC.available();
+        if !ok {
+            eprintln!("{}: not run, this CPU lacks the feature", SPEC.name);
+        }
+        ok
+    }
+
+    #[test]
+    fn equals_the_model_on_every_edge_class() {
+        if runs_here() {
+            t::every_edge_class(&SPEC);
+        }
+    }
+
+    #[test]
+    fn every_activation_and_residual() {
+        if runs_here() {
+            t::every_activation_and_residual(&SPEC);
+        }
+    }
+
+    #[test]
+    fn magnitudes_at_the_ends_of_the_range() {
+        if runs_here() {
+            t::range_extremes(&SPEC);
+        }
+    }
+
+    #[test]
+    fn nan_and_inf_inputs_propagate_as_in_the_model() {
+        if runs_here() {
+            t::nan_and_inf_inputs(&SPEC);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn random_problems_match_the_model_and_the_oracle(c in t::arb_case()) {
+            if runs_here() {
+                t::check(&SPEC, c);
+            }
+        }
+    }
+}
