@@ -247,7 +247,7 @@ impl ArmCpuInfo {
                 None => out.push((name, f, 1)),
             }
         }
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
         out
     }
 

@@ -254,6 +254,7 @@ impl Kernels {
     pub fn single_threaded(&self) -> Kernels {
         Kernels {
             isa: self.isa,
+            precision: self.precision,
             threads: 1,
             pool: None,
         }
