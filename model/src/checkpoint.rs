@@ -1,5 +1,15 @@
 //! Checkpoints: timm's `model.safetensors` (a `state_dict` saved with `safetensors.torch.save_file`)
 //! read into named f32 tensors, with every failure reported against the file and the key.
+//!
+//! Wrapped state dicts: safetensors has no nesting, so a wrapped model's or a training script's
+//! dict reaches a `.safetensors` file as flattened keys with a common prefix: `module.` (saved from
+//! `DistributedDataParallel` or `DataParallel`), `model.` (a wrapper module, or
+//! `{"model": state_dict}` flattened), `state_dict.`, `model_ema.`, ... When no key starts with a
+//! RepViT root (`stem.`, `stages.`, `head.`, or the official `features.`, `classifier.`) and every
+//! key shares its first dotted component, that component is removed, up to
+//! [`MAX_WRAPPER_LEVELS`] times (so `state_dict.module.stem...` loads). timm's own loader strips
+//! `module.` the same way (`timm.models.clean_state_dict`). Keys are otherwise kept as they are: a
+//! file whose keys still match no root is then reported by the loader with the prefixes it found.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +38,38 @@ pub struct Entry {
 pub struct StateDict {
     path: PathBuf,
     tensors: BTreeMap<String, Entry>,
+    wrapper: String,
+}
+
+/// Wrapper prefixes removed at most this many times (see the module docs).
+pub const MAX_WRAPPER_LEVELS: usize = 4;
+
+/// First dotted components of a RepViT state dict (timm's and the official repository's names).
+const ROOTS: [&str; 5] = ["stem", "stages", "head", "features", "classifier"];
+
+fn first_component(key: &str) -> Option<&str> {
+    key.split_once('.').map(|(first, _)| first)
+}
+
+/// Removes wrapper prefixes (see the module docs); returns the removed prefix (`""`: none).
+fn strip_wrappers(tensors: &mut BTreeMap<String, Entry>) -> String {
+    let mut removed = String::new();
+    for _ in 0..MAX_WRAPPER_LEVELS {
+        let mut firsts = tensors.keys().map(|k| first_component(k));
+        let Some(Some(first)) = firsts.next() else {
+            break;
+        };
+        if ROOTS.contains(&first) || !firsts.all(|f| f == Some(first)) {
+            break;
+        }
+        let first = format!("{first}.");
+        *tensors = std::mem::take(tensors)
+            .into_iter()
+            .map(|(k, e)| (k[first.len()..].to_string(), e))
+            .collect();
+        removed.push_str(&first);
+    }
+    removed
 }
 
 /// Keys that inference never needs.
@@ -65,6 +107,7 @@ impl StateDict {
         StateDict {
             path: path.into(),
             tensors: BTreeMap::new(),
+            wrapper: String::new(),
         }
     }
 
@@ -109,11 +152,54 @@ impl StateDict {
             };
             tensors.insert(name.to_string(), entry);
         }
+        let wrapper = strip_wrappers(&mut tensors);
         // The official repository's names (`features.*`, `classifier.*`) become timm's.
         if crate::official::is_official(tensors.keys().map(String::as_str)) {
             tensors = crate::official::to_timm(&path, tensors)?;
         }
-        Ok(StateDict { path, tensors })
+        Ok(StateDict {
+            path,
+            tensors,
+            wrapper,
+        })
+    }
+
+    /// The wrapper prefix removed from every key on reading (`module.`, `state_dict.module.`, ...),
+    /// or `""`.
+    pub fn wrapper(&self) -> &str {
+        &self.wrapper
+    }
+
+    /// A one-line summary of the keys for errors: how many, their first components, and the
+    /// wrapper prefix removed if any.
+    pub fn describe_keys(&self) -> String {
+        let mut firsts: Vec<&str> = Vec::new();
+        for k in self.tensors.keys() {
+            let f = first_component(k).unwrap_or(k);
+            if !firsts.contains(&f) {
+                firsts.push(f);
+            }
+        }
+        let shown: Vec<String> = firsts.iter().take(6).map(|f| format!("`{f}`")).collect();
+        format!(
+            "found {} tensors{}{}{}",
+            self.tensors.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" under {}", shown.join(", "))
+            },
+            if firsts.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            },
+            if self.wrapper.is_empty() {
+                String::new()
+            } else {
+                format!(" (after removing the wrapper prefix `{}`)", self.wrapper)
+            }
+        )
     }
 
     /// The file the tensors came from.

@@ -21,7 +21,8 @@ pub struct Config {
     pub legacy: bool,
     /// Hidden width of the channel mixers: `mlp_ratio * C`.
     pub mlp_ratio: usize,
-    /// Classifier outputs.
+    /// Classifier outputs; 0 for a headless model (timm's `num_classes=0`), whose output is the
+    /// pooled features `[N, C_last]`.
     pub num_classes: usize,
     /// Two heads (`head` and `head_dist`) averaged at inference; all published weights have both.
     pub distillation: bool,
@@ -93,6 +94,11 @@ pub const VARIANTS: [Variant; 8] = [
         legacy: true,
     },
 ];
+
+/// Configurations with more stages than this are refused.
+pub const MAX_STAGES: usize = 64;
+/// Configurations with more blocks in a stage than this are refused.
+pub const MAX_BLOCKS: usize = 4096;
 
 /// timm's SE placement: alternating, starting with SE, in every stage.
 pub fn alternating_se(depth: &[usize]) -> Vec<Vec<bool>> {
@@ -190,11 +196,25 @@ impl Config {
         if self.depth[0] == 0 && self.embed_dim.len() == 1 {
             return bad("a single stage with depth 0 has no block".into());
         }
-        if self.mlp_ratio == 0 || self.num_classes == 0 || self.in_chans == 0 {
+        if self.mlp_ratio == 0 || self.in_chans == 0 {
             return bad(format!(
-                "mlp_ratio {}, num_classes {}, in_chans {}: all must be >= 1",
-                self.mlp_ratio, self.num_classes, self.in_chans
+                "mlp_ratio {}, in_chans {}: both must be >= 1",
+                self.mlp_ratio, self.in_chans
             ));
+        }
+        use crate::weights::{MAX_CLASSES, MAX_MLP_RATIO, MAX_WIDTH};
+        let widest = self.embed_dim.iter().copied().max().unwrap_or(0);
+        let deepest = self.depth.iter().copied().max().unwrap_or(0);
+        let bounds = [
+            ("stage width", widest, MAX_WIDTH),
+            ("in_chans", self.in_chans, MAX_WIDTH),
+            ("mlp_ratio", self.mlp_ratio, MAX_MLP_RATIO),
+            ("num_classes", self.num_classes, MAX_CLASSES),
+            ("stage count", self.depth.len(), MAX_STAGES),
+            ("blocks per stage", deepest, MAX_BLOCKS),
+        ];
+        if let Some((what, v, max)) = bounds.into_iter().find(|&(_, v, max)| v > max) {
+            return bad(format!("{what} {v} exceeds the bound {max}"));
         }
         Ok(())
     }
@@ -249,16 +269,15 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (embed_dim {:?}, depth {:?}, {}, {} classes{})",
+            "{} (embed_dim {:?}, depth {:?}, {}, {})",
             self.name,
             self.embed_dim,
             self.depth,
             if self.legacy { "legacy" } else { "non-legacy" },
-            self.num_classes,
-            if self.distillation {
-                ", two heads"
-            } else {
-                ", one head"
+            match (self.num_classes, self.distillation) {
+                (0, _) => "headless: pooled features".to_string(),
+                (n, true) => format!("{n} classes, two heads"),
+                (n, false) => format!("{n} classes, one head"),
             }
         )
     }
@@ -328,6 +347,11 @@ mod tests {
         assert!(Config::custom(&[16, 32], &[1, 2], false, 10, true).is_ok());
         assert!(Config::custom(&[16, 32], &[1], false, 10, true).is_err());
         assert!(Config::custom(&[], &[], false, 10, true).is_err());
-        assert!(Config::custom(&[16], &[1], false, 0, true).is_err());
+        // num_classes 0 is headless (timm's `num_classes=0`).
+        assert!(Config::custom(&[16], &[1], false, 0, true).is_ok());
+        assert!(Config::custom(&[1 << 17], &[1], false, 10, true).is_err());
+        let mut c = Config::custom(&[16], &[1], false, 10, true).unwrap();
+        c.mlp_ratio = 1 << 62;
+        assert!(c.validate().unwrap_err().to_string().contains("bound"));
     }
 }

@@ -29,6 +29,7 @@ pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
 pub use model::{
-    BatchSplit, DistinctLayer, LayerBench, LayerInfo, LayerKind, RepVit, distinct_layers,
+    BatchSplit, DistinctLayer, FeatureMap, LayerBench, LayerInfo, LayerKind, RepVit,
+    distinct_layers,
 };
-pub use weights::FusedWeights;
+pub use weights::{FusedWeights, Layout};

@@ -1,8 +1,8 @@
 //! `repvit`: run RepViT on `.npy` batches and measure latency.
 //!
 //! ```text
-//! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--threads N]
-//! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] IMAGE...
+//! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
+//! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] [--allow-truncated] IMAGE...
 //! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--batch-split images|layers] [--isa NAME] [--json] [--no-layers]
 //! ```
 
@@ -29,27 +29,38 @@ fn cli() -> Command {
         .arg_required_else_help(true)
         .subcommand(
             Command::new("infer")
-                .about("logits of an NCHW float32 .npy batch")
+                .about("logits (or pooled features, or stage feature maps) of an NCHW .npy batch")
                 .arg(
                     Arg::new("weights")
                         .long("weights")
                         .required(true)
-                        .help("timm model.safetensors"),
+                        .help(WEIGHTS_HELP),
                 )
                 .arg(variant(
                     "variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent",
                 ))
+                .arg(Arg::new("input").long("input").required(true).help(
+                    ".npy of shape [N, 3, H, W], any H, W >= 1: float32, float64 or \
+                             float16, either byte order, C or Fortran order (converted to float32, \
+                             with a note on stderr)",
+                ))
+                .arg(Arg::new("output").long("output").required(true).help(
+                    "float32 .npy to write: logits [N, classes], or for a headless \
+                             checkpoint (num_classes=0) the pooled features [N, C_last]",
+                ))
                 .arg(
-                    Arg::new("input")
-                        .long("input")
-                        .required(true)
-                        .help("float32 .npy of shape [N, 3, H, W]"),
-                )
-                .arg(
-                    Arg::new("output")
-                        .long("output")
-                        .required(true)
-                        .help("float32 .npy of shape [N, classes] to write"),
+                    Arg::new("features")
+                        .long("features")
+                        .value_name("STAGES")
+                        .value_delimiter(',')
+                        .value_parser(value_parser!(usize))
+                        .help(
+                            "instead of logits, write the feature maps of these stages \
+                             (comma-separated, 0-based, like timm's out_indices): one float32 NCHW \
+                             .npy per stage, [N, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))] \
+                             (stride 4, 8, 16, 32 for stages 0..3), named after --output: \
+                             `feats.npy` gives `feats_stage0.npy`, `feats_stage2.npy`, ...",
+                        ),
                 )
                 .arg(threads.clone())
                 .arg(isa.clone()),
@@ -136,14 +147,29 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
     }
 }
 
+/// The checkpoint kinds `--weights` accepts.
+const WEIGHTS_HELP: &str = "RepViT safetensors checkpoint: timm's model.safetensors or a \
+    state_dict saved with safetensors (keys optionally under a wrapper prefix such as `module.`, \
+    `model.` or `state_dict.`); timm's names or the official repository's; trained (BatchNorm) \
+    or deployed (after timm's fuse() or the official replace_batchnorm); with a classifier or \
+    headless (num_classes=0); f32, f16 or bf16 tensors. The variant is detected from the shapes";
+
 fn classify_cmd(threads: Arg, isa: Arg) -> Command {
     Command::new("classify")
         .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
+        .after_help(
+            "16-bit PNGs are reduced to 8 bits by rounding (round(v / 257), the image crate's \
+             conversion), which keeps the picture. PIL (and so timm's scripts) keeps the high byte \
+             (v >> 8) of 16-bit RGB(A), at most one level from ours, and clips 16-bit greyscale \
+             to 255, turning nearly every pixel white; results on such PNGs may differ from \
+             timm's on purpose. Truncated JPEGs (no end-of-image marker; PIL: \"image file is \
+             truncated\") are refused unless --allow-truncated is given.",
+        )
         .arg(
             Arg::new("weights")
                 .long("weights")
                 .required(true)
-                .help("timm model.safetensors (ImageNet-1k head)"),
+                .help(WEIGHTS_HELP),
         )
         .arg(
             Arg::new("variant")
@@ -158,6 +184,12 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
                 .value_parser(value_parser!(usize))
                 .default_value("5")
                 .help("classes printed per image"),
+        )
+        .arg(
+            Arg::new("allow-truncated")
+                .long("allow-truncated")
+                .action(ArgAction::SetTrue)
+                .help("accept JPEGs cut off before their end (the decoder fills the rest)"),
         )
         .arg(
             Arg::new("images")
@@ -183,13 +215,21 @@ fn classify(m: &ArgMatches) -> Result<(), Error> {
         .collect();
     let top = *m.get_one::<usize>("top").unwrap_or(&5);
     // Images first: a bad image is reported before the (slower) model load.
-    let (x, shape) = EvalTransform::default().batch(&images)?;
+    let (x, shape) = EvalTransform::default().batch_with(&images, m.get_flag("allow-truncated"))?;
     let model = RepVit::load(
         weights,
         m.get_one::<String>("variant").map(String::as_str),
         &k,
     )?;
     let classes = model.num_classes();
+    if classes == 0 {
+        return Err(Error::Input {
+            what: weights.to_string(),
+            expected: "a checkpoint with a classifier head for `classify`".into(),
+            found: "a headless checkpoint (num_classes=0); `repvit infer` writes its features"
+                .into(),
+        });
+    }
     let logits = model.forward(&x, shape)?;
     for (path, row) in images.iter().zip(logits.chunks_exact(classes)) {
         println!("{path}");
@@ -220,33 +260,59 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("input")
         .map(String::as_str)
         .unwrap_or_default();
-    let x = npy::read(input_path)?;
+    let (x, note) = npy::read_converting(input_path)?;
+    if let Some(note) = note {
+        eprintln!("note: {input_path}: {note}");
+    }
     let shape: [usize; 4] = x.shape.clone().try_into().map_err(|_| Error::Input {
         what: input_path.to_string(),
         expected: format!("a 4-D NCHW array [N, {}, H, W]", model.config().in_chans),
         found: format!("shape {:?}", x.shape),
     })?;
-    let t0 = Instant::now();
-    let logits = model.forward(&x.data, shape)?;
-    let dt = t0.elapsed();
     let out = m
         .get_one::<String>("output")
         .map(String::as_str)
         .unwrap_or_default();
-    npy::write(out, &[shape[0], model.num_classes()], &logits)?;
+    let t0 = Instant::now();
+    let written: Vec<(String, Vec<usize>)> = match m.get_many::<usize>("features") {
+        Some(stages) => {
+            let stages: Vec<usize> = stages.copied().collect();
+            let maps = model.forward_features(&x.data, shape, &stages)?;
+            let mut written = Vec::new();
+            for f in maps {
+                let path = stage_path(out, f.stage);
+                npy::write(&path, &f.shape, &f.data)?;
+                written.push((path, f.shape.to_vec()));
+            }
+            written
+        }
+        None => {
+            let logits = model.forward(&x.data, shape)?;
+            let dims = vec![shape[0], model.num_outputs()];
+            npy::write(out, &dims, &logits)?;
+            vec![(out.to_string(), dims)]
+        }
+    };
+    let dt = t0.elapsed();
+    let files: Vec<String> = written.iter().map(|(p, s)| format!("{p} {s:?}")).collect();
     eprintln!(
-        "{}: {} image(s) {}x{} -> {out} [{}, {}] in {:.2} ms ({}, {} threads)",
+        "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {} threads)",
         model.config(),
         shape[0],
         shape[2],
         shape[3],
-        shape[0],
-        model.num_classes(),
+        files.join(", "),
         dt.as_secs_f64() * 1e3,
         k.isa(),
         k.threads()
     );
     Ok(())
+}
+
+/// `feats.npy` -> `feats_stage2.npy` (the stem of `out`, `_stage<i>`, `.npy`).
+fn stage_path(out: &str, stage: usize) -> String {
+    let stem = out.strip_suffix(".npy").unwrap_or(out);
+    format!("{stem}_stage{stage}.npy")
 }
 
 fn bench(m: &ArgMatches) -> Result<(), Error> {
@@ -284,7 +350,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
         .collect();
     for model in &models {
-        let mut out = vec![0.0; batch * model.num_classes()];
+        let mut out = vec![0.0; batch * model.num_outputs()];
         // Warm-up: allocates the workspace, faults pages in, settles clocks.
         let warm = Instant::now();
         while warm.elapsed().as_secs_f64() < 0.3 {

@@ -153,8 +153,10 @@ enum Op {
         dst: usize,
         residual: Option<usize>,
     },
+    /// Global average pool into the workspace (`to_out`: into the output, for a headless model).
     Pool {
         src: usize,
+        to_out: bool,
     },
     Head(Linear),
 }
@@ -180,6 +182,8 @@ pub struct RepVit {
     batch_split: BatchSplit,
     steps: Vec<Step>,
     bufs: Vec<BufSpec>,
+    /// Per stage: the index of its last step and the buffer holding its output.
+    stage_out: Vec<(usize, usize)>,
     pool: Mutex<Vec<Workspace>>,
     group_pool: Mutex<Vec<ImageGroups>>,
 }
@@ -208,6 +212,19 @@ struct ImageGroup {
     ws: Workspace,
     logits: Vec<f32>,
     result: Result<(), Error>,
+}
+
+/// One stage's output feature map, NCHW.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureMap {
+    /// Stage index (0-based, as timm's `out_indices`).
+    pub stage: usize,
+    /// `[N, C_stage, H_stage, W_stage]`: `H_stage = ceil(H / 2^(stage + 2))` (each of the stem's
+    /// two and each downsample's stride-2 3x3 convolution with padding 1 maps `h` to
+    /// `(h - 1) / 2 + 1`), likewise for `W`.
+    pub shape: [usize; 4],
+    /// Elements, row-major over `shape`.
+    pub data: Vec<f32>,
 }
 
 /// Every activation buffer of one forward pass for one input shape.
@@ -411,6 +428,7 @@ impl RepVit {
             1,
             stage_bufs[0].x,
         )?);
+        let mut stage_out = Vec::with_capacity(fw.stages.len());
         for (i, sw) in fw.stages.iter().enumerate() {
             let cur = stage_bufs[i];
             if let Some(d) = &sw.downsample {
@@ -475,24 +493,32 @@ impl RepVit {
             for (j, b) in sw.blocks.iter().enumerate() {
                 push_block(k, &mut steps, &format!("stages.{i}.blocks.{j}"), b, cur)?;
             }
+            stage_out.push((steps.len() - 1, cur.x));
         }
         let last = stage_bufs[stage_bufs.len() - 1].x;
+        // Headless (timm's `num_classes=0`): the pooled features are the output.
+        let headless = fw.head.cout == 0;
         steps.push(Step {
             name: "global_pool".into(),
-            op: Op::Pool { src: last },
+            op: Op::Pool {
+                src: last,
+                to_out: headless,
+            },
         });
-        let head = Linear::new(
-            k.isa(),
-            fw.head.cin,
-            fw.head.cout,
-            &fw.head.weight,
-            Some(&fw.head.bias),
-        )
-        .layer(|| "head".into())?;
-        steps.push(Step {
-            name: "head".into(),
-            op: Op::Head(head),
-        });
+        if !headless {
+            let head = Linear::new(
+                k.isa(),
+                fw.head.cin,
+                fw.head.cout,
+                &fw.head.weight,
+                Some(&fw.head.bias),
+            )
+            .layer(|| "head".into())?;
+            steps.push(Step {
+                name: "head".into(),
+                op: Op::Head(head),
+            });
+        }
         Ok(RepVit {
             config: cfg,
             kernels: kernels.clone(),
@@ -500,6 +526,7 @@ impl RepVit {
             batch_split: BatchSplit::Images,
             steps,
             bufs,
+            stage_out,
             pool: Mutex::new(Vec::new()),
             group_pool: Mutex::new(Vec::new()),
         })
@@ -566,9 +593,18 @@ impl RepVit {
         &self.kernels
     }
 
-    /// Classifier outputs per image.
+    /// Classifier outputs per image (0 for a headless model).
     pub fn num_classes(&self) -> usize {
         self.config.num_classes
+    }
+
+    /// Outputs per image of [`RepVit::forward`]: the class count, or for a headless model
+    /// (`num_classes == 0`) the width of the pooled features `C_last`.
+    pub fn num_outputs(&self) -> usize {
+        match self.config.num_classes {
+            0 => self.config.features(),
+            n => n,
+        }
     }
 
     /// Checks an NCHW input shape against the model.
@@ -606,10 +642,11 @@ impl RepVit {
         Ok(())
     }
 
-    /// Logits `[n, classes]` (row-major) of an NCHW f32 batch of shape `[n, c, h, w]`.
+    /// Logits `[n, classes]` (row-major) of an NCHW f32 batch of shape `[n, c, h, w]`; for a
+    /// headless model the pooled features `[n, C_last]` (see [`RepVit::num_outputs`]).
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, Error> {
         self.check_input(input.len(), shape)?;
-        let mut out = vec![0.0; shape[0] * self.config.num_classes];
+        let mut out = vec![0.0; shape[0] * self.num_outputs()];
         self.forward_into(input, shape, &mut out)?;
         Ok(out)
     }
@@ -707,15 +744,66 @@ impl RepVit {
         pool.push(ws);
     }
 
+    /// The feature maps of `stages` (indices into the stages, 0-based, as timm's `out_indices`;
+    /// any order, repeats allowed) for an NCHW f32 batch of shape `[n, c, h, w]`, any `h, w >= 1`:
+    /// one NCHW [`FeatureMap`] per requested stage, in the order asked. Stage `i` has stride
+    /// `2^(i + 2)` (4, 8, 16, 32 for the four stages of the published variants) and
+    /// `embed_dim[i]` channels. Like timm's `forward_intermediates(x, indices=stages,
+    /// intermediates_only=True, stop_early=True)` and `features_only=True`: the stages after the
+    /// last one asked are not run.
+    ///
+    /// Errors: a stage index `>=` the number of stages, no stage asked, or a bad input shape.
+    pub fn forward_features(
+        &self,
+        input: &[f32],
+        shape: [usize; 4],
+        stages: &[usize],
+    ) -> Result<Vec<FeatureMap>, Error> {
+        self.check_input(input.len(), shape)?;
+        let nstages = self.stage_out.len();
+        let Some(&last) = stages.iter().max() else {
+            return Err(Error::Input {
+                what: "feature stages".into(),
+                expected: format!("at least one stage index below {nstages}"),
+                found: "none".into(),
+            });
+        };
+        if last >= nstages {
+            return Err(Error::Input {
+                what: "feature stages".into(),
+                expected: format!("stage indices below {nstages} (the model's stage count)"),
+                found: format!("{stages:?}"),
+            });
+        }
+        let mut ws = self.take_workspace(shape)?;
+        let mut maps: Vec<Option<FeatureMap>> = vec![None; nstages];
+        let mut r = Ok(());
+        for (i, step) in self.steps[..=self.stage_out[last].0].iter().enumerate() {
+            r = self.exec(&self.kernels, step, &mut ws, input, &mut []);
+            if r.is_err() {
+                break;
+            }
+            if let Some(s) = self.stage_out.iter().position(|&(end, _)| end == i)
+                && stages.contains(&s)
+            {
+                maps[s] = Some(to_nchw(s, &ws.bufs[self.stage_out[s].1]));
+            }
+        }
+        self.give_back(ws);
+        r?;
+        Ok(stages.iter().filter_map(|&s| maps[s].clone()).collect())
+    }
+
     /// Checks `out` against the batch of `shape`.
     fn check_output(&self, len: usize, shape: [usize; 4]) -> Result<(), Error> {
-        let want = shape[0] * self.config.num_classes;
+        let want = shape[0] * self.num_outputs();
         if len != want {
             return Err(Error::Input {
                 what: "logits buffer".into(),
                 expected: format!(
-                    "{want} elements ({} images x {} classes)",
-                    shape[0], self.config.num_classes
+                    "{want} elements ({} images x {} outputs)",
+                    shape[0],
+                    self.num_outputs()
                 ),
                 found: format!("{len} elements"),
             });
@@ -860,7 +948,7 @@ impl RepVit {
                         ),
                     )
                 }
-                Op::Pool { src } => {
+                Op::Pool { src, .. } => {
                     let i = bs(*src);
                     (
                         LayerKind::Pool,
@@ -901,7 +989,7 @@ impl RepVit {
         let mut b = LayerBench {
             model: self,
             ws: Workspace::new(self, shape)?,
-            out: vec![0.0; shape[0] * self.config.num_classes],
+            out: vec![0.0; shape[0] * self.num_outputs()],
             input,
             layers,
         };
@@ -998,7 +1086,10 @@ impl RepVit {
                 let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
                 pw.run(k, x, y, *act, None).layer(ctx)
             }
-            Op::Pool { src } => global_avg_pool(k, &ws.bufs[*src], &mut ws.pooled).layer(ctx),
+            Op::Pool { src, to_out } => {
+                let dst = if *to_out { out } else { &mut ws.pooled };
+                global_avg_pool(k, &ws.bufs[*src], dst).layer(ctx)
+            }
             Op::Head(l) => l.run(k, &ws.pooled, out).layer(ctx),
         }
     }
@@ -1027,6 +1118,26 @@ impl RepVit {
             }
         }
         Ok(())
+    }
+}
+
+/// An NHWC activation as stage `stage`'s NCHW [`FeatureMap`].
+fn to_nchw(stage: usize, t: &Tensor) -> FeatureMap {
+    let Shape { n, h, w, c } = t.shape();
+    let src = t.as_slice();
+    let mut data = vec![0.0; n * c * h * w];
+    for b in 0..n {
+        for p in 0..h * w {
+            let px = &src[(b * h * w + p) * c..(b * h * w + p + 1) * c];
+            for (ch, &v) in px.iter().enumerate() {
+                data[(b * c + ch) * h * w + p] = v;
+            }
+        }
+    }
+    FeatureMap {
+        stage,
+        shape: [n, c, h, w],
+        data,
     }
 }
 

@@ -10,6 +10,12 @@
 //! is `se`, `channel_mixer.m.0` / `.m.2` are `channel_mixer.conv1` / `.conv2`. The heads
 //! `classifier.classifier` / `classifier.classifier_dist` are `head.head` / `head.head_dist`.
 //!
+//! Deployed files (after the official `utils.replace_batchnorm`, which calls each module's
+//! `fuse()`): every `Conv2d_BN` and `RepVGGDW` is a plain convolution (`features.0.0.weight`,
+//! `features.<j>.token_mixer.0.weight`, `.bias`, ...), renamed by the same table to timm's deployed
+//! names (`stem.conv1.weight`, `...token_mixer.weight`), and the classifier is one averaged linear
+//! layer `classifier.weight` / `classifier.bias`, timm's `head.weight` / `head.bias`.
+//!
 //! Stride-2 rows are recognised by their `token_mixer.2` tensors, so no variant table is needed.
 //! Keys this mapping does not know keep their names; the loader then reports them as unexpected.
 
@@ -117,9 +123,15 @@ pub fn to_timm(
             }
         } else if let Some(r) = key.strip_prefix("classifier.classifier_dist.") {
             Some(format!("head.head_dist.{r}"))
+        } else if let Some(r) = key.strip_prefix("classifier.classifier.") {
+            Some(format!("head.head.{r}"))
         } else {
-            key.strip_prefix("classifier.classifier.")
-                .map(|r| format!("head.head.{r}"))
+            // Deployed: `Classfier.fuse()` leaves one linear layer.
+            match key.as_str() {
+                "classifier.weight" => Some("head.weight".to_string()),
+                "classifier.bias" => Some("head.bias".to_string()),
+                _ => None,
+            }
         };
         let name = renamed.unwrap_or_else(|| key.clone());
         if out.contains_key(&name) {

@@ -73,18 +73,38 @@ impl Rgb8 {
 
     /// Decodes a JPEG or PNG file and converts it to RGB (grey replicated, alpha dropped, as PIL's
     /// `convert("RGB")` does). EXIF orientation is not applied (neither timm nor PIL apply it).
+    ///
+    /// A JPEG that ends before its end-of-image marker (cut off in a download or a copy) is an
+    /// error naming the file, as PIL's "image file is truncated"; [`Rgb8::open_with`] can accept
+    /// it. 16-bit PNGs are reduced to 8 bits by rounding (`round(v16 / 257)`, the `image` crate's
+    /// conversion), which maps 0..=65535 onto 0..=255 evenly. PIL (hence timm) keeps the high byte
+    /// (`v16 >> 8`) of 16-bit RGB(A), at most one level from ours, and clips 16-bit greyscale to
+    /// 255, which turns almost every pixel white: we keep the rounding, which preserves the
+    /// picture, and document the difference (README, `classify --help`).
     pub fn open(path: impl AsRef<Path>) -> Result<Rgb8, Error> {
+        Rgb8::open_with(path, false)
+    }
+
+    /// As [`Rgb8::open`]; `allow_truncated` accepts a JPEG without its end-of-image marker (the
+    /// decoder fills what is missing).
+    pub fn open_with(path: impl AsRef<Path>, allow_truncated: bool) -> Result<Rgb8, Error> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             action: "read",
             source,
         })?;
-        Rgb8::decode(path, &bytes)
+        Rgb8::decode_with(path, &bytes, allow_truncated)
     }
 
-    /// Decodes JPEG or PNG `bytes`; `path` only names the source in errors.
+    /// Decodes JPEG or PNG `bytes`; `path` only names the source in errors. A truncated JPEG is an
+    /// error (see [`Rgb8::open`]).
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<Rgb8, Error> {
+        Rgb8::decode_with(path, bytes, false)
+    }
+
+    /// As [`Rgb8::decode`]; `allow_truncated` accepts a JPEG without its end-of-image marker.
+    pub fn decode_with(path: &Path, bytes: &[u8], allow_truncated: bool) -> Result<Rgb8, Error> {
         // The decoders' messages may span lines; the error stays one line.
         let bad = |found: String| Error::Input {
             what: path.display().to_string(),
@@ -100,10 +120,83 @@ impl Rgb8 {
                 bytes.len()
             )));
         }
+        let jpeg = img.format() == Some(image::ImageFormat::Jpeg);
         let img = img.decode().map_err(|e| bad(e.to_string()))?;
+        if jpeg
+            && !allow_truncated
+            && let JpegEnd::Truncated(at) = jpeg_end(bytes)
+        {
+            return Err(Error::Input {
+                what: path.display().to_string(),
+                expected: "a complete JPEG (ending with its end-of-image marker; \
+                           --allow-truncated accepts it)"
+                    .into(),
+                found: format!("a JPEG truncated at byte {at} of {}", bytes.len()),
+            });
+        }
         let rgb = img.to_rgb8();
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);
         Rgb8::new(w, h, rgb.into_raw()).map_err(|_| bad(format!("a {w} x {h} image")))
+    }
+}
+
+/// Whether a JPEG's marker structure reaches its end-of-image marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JpegEnd {
+    /// The EOI marker (`FF D9`) was reached.
+    Complete,
+    /// The data ended (at this byte offset) inside a segment or the entropy-coded data.
+    Truncated(usize),
+}
+
+/// Walks a JPEG's markers (ITU-T T.81 annex B): length-prefixed segments, and after each
+/// start-of-scan the entropy-coded data up to the next marker (`FF` followed by a byte other than
+/// `00`, a stuffed `FF`, or `D0..=D7`, the restart markers). An embedded EXIF thumbnail's EOI sits
+/// inside an APP1 segment and is skipped with it. Not a JPEG (no SOI): `Complete` (the decoder
+/// judges).
+fn jpeg_end(b: &[u8]) -> JpegEnd {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return JpegEnd::Complete;
+    }
+    let mut i = 2usize;
+    loop {
+        // A marker: one or more FF fill bytes, then the code.
+        while i < b.len() && b[i] != 0xFF {
+            i += 1;
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&code) = b.get(i) else {
+            return JpegEnd::Truncated(b.len());
+        };
+        i += 1;
+        match code {
+            0xD9 => return JpegEnd::Complete,
+            // Standalone markers: TEM, RSTn (SOI again is not valid; the decoder reports it).
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {
+                let Some(len) = b.get(i..i + 2) else {
+                    return JpegEnd::Truncated(b.len());
+                };
+                i += usize::from(u16::from_be_bytes([len[0], len[1]]));
+                if i > b.len() {
+                    return JpegEnd::Truncated(b.len());
+                }
+                if code == 0xDA {
+                    // Entropy-coded data up to the next marker.
+                    loop {
+                        match (b.get(i), b.get(i + 1)) {
+                            (Some(0xFF), Some(&n)) if n != 0 && !(0xD0..=0xD7).contains(&n) => {
+                                break;
+                            }
+                            (Some(_), Some(_)) => i += 1,
+                            _ => return JpegEnd::Truncated(b.len()),
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -325,6 +418,16 @@ impl EvalTransform {
 
     /// Decodes and prepares every image into one NCHW batch `[N, 3, size, size]`.
     pub fn batch<P: AsRef<Path>>(&self, paths: &[P]) -> Result<(Vec<f32>, [usize; 4]), Error> {
+        self.batch_with(paths, false)
+    }
+
+    /// As [`EvalTransform::batch`]; `allow_truncated` accepts truncated JPEGs (see
+    /// [`Rgb8::open_with`]).
+    pub fn batch_with<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        allow_truncated: bool,
+    ) -> Result<(Vec<f32>, [usize; 4]), Error> {
         if paths.is_empty() {
             return Err(Error::Input {
                 what: "image list".into(),
@@ -334,7 +437,7 @@ impl EvalTransform {
         }
         let mut data = Vec::with_capacity(paths.len() * 3 * self.size * self.size);
         for p in paths {
-            data.extend(self.apply(&Rgb8::open(p)?)?);
+            data.extend(self.apply(&Rgb8::open_with(p, allow_truncated)?)?);
         }
         Ok((data, [paths.len(), 3, self.size, self.size]))
     }

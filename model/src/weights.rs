@@ -13,6 +13,45 @@ use crate::fuse::{self, BatchNorm, RepVggDwBranches};
 /// BatchNorm epsilon everywhere in RepViT.
 pub const BN_EPS: f64 = 1e-5;
 
+/// Widths read off a checkpoint (channels, input channels, hidden widths) are refused above this:
+/// 16x the widest published RepViT layer (`m2_3`'s 1280-wide channel mixers), and small enough that
+/// every product of a few of them with an image size fits in `usize`.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Class counts read off a checkpoint are refused above this (ImageNet-22k has 21,841).
+pub const MAX_CLASSES: usize = 1 << 20;
+/// Channel-mixer expansion ratios read off a checkpoint are refused above this (RepViT uses 2).
+pub const MAX_MLP_RATIO: usize = 64;
+
+/// How a checkpoint stores the network.
+///
+/// - `Training`: timm's `state_dict()` of a model as built: `ConvNorm` (`*.c.weight`, `*.bn.*`),
+///   RepVGGDW branches, NormLinear heads (`head.head.*`, `head.head_dist.*`). Folded on reading.
+/// - `Deployed`: after timm's `model.fuse()` (or the official repository's `replace_batchnorm`,
+///   renamed by [`crate::official`]): every `ConvNorm` and RepVGGDW is one convolution with a bias
+///   (`stem.conv1.weight`, `*.token_mixer.weight`, `*.channel_mixer.conv1.weight`, ... and their
+///   `.bias`), and the two heads are one averaged linear layer (`head.weight`, `head.bias`). Used as
+///   stored. The legacy RepVGGDW leaves no trace once fused, so deployed checkpoints always detect
+///   as non-legacy; both compute the same network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Unfused (BatchNorm statistics present).
+    Training,
+    /// Re-parameterised (`model.fuse()`).
+    Deployed,
+}
+
+impl Layout {
+    /// The layout of a state dict: `Deployed` when it holds `stem.conv1.weight` and no
+    /// `stem.conv1.c.weight`.
+    pub fn of(sd: &StateDict) -> Layout {
+        if sd.shape("stem.conv1.c.weight").is_none() && sd.shape("stem.conv1.weight").is_some() {
+            Layout::Deployed
+        } else {
+            Layout::Training
+        }
+    }
+}
+
 /// A source of named parameters: a checkpoint, random values, or a recorder of the expected keys.
 pub trait Params {
     /// The tensor `key`, which must have `shape`.
@@ -89,7 +128,8 @@ impl Params for RandomParams {
     }
 }
 
-/// A convolution or linear layer after folding: PyTorch-layout weight and a bias.
+/// A convolution or linear layer after folding: PyTorch-layout weight and a bias. A headless
+/// model's `head` has `cout == 0` and no elements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Folded {
     /// Output channels.
@@ -166,7 +206,8 @@ pub struct FusedWeights {
     pub stem2: Folded,
     /// The stages.
     pub stages: Vec<StageWeights>,
-    /// The classifier: both NormLinear heads folded and averaged, `[classes, C_last]`.
+    /// The classifier: both NormLinear heads folded and averaged, `[classes, C_last]`; for a
+    /// headless model (`num_classes == 0`) `cout == 0` and the weight and bias are empty.
     pub head: Folded,
 }
 
@@ -186,8 +227,27 @@ fn read_bn(p: &mut dyn Params, prefix: &str, c: usize) -> Result<BatchNorm, Erro
     })
 }
 
-/// A timm `ConvNorm` (`prefix.c.weight` of `shape`, `prefix.bn.*`), folded.
-fn conv_norm(p: &mut dyn Params, prefix: &str, shape: [usize; 4]) -> Result<Folded, Error> {
+/// A convolution with a bias, as `fuse()` leaves a `ConvNorm` or RepVGGDW: `prefix.weight` of
+/// `shape`, `prefix.bias` `[shape[0]]`.
+fn conv_plain(p: &mut dyn Params, prefix: &str, shape: [usize; 4]) -> Result<Folded, Error> {
+    Ok(Folded {
+        cout: shape[0],
+        cin: shape[1],
+        weight: p.tensor(&format!("{prefix}.weight"), &shape)?,
+        bias: p.tensor(&format!("{prefix}.bias"), &shape[..1])?,
+    })
+}
+
+/// A timm `ConvNorm` (`prefix.c.weight` of `shape`, `prefix.bn.*`), folded; deployed: as stored.
+fn conv_norm(
+    p: &mut dyn Params,
+    prefix: &str,
+    shape: [usize; 4],
+    layout: Layout,
+) -> Result<Folded, Error> {
+    if layout == Layout::Deployed {
+        return conv_plain(p, prefix, shape);
+    }
     let w = p.tensor(&format!("{prefix}.c.weight"), &shape)?;
     let bn = read_bn(p, &format!("{prefix}.bn"), shape[0])?;
     let (weight, bias) = fuse::fold_bn(&w, None, &bn).map_err(fuse_err(prefix))?;
@@ -199,7 +259,16 @@ fn conv_norm(p: &mut dyn Params, prefix: &str, shape: [usize; 4]) -> Result<Fold
     })
 }
 
-fn repvgg_dw(p: &mut dyn Params, prefix: &str, c: usize, legacy: bool) -> Result<Folded, Error> {
+fn repvgg_dw(
+    p: &mut dyn Params,
+    prefix: &str,
+    c: usize,
+    legacy: bool,
+    layout: Layout,
+) -> Result<Folded, Error> {
+    if layout == Layout::Deployed {
+        return conv_plain(p, prefix, [c, 1, 3, 3]);
+    }
     let conv3_weight = p.tensor(&format!("{prefix}.conv.c.weight"), &[c, 1, 3, 3])?;
     let conv3_bn = read_bn(p, &format!("{prefix}.conv.bn"), c)?;
     let br = if legacy {
@@ -239,15 +308,29 @@ fn conv_bias(p: &mut dyn Params, prefix: &str, cout: usize, cin: usize) -> Resul
     })
 }
 
+/// `c * mlp_ratio`, refused above [`MAX_WIDTH`] (the ratio comes from a file's shapes).
+fn hidden_width(c: usize, cfg: &Config) -> Result<usize, Error> {
+    c.checked_mul(cfg.mlp_ratio)
+        .filter(|&h| h <= MAX_WIDTH)
+        .ok_or_else(|| Error::Config {
+            reason: format!(
+                "channel mixer width {c} x mlp_ratio {} exceeds the bound {MAX_WIDTH}",
+                cfg.mlp_ratio
+            ),
+        })
+}
+
 fn mlp(
     p: &mut dyn Params,
     prefix: &str,
     c: usize,
-    hidden: usize,
+    cfg: &Config,
+    layout: Layout,
 ) -> Result<(Folded, Folded), Error> {
+    let hidden = hidden_width(c, cfg)?;
     Ok((
-        conv_norm(p, &format!("{prefix}.conv1"), [hidden, c, 1, 1])?,
-        conv_norm(p, &format!("{prefix}.conv2"), [c, hidden, 1, 1])?,
+        conv_norm(p, &format!("{prefix}.conv1"), [hidden, c, 1, 1], layout)?,
+        conv_norm(p, &format!("{prefix}.conv2"), [c, hidden, 1, 1], layout)?,
     ))
 }
 
@@ -257,8 +340,9 @@ fn block(
     c: usize,
     se: bool,
     cfg: &Config,
+    layout: Layout,
 ) -> Result<BlockWeights, Error> {
-    let dw = repvgg_dw(p, &format!("{prefix}.token_mixer"), c, cfg.legacy)?;
+    let dw = repvgg_dw(p, &format!("{prefix}.token_mixer"), c, cfg.legacy, layout)?;
     let se = if se {
         let r = se_reduced(c);
         Some(SeWeights {
@@ -270,7 +354,7 @@ fn block(
     } else {
         None
     };
-    let (pw1, pw2) = mlp(p, &format!("{prefix}.channel_mixer"), c, c * cfg.mlp_ratio)?;
+    let (pw1, pw2) = mlp(p, &format!("{prefix}.channel_mixer"), c, cfg, layout)?;
     Ok(BlockWeights {
         c,
         dw,
@@ -293,12 +377,23 @@ fn norm_linear(
 }
 
 impl FusedWeights {
-    /// Reads every parameter of `cfg` from `p` under timm's names, folding as it goes.
+    /// Reads every parameter of `cfg` from `p` under timm's names (training layout), folding as
+    /// it goes.
     pub fn build(cfg: &Config, p: &mut dyn Params) -> Result<FusedWeights, Error> {
+        FusedWeights::build_layout(cfg, Layout::Training, p)
+    }
+
+    /// As [`FusedWeights::build`], for either [`Layout`]. `cfg.num_classes == 0` reads no head
+    /// (timm's `num_classes=0`).
+    pub fn build_layout(
+        cfg: &Config,
+        layout: Layout,
+        p: &mut dyn Params,
+    ) -> Result<FusedWeights, Error> {
         cfg.validate()?;
         let c0 = cfg.embed_dim[0];
-        let stem1 = conv_norm(p, "stem.conv1", [c0 / 2, cfg.in_chans, 3, 3])?;
-        let stem2 = conv_norm(p, "stem.conv2", [c0, c0 / 2, 3, 3])?;
+        let stem1 = conv_norm(p, "stem.conv1", [c0 / 2, cfg.in_chans, 3, 3], layout)?;
+        let stem2 = conv_norm(p, "stem.conv2", [c0, c0 / 2, 3, 3], layout)?;
         let mut stages = Vec::with_capacity(cfg.embed_dim.len());
         let mut cin = c0;
         for (i, (&c, se_flags)) in cfg.embed_dim.iter().zip(&cfg.se).enumerate() {
@@ -311,10 +406,20 @@ impl FusedWeights {
                 None
             } else {
                 let pre = format!("stages.{i}.downsample");
-                let pre_block = block(p, &format!("{pre}.pre_block"), cin, false, cfg)?;
-                let spatial = conv_norm(p, &format!("{pre}.spatial_downsample"), [cin, 1, 3, 3])?;
-                let channel = conv_norm(p, &format!("{pre}.channel_downsample"), [c, cin, 1, 1])?;
-                let (ffn1, ffn2) = mlp(p, &format!("{pre}.ffn"), c, c * cfg.mlp_ratio)?;
+                let pre_block = block(p, &format!("{pre}.pre_block"), cin, false, cfg, layout)?;
+                let spatial = conv_norm(
+                    p,
+                    &format!("{pre}.spatial_downsample"),
+                    [cin, 1, 3, 3],
+                    layout,
+                )?;
+                let channel = conv_norm(
+                    p,
+                    &format!("{pre}.channel_downsample"),
+                    [c, cin, 1, 1],
+                    layout,
+                )?;
+                let (ffn1, ffn2) = mlp(p, &format!("{pre}.ffn"), c, cfg, layout)?;
                 Some(DownsampleWeights {
                     pre_block,
                     spatial,
@@ -326,18 +431,29 @@ impl FusedWeights {
             let blocks = se_flags
                 .iter()
                 .enumerate()
-                .map(|(j, &se)| block(p, &format!("stages.{i}.blocks.{j}"), c, se, cfg))
+                .map(|(j, &se)| block(p, &format!("stages.{i}.blocks.{j}"), c, se, cfg, layout))
                 .collect::<Result<Vec<_>, Error>>()?;
             stages.push(StageWeights { downsample, blocks });
             cin = c;
         }
         let (classes, cl) = (cfg.num_classes, cfg.features());
-        let (mut w, mut b) = norm_linear(p, "head.head", classes, cl)?;
-        if cfg.distillation {
-            let (wd, bd) = norm_linear(p, "head.head_dist", classes, cl)?;
-            (w, b) =
-                fuse::average_heads((&w, &b), (&wd, &bd)).map_err(fuse_err("head.head_dist"))?;
-        }
+        let (w, b) = match layout {
+            // Headless (`num_classes=0`): timm's head is an Identity with no tensors.
+            _ if classes == 0 => (Vec::new(), Vec::new()),
+            Layout::Deployed => (
+                p.tensor("head.weight", &[classes, cl])?,
+                p.tensor("head.bias", &[classes])?,
+            ),
+            Layout::Training => {
+                let (mut w, mut b) = norm_linear(p, "head.head", classes, cl)?;
+                if cfg.distillation {
+                    let (wd, bd) = norm_linear(p, "head.head_dist", classes, cl)?;
+                    (w, b) = fuse::average_heads((&w, &b), (&wd, &bd))
+                        .map_err(fuse_err("head.head_dist"))?;
+                }
+                (w, b)
+            }
+        };
         Ok(FusedWeights {
             config: cfg.clone(),
             stem1,
@@ -358,8 +474,9 @@ impl FusedWeights {
         mut sd: StateDict,
         variant: Option<&str>,
     ) -> Result<FusedWeights, Error> {
+        let layout = Layout::of(&sd);
         let cfg = resolve_config(&sd, variant)?;
-        let fused = FusedWeights::build(&cfg, &mut sd)?;
+        let fused = FusedWeights::build_layout(&cfg, layout, &mut sd)?;
         if let Some(key) = sd.keys().next() {
             return Err(Error::UnexpectedKey {
                 path: sd.path().to_path_buf(),
@@ -374,8 +491,16 @@ impl FusedWeights {
 /// Every key (and its shape) a checkpoint of `cfg` holds, in reading order, without
 /// `num_batches_tracked`.
 pub fn expected_keys(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>, Error> {
+    expected_keys_layout(cfg, Layout::Training)
+}
+
+/// As [`expected_keys`], for either [`Layout`].
+pub fn expected_keys_layout(
+    cfg: &Config,
+    layout: Layout,
+) -> Result<Vec<(String, Vec<usize>)>, Error> {
     let mut rec = KeyRecorder::default();
-    FusedWeights::build(cfg, &mut rec)?;
+    FusedWeights::build_layout(cfg, layout, &mut rec)?;
     Ok(rec.keys)
 }
 
@@ -390,10 +515,7 @@ pub fn random_state_dict(cfg: &Config, seed: u64) -> Result<StateDict, Error> {
     Ok(sd)
 }
 
-/// Detection refuses checkpoints with more stages than this.
-const MAX_STAGES: usize = 64;
-/// Detection refuses checkpoints with more blocks per stage than this.
-const MAX_BLOCKS: usize = 4096;
+use crate::config::{MAX_BLOCKS, MAX_STAGES};
 
 /// Parses `stages.{i}.blocks.{j}.` at the start of a key.
 fn stage_block(key: &str) -> Option<(usize, Option<usize>)> {
@@ -408,24 +530,52 @@ fn stage_block(key: &str) -> Option<(usize, Option<usize>)> {
 }
 
 /// Reads the configuration off a checkpoint's shapes: widths from the stem and the downsamples,
-/// depths and SE placement from the block keys, legacy from the RepVGGDW keys, classes from the head.
+/// depths and SE placement from the block keys, legacy from the RepVGGDW keys, classes from the head
+/// (none: headless, `num_classes == 0`). Works on both [`Layout`]s. Every size read is bounded
+/// ([`MAX_WIDTH`], [`MAX_CLASSES`], [`MAX_MLP_RATIO`], 64 stages of 4096 blocks) and must be
+/// non-zero; an error names the tensor and the bound.
 pub fn detect_config(sd: &StateDict) -> Result<Config, Error> {
     let not = |reason: String| Error::NotRepVit {
         path: sd.path().to_path_buf(),
         reason,
     };
-    let dims = |key: &str, rank: usize| -> Result<Vec<usize>, Error> {
-        match sd.shape(key) {
-            Some(s) if s.len() == rank => Ok(s.to_vec()),
-            Some(s) => Err(not(format!(
-                "tensor `{key}` has shape {s:?}, expected {rank} dimensions"
+    let layout = Layout::of(sd);
+    let conv = |prefix: &str| match layout {
+        Layout::Training => format!("{prefix}.c.weight"),
+        Layout::Deployed => format!("{prefix}.weight"),
+    };
+    // A dimension of `key`'s shape, within `1..=max`.
+    let dim = |key: &str, rank: usize, axis: usize, max: usize, what: &str| {
+        let s = match sd.shape(key) {
+            Some(s) if s.len() == rank => s,
+            Some(s) => {
+                return Err(not(format!(
+                    "tensor `{key}` has shape {s:?}, expected {rank} dimensions"
+                )));
+            }
+            None => {
+                return Err(not(format!("no tensor `{key}`; {}", sd.describe_keys())));
+            }
+        };
+        match s[axis] {
+            0 => Err(not(format!(
+                "tensor `{key}` has shape {s:?}: {what} (dimension {axis}) is 0"
             ))),
-            None => Err(not(format!("no tensor `{key}`"))),
+            d if d > max => Err(not(format!(
+                "tensor `{key}` has shape {s:?}: {what} {d} (dimension {axis}) exceeds the bound {max}"
+            ))),
+            d => Ok(d),
         }
     };
-    let stem1 = dims("stem.conv1.c.weight", 4)?;
-    let stem2 = dims("stem.conv2.c.weight", 4)?;
-    let (in_chans, c0) = (stem1[1], stem2[0]);
+    let stem1 = conv("stem.conv1");
+    if sd.shape(&stem1).is_none() {
+        return Err(not(format!(
+            "no tensor `stem.conv1.c.weight` (training layout) or `stem.conv1.weight` (deployed, after fuse()); {}",
+            sd.describe_keys()
+        )));
+    }
+    let in_chans = dim(&stem1, 4, 1, MAX_WIDTH, "input channels")?;
+    let c0 = dim(&conv("stem.conv2"), 4, 0, MAX_WIDTH, "stem width")?;
     let mut depth: Vec<usize> = Vec::new();
     let mut se_at: BTreeMap<(usize, usize), bool> = BTreeMap::new();
     let mut legacy = None;
@@ -457,11 +607,8 @@ pub fn detect_config(sd: &StateDict) -> Result<Config, Error> {
     }
     let mut embed_dim = vec![c0];
     for i in 1..depth.len() {
-        let s = dims(
-            &format!("stages.{i}.downsample.channel_downsample.c.weight"),
-            4,
-        )?;
-        embed_dim.push(s[0]);
+        let key = conv(&format!("stages.{i}.downsample.channel_downsample"));
+        embed_dim.push(dim(&key, 4, 0, MAX_WIDTH, "stage width")?);
     }
     let se: Vec<Vec<bool>> = depth
         .iter()
@@ -472,29 +619,53 @@ pub fn detect_config(sd: &StateDict) -> Result<Config, Error> {
                 .collect()
         })
         .collect();
-    let head = dims("head.head.l.weight", 2)?;
+    // The classifier: absent in a headless model (timm's `num_classes=0`).
+    let (head, head_dist) = match layout {
+        Layout::Training => ("head.head.l.weight", Some("head.head_dist.l.weight")),
+        Layout::Deployed => ("head.weight", None),
+    };
+    let num_classes = if sd.shape(head).is_some() {
+        dim(head, 2, 0, MAX_CLASSES, "class count")?
+    } else if let Some(k) = sd.keys().find(|k| k.starts_with("head.")) {
+        return Err(not(format!(
+            "tensor `{k}` but no `{head}`: expected both or no head tensor (headless)"
+        )));
+    } else {
+        0
+    };
     // The channel mixer's expansion, from the first block or FFN present (timm's default if none).
-    let mlp_ratio = (0..depth.len())
-        .flat_map(|i| {
-            [
-                (
-                    i,
-                    format!("stages.{i}.blocks.0.channel_mixer.conv1.c.weight"),
-                ),
-                (i, format!("stages.{i}.downsample.ffn.conv1.c.weight")),
-            ]
-        })
-        .find_map(|(i, key)| Some(sd.shape(&key)?.first()? / embed_dim[i].max(1)))
-        .unwrap_or(2);
+    let mlp_key = (0..depth.len()).find_map(|i| {
+        [
+            conv(&format!("stages.{i}.blocks.0.channel_mixer.conv1")),
+            conv(&format!("stages.{i}.downsample.ffn.conv1")),
+        ]
+        .into_iter()
+        .find(|k| sd.shape(k).is_some())
+        .map(|k| (i, k))
+    });
+    let mlp_ratio = match mlp_key {
+        Some((i, key)) => {
+            let hidden = dim(&key, 4, 0, MAX_WIDTH, "channel mixer width")?;
+            let ratio = hidden / embed_dim[i];
+            if ratio == 0 || ratio > MAX_MLP_RATIO || ratio * embed_dim[i] != hidden {
+                return Err(not(format!(
+                    "tensor `{key}`: hidden width {hidden} is not a multiple 1..={MAX_MLP_RATIO} of the stage width {}",
+                    embed_dim[i]
+                )));
+            }
+            ratio
+        }
+        None => 2,
+    };
     let mut cfg = Config {
         name: "custom".into(),
         embed_dim,
         depth,
         se,
         legacy: legacy.unwrap_or(false),
-        mlp_ratio: mlp_ratio.max(1),
-        num_classes: head[0],
-        distillation: sd.shape("head.head_dist.l.weight").is_some(),
+        mlp_ratio,
+        num_classes,
+        distillation: head_dist.is_some_and(|k| sd.shape(k).is_some()),
         in_chans,
     };
     cfg.validate().map_err(|e| not(e.to_string()))?;
@@ -510,6 +681,7 @@ pub fn resolve_config(sd: &StateDict, variant: Option<&str>) -> Result<Config, E
     let Some(name) = variant else {
         return detect_config(sd);
     };
+    let layout = Layout::of(sd);
     let mut want = Config::variant(name)?;
     let found = match detect_config(sd) {
         Ok(found) => found,
@@ -519,11 +691,15 @@ pub fn resolve_config(sd: &StateDict, variant: Option<&str>) -> Result<Config, E
     };
     want.num_classes = found.num_classes;
     want.distillation = found.distillation;
+    if layout == Layout::Deployed {
+        // Fusing erases the legacy RepVGGDW's difference: `m1` and `m0_9` deploy alike.
+        want.legacy = found.legacy;
+    }
     if want.same_structure(&found) {
         return Ok(want);
     }
     let first_difference =
-        expected_keys(&want)?
+        expected_keys_layout(&want, layout)?
             .into_iter()
             .find_map(|(key, shape)| match sd.shape(&key) {
                 Some(s) if s == shape.as_slice() => None,

@@ -18,7 +18,31 @@ full-size variant with random weights and randomised BatchNorm statistics, write
 `cargo run --release -p repvit --bin repvit -- infer ...` (unless --no-run), compares, and prints a
 Markdown table (the issue's acceptance: max |diff| <= 1e-4 for every variant; exit status 1 if not).
 
-Run with: /work/venv/bin/python model/tools/make_fixtures.py [--full NAME... | --full all] [--no-run]
+`--loaders` writes only the fixtures of the checkpoint and input kinds users have (issue 10), also
+written by the default run:
+
+    loaders_input.npy                 input 2x3x48x40 shared by the checkpoints below
+    fused_timm.safetensors            timm `m.fuse()` state_dict: embed_dim (16, 24, 32), depth
+                                      (2, 1, 1), 10 classes, two heads averaged into `head.weight`
+    fused_legacy_timm.safetensors     the same for a legacy RepVGGDW model (fused keys are alike)
+    fused_official.safetensors        fused_timm under the official repository's deployed key names
+                                      (`features.*.weight`, `classifier.weight`, as its
+                                      `replace_batchnorm` leaves them)
+    fused_logits.npy, fused_legacy_logits.npy   timm's logits of the fused models
+    headless.safetensors              `num_classes=0` (no head tensors), unfused
+    headless_fused.safetensors        the same model after `fuse()`
+    headless_features.npy             its pooled features [2, 32]
+    small_features_input.npy          1x3x57x83 input for small.safetensors
+    small_features_stage<i>.npy       timm `forward_intermediates` of small.safetensors, stages 0..3
+    npy_f64.npy, npy_f16.npy, npy_be.npy, npy_fortran.npy
+                                      one 1x3x32x32 input (values exact in f16) stored as float64,
+                                      float16, big-endian float32 and Fortran-order float32
+    npy_logits.npy                    legacy.safetensors' timm logits of that input
+    image_64x48.jpg, image_64x48_truncated.jpg
+                                      image_64x48.png as a JPEG, and that JPEG cut after 60 % of its
+                                      bytes (PIL refuses it: "image file is truncated")
+
+Run with: /work/venvs/peers/bin/python model/tools/make_fixtures.py [--full NAME... | --full all] [--no-run] [--loaders]
 """
 import argparse
 import os
@@ -115,6 +139,81 @@ def small_fixtures():
     print(f"  total {total} bytes")
 
 
+def save(name, arr):
+    np.save(FIXTURES / name, arr)
+    print(f"  {name}: {arr.dtype.str} {arr.shape}")
+
+
+def loader_fixtures():
+    """Checkpoints and inputs as users have them: fused, headless, feature maps, npy kinds, JPEG."""
+    from safetensors.torch import load_file
+
+    x = torch.randn(2, 3, 48, 40, generator=torch.Generator().manual_seed(20))
+    save("loaders_input.npy", x.numpy())
+    for legacy, name in [(False, "fused"), (True, "fused_legacy")]:
+        torch.manual_seed(21)
+        m = RepVit(embed_dim=(16, 24, 32), depth=(2, 1, 1), num_classes=10, legacy=legacy)
+        randomise(m, 22)
+        ref = logits(m, x)
+        m.fuse()
+        fused = logits(m, x)
+        print(f"  {name}: fused vs unfused max |diff| {np.abs(fused - ref).max():.2e}")
+        sd = state_dict_f32(m)
+        assert "head.weight" in sd and "stem.conv1.weight" in sd, list(sd)[:4]
+        save_file(sd, str(FIXTURES / f"{name}_timm.safetensors"))
+        save(f"{name}_logits.npy", fused)
+        if not legacy:
+            save_file(official_names(sd, [2, 1, 1]), str(FIXTURES / "fused_official.safetensors"))
+
+    torch.manual_seed(23)
+    m = RepVit(embed_dim=(16, 24, 32), depth=(2, 1, 1), num_classes=0)
+    randomise(m, 24)
+    feats = logits(m, x)
+    assert feats.shape == (2, 32), feats.shape
+    save_file(state_dict_f32(m), str(FIXTURES / "headless.safetensors"))
+    m.fuse()
+    assert np.abs(logits(m, x) - feats).max() < 1e-5
+    save_file(state_dict_f32(m), str(FIXTURES / "headless_fused.safetensors"))
+    save("headless_features.npy", feats)
+
+    m = RepVit(embed_dim=(16, 32, 48, 64), depth=(1, 2, 2, 1), num_classes=1000)
+    m.load_state_dict(load_file(str(FIXTURES / "small.safetensors")))
+    m.eval()
+    xf = torch.randn(1, 3, 57, 83, generator=torch.Generator().manual_seed(25))
+    save("small_features_input.npy", xf.numpy())
+    with torch.no_grad():
+        maps = m.forward_intermediates(xf, indices=[0, 1, 2, 3], intermediates_only=True)
+    for i, f in enumerate(maps):
+        save(f"small_features_stage{i}.npy", f.numpy())
+
+    m = RepVit(embed_dim=(16, 24, 32), depth=(2, 1, 1), num_classes=10, legacy=True, distillation=False)
+    m.load_state_dict({k: v.float() for k, v in load_file(str(FIXTURES / "legacy.safetensors")).items()})
+    m.eval()
+    xn = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(26)).half().float()
+    a = xn.numpy()
+    save("npy_f64.npy", a.astype(np.float64))
+    save("npy_f16.npy", a.astype(np.float16))
+    save("npy_be.npy", a.astype(">f4"))
+    fa = np.asfortranarray(a)
+    assert fa.flags.f_contiguous and not fa.flags.c_contiguous
+    save("npy_fortran.npy", fa)
+    save("npy_logits.npy", logits(m, xn))
+
+    from PIL import Image
+
+    img = Image.open(FIXTURES / "image_64x48.png").convert("RGB")
+    jpg = FIXTURES / "image_64x48.jpg"
+    img.save(jpg, quality=90)
+    data = jpg.read_bytes()
+    cut = FIXTURES / "image_64x48_truncated.jpg"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    try:
+        Image.open(cut).convert("RGB")
+        raise SystemExit("PIL accepted the truncated JPEG")
+    except OSError as e:
+        print(f"  PIL on {cut.name}: {e}")
+
+
 FULL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
 
 
@@ -144,6 +243,9 @@ def official_names(sd, depth):
             n = "classifier.classifier_dist." + k[len("head.head_dist."):]
         elif k.startswith("head.head."):
             n = "classifier.classifier." + k[len("head.head."):]
+        elif k.startswith("head."):
+            # A fused model's single averaged linear head (the official `Classfier.fuse()`).
+            n = "classifier." + k[len("head."):]
         else:
             s = int(p[1])
             first = 1 + sum(depth[t] + (2 if t > 0 else 0) for t in range(s))
@@ -227,6 +329,8 @@ def main():
     ap.add_argument("--no-run", action="store_true", help="with --full: only write files, print the command")
     ap.add_argument("--official", action="store_true",
                     help="with --full: store the checkpoint under the official repository's key names")
+    ap.add_argument("--loaders", action="store_true",
+                    help="only the fixtures of checkpoint and input kinds (fused, headless, features, npy, JPEG)")
     ap.add_argument("--repvit", metavar="PATH", help="with --full: this repvit binary instead of `cargo run --release`")
     a = ap.parse_args()
     print(f"timm {timm.__version__}, torch {torch.__version__}")
@@ -237,7 +341,9 @@ def main():
             print()
             print(table(rows))
         return 0 if all(r["abs_ok"] for r in rows) else 1
-    small_fixtures()
+    if not a.loaders:
+        small_fixtures()
+    loader_fixtures()
     return 0
 
 
