@@ -3,7 +3,10 @@
 # benchmarks and the report command for aarch64 with Debian's rustc (the toolchain of
 # scripts/test-aarch64.sh, which installs it), then under qemu-user:
 #
-#   1. runs every benchmark once (`cargo bench -- --test`: each routine runs once, nothing measured);
+#   1. runs the benchmarks once (`cargo bench -- --test`: each routine runs once, nothing measured):
+#      every kernel benchmark, and the model benchmarks of RepViT-M0.9 (end to end at 1 and all
+#      threads, every layer); the other variants run the same code on other shapes and cost minutes
+#      each under emulation (BENCH_AARCH64_TEST_FILTER overrides, e.g. '.' for everything);
 #   2. measures a small subset for real, so that criterion writes its estimates as on a board:
 #      criterion's quick mode (`--quick`: no warm-up, 1 then 2 iterations, doubling until the
 #      measurement time) with a 10 ms measurement time and 1000 bootstrap resamples. The subset
@@ -41,6 +44,7 @@ unset QEMU_LD_PREFIX KERNELS_ISA BENCH_QUICK CRITERION_HOME
 # Every NEON feature qemu emulates (as a recent core would offer); the kernels dispatch to NEON.
 export QEMU_CPU=${QEMU_CPU:-max}
 criterion_dir=$CARGO_TARGET_DIR/criterion
+test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|dwconv3x3_s|pointwise_t|stem_conv3x3_t|se_gate_t|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
 filter=${BENCH_AARCH64_FILTER:-'^(peak_fma/|dwconv3x3_s1/neon/56x56x48$|pointwise_t1/neon/3136x48x96$|stem_conv3x3_t1/neon/112x112x24to48$|se_gate_t1/neon/56x56x56$|model_e2e_t1/neon/m0_9$|layers_m0_9_t1/)'}
 start=$SECONDS
 
@@ -50,8 +54,8 @@ log "$("$RUSTC" --version) for $TARGET: building the benches and the report (rel
 "$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' --no-run
 "$CARGO" build --locked --release --target "$TARGET" -p bench-suite --bin report
 
-log "every benchmark once under qemu (QEMU_CPU=$QEMU_CPU): cargo bench -- --test"
-"$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' -- --test
+log "benchmarks once under qemu (QEMU_CPU=$QEMU_CPU): cargo bench -- --test $test_filter"
+"$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' -- --test "$test_filter"
 
 log "measuring a subset under qemu (criterion --quick, 10 ms): $filter"
 rm -rf "$criterion_dir"

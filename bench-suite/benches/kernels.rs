@@ -1,5 +1,5 @@
-//! Kernel benchmarks: the peak-FMA probe per ISA, every depthwise 3x3 shape of RepViT per ISA (one
-//! thread) and every pointwise shape (one and two threads). Throughput is counted in floating-point operations (a multiply-add counts 2), so
+//! Kernel benchmarks: the peak-FMA probe per ISA, every depthwise 3x3 shape of RepViT and the 5x5 /
+//! 7x7 shapes of MobileNetV3 and EfficientNet-like networks per ISA (one thread) and every pointwise shape (one and two threads). Throughput is counted in floating-point operations (a multiply-add counts 2), so
 //! criterion's "elem/s" reads as FLOP/s; `cargo run --release -p bench-suite --bin report` turns the
 //! results into GFLOP/s and percent of the peak measured in the same run.
 
@@ -11,7 +11,7 @@ use mobile_cnn_kernels::registry::{self, Op};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
 use mobile_cnn_kernels::tensor::aligned_zeros;
 use mobile_cnn_kernels::{
-    Activation, Conv3x3, DwConv3x3Geom, Kernels, PackedPointwise, Shape, Tensor,
+    Activation, Conv3x3, DwConvGeom, Isa, Kernels, PackedPointwise, Precision, Shape, Tensor,
 };
 
 fn bench_peak(c: &mut Criterion) {
@@ -26,51 +26,103 @@ fn bench_peak(c: &mut Criterion) {
             b.iter(|| peak::fma_loop(isa, black_box(ITERS)))
         });
     }
+    // The bf16 dot-product peak, named like the bf16 pointwise benchmarks (`avx512_bf16`) so the
+    // report quotes them as a percent of it.
+    if peak::bf16_dot_loop(1).is_some() {
+        g.throughput(Throughput::Elements(peak::bf16_flops(ITERS)));
+        g.bench_function("avx512_bf16", |b| {
+            b.iter(|| peak::bf16_dot_loop(black_box(ITERS)))
+        });
+    }
     g.finish();
 }
 
+/// Depthwise shapes `(k, stride, input h = w, channels)`: every 3x3 shape of RepViT, the 5x5 shapes of
+/// MobileNetV3-Large and -Small (timm `mobilenetv3_large_100` / `_small_100`: the expanded widths
+/// of the k5 stages, C >= 40) and 7x7 at the stage widths of a ConvNeXt-T-like / EfficientNet-like
+/// network (96 to 768 channels at 56 to 7 pixels).
+fn dwconv_bench_shapes() -> Vec<(usize, usize, usize, usize)> {
+    let mut v: Vec<_> = shapes::dwconv_shapes()
+        .into_iter()
+        .map(|(s, hw, c)| (3, s, hw, c))
+        .collect();
+    // MobileNetV3-Large: s2 56 -> 28 at 72, s1 28 at 120, s2 14 -> 7 at 672, s1 7 at 960.
+    // MobileNetV3-Small: s2 28 -> 14 at 96, s1 14 at 240, 120, 144, s2 14 -> 7 at 288, s1 7 at 576.
+    for (s, hw, c) in [
+        (1, 28, 120),
+        (1, 14, 240),
+        (1, 14, 120),
+        (1, 14, 144),
+        (1, 7, 960),
+        (1, 7, 576),
+        (2, 56, 72),
+        (2, 28, 96),
+        (2, 14, 672),
+        (2, 14, 288),
+    ] {
+        v.push((5, s, hw, c));
+    }
+    for (hw, c) in [(56, 96), (28, 192), (14, 384), (7, 768)] {
+        v.push((7, 1, hw, c));
+    }
+    v
+}
+
+/// Every depthwise shape above on every ISA, one thread, one group per kernel size and stride
+/// (`dwconv5x5_s1`, ...). FLOPs count `k * k` multiply-adds per output, padding taps included.
 fn bench_dwconv(c: &mut Criterion) {
-    for stride in [1, 2] {
-        let mut g = c.benchmark_group(format!("dwconv3x3_s{stride}"));
-        for (s, hw, ch) in shapes::dwconv_shapes() {
-            if s != stride {
+    let shapes = dwconv_bench_shapes();
+    for k in [3, 5, 7] {
+        for stride in [1, 2] {
+            let these: Vec<_> = shapes
+                .iter()
+                .filter(|&&(kk, s, _, _)| kk == k && s == stride)
+                .collect();
+            if these.is_empty() {
                 continue;
             }
-            let geom = DwConv3x3Geom {
-                n: 1,
-                h: hw,
-                w: hw,
-                c: ch,
-                stride,
-                act: Activation::Identity,
-            };
-            let mut input = aligned_zeros(hw * hw * ch);
-            input
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) * 0.125);
-            let weights: Vec<f32> = (0..9 * ch).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
-            let bias = vec![0.01; ch];
-            let mut out = aligned_zeros(geom.output_shape().len());
-            g.throughput(Throughput::Elements(2 * geom.macs()));
-            for isa in isas_to_bench() {
-                let Ok(entry) = registry::find(Op::DwConv3x3, isa) else {
-                    continue;
+            let mut g = c.benchmark_group(format!("dwconv{k}x{k}_s{stride}"));
+            for &&(_, _, hw, ch) in &these {
+                let geom = DwConvGeom {
+                    n: 1,
+                    h: hw,
+                    w: hw,
+                    c: ch,
+                    k,
+                    stride,
+                    act: Activation::Identity,
                 };
-                let k = entry.dwconv3x3().expect("a depthwise entry");
-                g.bench_with_input(
-                    BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
-                    &geom,
-                    |b, geom| {
-                        b.iter(|| {
-                            k.run(geom, &input, &weights, &bias, &mut out, None)
-                                .expect("valid shapes")
-                        })
-                    },
-                );
+                let mut input = aligned_zeros(hw * hw * ch);
+                input
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) * 0.125);
+                let weights: Vec<f32> = (0..k * k * ch)
+                    .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+                    .collect();
+                let bias = vec![0.01; ch];
+                let mut out = aligned_zeros(geom.output_shape().len());
+                g.throughput(Throughput::Elements(2 * geom.macs()));
+                for isa in isas_to_bench() {
+                    let Ok(entry) = registry::find(Op::DwConv { k }, isa) else {
+                        continue;
+                    };
+                    let kernel = entry.dwconv().expect("a depthwise entry");
+                    g.bench_with_input(
+                        BenchmarkId::new(isa.name(), format!("{hw}x{hw}x{ch}")),
+                        &geom,
+                        |b, geom| {
+                            b.iter(|| {
+                                kernel
+                                    .run(geom, &input, &weights, &bias, &mut out, None)
+                                    .expect("valid shapes")
+                            })
+                        },
+                    );
+                }
             }
+            g.finish();
         }
-        g.finish();
     }
 }
 
@@ -102,19 +154,31 @@ fn bench_pointwise(c: &mut Criterion) {
                 if threads > 1 && isa != widest {
                     continue;
                 }
-                let Ok(packed) = PackedPointwise::pack(isa, k, n, &w, Some(&bias)) else {
-                    continue;
-                };
                 let ks = Kernels::with_isa(isa)
                     .and_then(|ks| ks.with_threads(threads))
                     .expect("available ISA");
-                g.bench_function(BenchmarkId::new(isa.name(), format!("{p}x{k}x{n}")), |b| {
-                    b.iter(|| {
-                        packed
-                            .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
-                            .expect("valid shapes")
-                    })
-                });
+                // Every pointwise entry of this tier that the CPU runs (f32, and bf16 where the
+                // tier has it), named `isa` or `isa_precision`.
+                for entry in registry::for_op(Op::Pointwise)
+                    .filter(|e| e.isa == isa && e.is_available())
+                    // The scalar bf16 entry is the portable model, not a fast path.
+                    .filter(|e| e.dtype() == Precision::F32 || e.isa != Isa::Scalar)
+                {
+                    let Ok(packed) = PackedPointwise::pack_for(entry, k, n, &w, Some(&bias)) else {
+                        continue;
+                    };
+                    let name = match entry.dtype() {
+                        Precision::F32 => isa.name().to_string(),
+                        d => format!("{isa}_{d}"),
+                    };
+                    g.bench_function(BenchmarkId::new(name, format!("{p}x{k}x{n}")), |b| {
+                        b.iter(|| {
+                            packed
+                                .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
+                                .expect("valid shapes")
+                        })
+                    });
+                }
             }
         }
         g.finish();

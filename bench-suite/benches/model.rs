@@ -1,5 +1,6 @@
-//! RepViT benchmarks through the model's own code path, random weights, batch 1, 224x224, on the
-//! widest ISA (or `KERNELS_ISA`):
+//! Network benchmarks through the model's own code path, random weights, batch 1, 224x224, on the
+//! widest ISA (or `KERNELS_ISA`), for every RepViT variant and `mobilenetv3_large_100`,
+//! `mobilenetv3_small_100`, `mobilenetv2_100` (one runner for all):
 //! - `model_e2e_t1` and `model_e2e_t<cores>`: a whole forward pass of every variant at one thread
 //!   and at all threads;
 //! - `layers_<variant>_t1`: every distinct layer configuration of each variant (one kernel call of
@@ -16,7 +17,8 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use mobile_cnn_kernels::Kernels;
-use repvit::{Config, RepVit, VARIANTS};
+use repvit::family::all_names;
+use repvit::{Arch, Network};
 
 const SHAPE: [usize; 4] = [1, 3, 224, 224];
 
@@ -31,11 +33,13 @@ fn bench_model(c: &mut Criterion) {
     let input: Vec<f32> = (0..SHAPE.iter().product::<usize>())
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
         .collect();
-    for v in &VARIANTS {
+    for name in all_names() {
+        let name = name.as_str();
         let k1 = Kernels::with_isa(isa)
             .and_then(|k| k.with_threads(1))
             .expect("available ISA");
-        let model = RepVit::random(&Config::from_variant(v), 1, &k1).expect("valid variant");
+        let arch = Arch::named(name).expect("registered name");
+        let model = Network::random_arch(arch, 1, &k1).expect("valid variant");
         let layers = model.layers(SHAPE).expect("valid shape");
         let flops: u64 = layers.iter().map(|l| l.flops).sum();
         let mut out = vec![0.0; model.num_classes()];
@@ -43,7 +47,7 @@ fn bench_model(c: &mut Criterion) {
         // Per layer, one thread: each distinct configuration once.
         {
             let mut lb = model.layer_bench(SHAPE).expect("valid shape");
-            let mut g = c.benchmark_group(format!("layers_{}_t1", v.name));
+            let mut g = c.benchmark_group(format!("layers_{name}_t1"));
             g.warm_up_time(Duration::from_secs_f64(layer_warm))
                 .measurement_time(Duration::from_secs_f64(layer_meas))
                 .sample_size(10);
@@ -57,14 +61,14 @@ fn bench_model(c: &mut Criterion) {
             g.finish();
         }
 
-        let mut e2e = |c: &mut Criterion, model: &RepVit, threads: usize| {
+        let mut e2e = |c: &mut Criterion, model: &Network, threads: usize| {
             let mut g = c.benchmark_group(format!("model_e2e_t{threads}"));
             g.sampling_mode(SamplingMode::Flat)
                 .warm_up_time(Duration::from_secs_f64(e2e_warm))
                 .measurement_time(Duration::from_secs_f64(e2e_meas))
                 .sample_size(10)
                 .throughput(Throughput::Elements(flops));
-            g.bench_function(BenchmarkId::new(isa.name(), v.name), |b| {
+            g.bench_function(BenchmarkId::new(isa.name(), name), |b| {
                 b.iter(|| {
                     model
                         .forward_into(&input, SHAPE, &mut out)

@@ -2,7 +2,35 @@
 //! fused multiply-adds (enough chains to cover FMA latency on every current core), so kernel speeds
 //! can be quoted as a fraction of what the same core reaches in the same run.
 
-use mobile_cnn_kernels::Isa;
+use mobile_cnn_kernels::{Isa, Precision};
+
+/// Independent `vdpbf16ps` chains of [`bf16_dot_loop`] (as for f32 FMA: 32 registers).
+pub const BF16_CHAINS: usize = 16;
+
+/// Floating-point operations done by [`bf16_dot_loop`] for `iters`: per chain and iteration one
+/// `vdpbf16ps zmm`, 16 lanes x 2 multiply-adds x 2 FLOP.
+pub fn bf16_flops(iters: u64) -> u64 {
+    iters * (BF16_CHAINS * 16 * 2 * 2) as u64
+}
+
+/// The bf16 dot-product peak probe: `iters` iterations of [`BF16_CHAINS`] independent
+/// `vdpbf16ps zmm` (the instruction of the bf16 GEMM); returns a value depending on all of them.
+/// `None` unless this CPU runs bf16 on AVX-512 (AVX512_BF16).
+pub fn bf16_dot_loop(iters: u64) -> Option<f32> {
+    if !Precision::Bf16.is_available_on(Isa::Avx512) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: AVX512_BF16 (with AVX-512F) was checked available above.
+        Some(unsafe { x86::dpbf16_avx512(iters) })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
 
 /// Independent accumulator chains per loop iteration: 12 on AVX2 (16 vector registers, two hold the
 /// operands), 16 where there are 32 registers. Either covers 4-cycle FMA latency at 2 FMAs a cycle.
@@ -86,6 +114,28 @@ mod x86 {
         }
         _mm512_reduce_add_ps(s)
     }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX512_BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn dpbf16_avx512(iters: u64) -> f32 {
+        use super::BF16_CHAINS;
+        // Pairs (2^-8, 1 - 2^-8) times (1, 1): each step adds exactly 1.0 in every lane, never
+        // overflowing for any sane `iters` (which comes through `black_box`).
+        let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.996_093_75), _mm512_set1_ps(0.003_906_25));
+        let b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1.0), _mm512_set1_ps(1.0));
+        let mut acc = [_mm512_setzero_ps(); BF16_CHAINS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbf16_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for v in acc {
+            s = _mm512_add_ps(s, v);
+        }
+        _mm512_reduce_add_ps(s)
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -132,5 +182,16 @@ mod tests {
         }
         assert_eq!(flops(Isa::Avx512, 10), 10 * 16 * 16 * 2);
         assert_eq!(flops(Isa::Avx2, 10), 10 * 12 * 8 * 2);
+    }
+
+    #[test]
+    fn bf16_probe_runs_exactly_where_avx512_has_bf16() {
+        let r = bf16_dot_loop(1000);
+        assert_eq!(r.is_some(), Precision::Bf16.is_available_on(Isa::Avx512));
+        if let Some(v) = r {
+            // Every lane of every chain adds exactly 1.0 per iteration.
+            assert_eq!(v, (1000 * BF16_CHAINS * 16) as f32);
+        }
+        assert_eq!(bf16_flops(10), 10 * 16 * 64);
     }
 }

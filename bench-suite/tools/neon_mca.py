@@ -6,15 +6,16 @@
 1. Builds the kernels crate for aarch64 with Debian's rustc (the toolchain of
    scripts/test-aarch64.sh) as assembly (`--emit asm`, v0 symbol mangling so that generic instances
    are named), in target/aarch64-mca (apart from the test and bench builds). `--asm FILE` skips this.
-2. Finds the NEON kernel modules from kernels/src/registry.rs (`crate::aarch64::neon::<module>::<fn>`
-   entries) and, in every function of those modules, the innermost loops (a backward branch to a
+2. Finds the aarch64 kernel modules from kernels/src/registry.rs (`crate::aarch64::...::<fn>`
+   entries: NEON f32, f16 and bf16) and, in every function of those modules, the innermost loops (a backward branch to a
    label of the same function; innermost = containing no other such loop).
 3. Keeps the loops doing floating-point vector arithmetic (at least 8 FLOP an iteration) and runs each
    through llvm-mca for every modelled core: cycles per iteration (steady state, 200 iterations),
    FLOP per iteration (multiply-adds counted from the instructions: FMLA/FMLS 2 per lane, FMLAL and
    BFMLAL 2 per f32 lane, BFDOT 4 per f32 lane, BFMMLA 32; other arithmetic is overhead, as in the
    model's FLOP counts), FLOP per cycle, the same core model's peak
-   (a loop of 16 independent FMLA, the shape of the peak probe in bench-suite/src/peak.rs) and the
+   (a loop of 16 independent FMLA of the loop's type, or BFDOT for bf16: the shape of the peak
+   probe in bench-suite/src/peak.rs) and the
    resource that bounds the loop.
 4. Writes <out>/kernels.md and kernels.csv (every loop on every core, the loop with the most FLOP per
    iteration of each kernel marked `main`) and cores.csv (the cores, their LLVM scheduling model and
@@ -120,13 +121,17 @@ def build_asm():
 
 
 def registry_kernels():
-    """{module: [registry names]} of the NEON entries of kernels/src/registry.rs."""
+    """{module path: [registry names]} of the aarch64 entries of kernels/src/registry.rs, the module
+    path as in `aarch64::neon::pointwise` or `aarch64::pointwise_f16`."""
     text = open(os.path.join(REPO, "kernels/src/registry.rs")).read()
     out = collections.OrderedDict()
-    for m in re.finditer(r'name:\s*"(\w+)",\s*func:\s*KernelFn::\w+\(\s*crate::aarch64::neon::(\w+)::(\w+)', text):
-        out.setdefault(m.group(2), []).append(m.group(1))
+    for block in text.split("KernelInfo {")[1:]:
+        name = re.search(r'name:\s*"(\w+)"', block)
+        func = re.search(r"crate::(aarch64(?:::\w+)*)::(\w+)\s*,", block)
+        if name and func:
+            out.setdefault(func.group(1), []).append(name.group(1))
     if not out:
-        sys.exit("error: no crate::aarch64::neon entries found in kernels/src/registry.rs")
+        sys.exit("error: no crate::aarch64 entries found in kernels/src/registry.rs")
     return out
 
 
@@ -262,6 +267,13 @@ def mca(body_text, mcpu):
     return cyc, bound
 
 
+def peak_bf16(mcpu):
+    """FLOP per cycle of 16 independent BFDOT (.4s from .8h, 16 FLOP each) in the core model."""
+    body = "".join(f"bfdot v{16 + i}.4s, v0.8h, v1.2h[1]\n" for i in range(16))
+    cyc, _ = mca(body, mcpu)
+    return 16 * 16 / cyc
+
+
 def peak(mcpu, arrangement):
     """FLOP per cycle of 16 independent FMLA of `arrangement` (`4s`, `8h`) in the core model: the
     better of the vector and the by-element form (some models issue them on different pipes)."""
@@ -299,7 +311,7 @@ def main():
     # loop is inlined into several generic instances).
     loops = []
     for module, regnames in kernels.items():
-        prefix = f"mobile_cnn_kernels::aarch64::neon::{module}::"
+        prefix = f"mobile_cnn_kernels::{module}::"
         seen = set()
         for sym, body in funcs:
             name = names.get(sym, sym)
@@ -334,7 +346,8 @@ def main():
         if plain:
             max(plain, key=lambda lp: lp["flops"])["main"] = True
 
-    peaks = {c["mcpu"]: {"f32": peak(c["mcpu"], "4s"), "f16": peak(c["mcpu"], "8h")} for c in CORES}
+    peaks = {c["mcpu"]: {"f32": peak(c["mcpu"], "4s"), "f16": peak(c["mcpu"], "8h"),
+                         "bf16": peak_bf16(c["mcpu"])} for c in CORES}
     rows = []
     for lp in loops:
         dtype = "f16" if "fp16" in lp["needs"] else ("bf16" if "bf16" in lp["needs"] else "f32")
@@ -347,7 +360,7 @@ def main():
                            bottleneck=f"n/a: the core lacks {', '.join(sorted(lp['needs'] - c['features']))}")
             else:
                 cyc, bound = mca(lp["text"], c["mcpu"])
-                pk = peaks[c["mcpu"]]["f16" if dtype == "f16" else "f32"]
+                pk = peaks[c["mcpu"]][dtype]
                 fpc = lp["flops"] / cyc
                 row.update(cycles=f"{cyc:.2f}", flop_per_cycle=f"{fpc:.2f}", peak=f"{pk:.1f}",
                            percent=f"{100 * fpc / pk:.1f}", bottleneck=bound)
@@ -382,15 +395,17 @@ def main():
       "among those without an inlined GELU (used for the latency estimate).")
     p("- FLOP/iter counts the multiply-adds (FMLA 2 per lane; bias adds, activations and sums are "
       "overhead, as in the model's FLOP counts). Cycles/iter: llvm-mca's "
-      "steady state. Peak: the same model's FLOP/cycle on 16 independent FMLA .4s (the peak probe's "
-      "loop). Bottleneck: the busiest resource when it is busy at least 90 % of the cycles, else "
+      "steady state. Peak: the same model's FLOP/cycle on 16 independent FMLA of the loop's type (.4s f32, "
+      ".8h f16) or BFDOT (bf16), the peak probe's loop. Bottleneck: the busiest resource when it is busy at least 90 % of the cycles, else "
       "dependency latency.\n")
     p("## Cores\n")
-    p("| core | -mcpu | published clock | LLVM 19 scheduling model | model's f32 peak (FLOP/cycle) |")
+    p("| core | -mcpu | published clock | LLVM 19 scheduling model | model's peak f32 / f16 / bf16 (FLOP/cycle) |")
     p("|---|---|---|---|---:|")
     for c in CORES:
+        pk = peaks[c["mcpu"]]
+        bf = f"{pk['bf16']:.1f}" if "bf16" in c["features"] else "no bf16"
         p(f"| {c['label']} | `{c['mcpu']}` | {c['clock_ghz']} GHz ({c['clock_source']}) | {c['model']} | "
-          f"{peaks[c['mcpu']]['f32']:.1f} |")
+          f"{pk['f32']:.1f} / {pk['f16']:.1f} / {bf} |")
     p("\n## Main loops\n")
     p("| kernel | loop (source) | type | FLOP/iter | core | cycles/iter | FLOP/cycle | peak | % of peak | bottleneck |")
     p("|---|---|---|---:|---|---:|---:|---:|---:|---|")

@@ -12,6 +12,11 @@
 /// Largest absolute difference from the exact GELU that any tier may show (checked by the tests).
 pub const GELU_ABS_TOLERANCE: f32 = 1e-6;
 
+/// Largest relative difference from the exact sigmoid and SiLU that any tier may show (beside an
+/// absolute `1e-35` beyond the cut-off): `exp` within 4e-7 relative, plus three roundings
+/// (`1 + e`, the division, SiLU's product) of at most 6e-8 each.
+pub const SIGMOID_REL_TOLERANCE: f32 = 1e-6;
+
 /// The activation applied to each output element before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Activation {
@@ -26,16 +31,22 @@ pub enum Activation {
     HardSwish,
     /// `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`, the exact form PyTorch's `nn.GELU()` computes.
     Gelu,
+    /// `x * sigmoid(x)` (SiLU or swish; EfficientNet, PyTorch's `nn.SiLU()`).
+    Silu,
+    /// `1 / (1 + exp(-x))` (PyTorch's `nn.Sigmoid()`, the squeeze-excite gate of EfficientNet).
+    Sigmoid,
 }
 
 impl Activation {
     /// Every activation, for tests and benchmarks.
-    pub const ALL: [Activation; 5] = [
+    pub const ALL: [Activation; 7] = [
         Activation::Identity,
         Activation::Relu,
         Activation::Relu6,
         Activation::HardSwish,
         Activation::Gelu,
+        Activation::Silu,
+        Activation::Sigmoid,
     ];
 
     /// Short lower-case name.
@@ -46,6 +57,8 @@ impl Activation {
             Activation::Relu6 => "relu6",
             Activation::HardSwish => "hardswish",
             Activation::Gelu => "gelu",
+            Activation::Silu => "silu",
+            Activation::Sigmoid => "sigmoid",
         }
     }
 
@@ -58,6 +71,8 @@ impl Activation {
             Activation::Relu6 => relu6(x),
             Activation::HardSwish => hardswish(x),
             Activation::Gelu => gelu(x),
+            Activation::Silu => silu(x),
+            Activation::Sigmoid => sigmoid(x),
         }
     }
 }
@@ -148,6 +163,8 @@ pub(crate) const LN2_HI: f32 = 0.693_359_4;
 pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 pub(crate) const EXP_MIN: f32 = -87.3;
 pub(crate) const EXP_MAX: f32 = 88.3;
+/// Beyond this `|x|`, `exp(-|x|)` is taken as 0 by sigmoid and SiLU (`-EXP_MIN`).
+pub(crate) const SIGMOID_CUTOFF: f32 = 87.3;
 /// Taylor coefficients of e^r from r^7 down to r^0.
 pub(crate) const EXP_TAYLOR: [f32; 8] = [
     1.0 / 5040.0,
@@ -187,6 +204,22 @@ pub(crate) fn exp(x: f32) -> f32 {
         p = p.mul_add(r, c);
     }
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Sigmoid by the shared scheme (scalar form of the SIMD code): `e = exp(-|x|)` (0 beyond
+/// [`SIGMOID_CUTOFF`]), then `1 / (1 + e)` or, for `x < 0`, `e / (1 + e)`. NaN gives NaN.
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    let u = x.abs();
+    let e = if u > SIGMOID_CUTOFF { 0.0 } else { exp(-u) };
+    let d = 1.0 + e;
+    if x < 0.0 { e / d } else { 1.0 / d }
+}
+
+/// SiLU by the shared scheme: `x * sigmoid(x)`.
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    x * sigmoid(x)
 }
 
 /// GELU by the shared scheme (scalar form of the SIMD code): `x/2 + |x|/2 * E(|x|)`, `E` from the
@@ -242,6 +275,47 @@ mod tests {
             assert!(rel < 4e-7, "exp({x}) rel err {rel}");
             x += 0.01;
         }
+    }
+
+    /// Sigmoid and SiLU within [`SIGMOID_REL_TOLERANCE`] of f64 over [-100, 100] (steps of 1/256),
+    /// at the cut-off and beyond; NaN stays NaN, SiLU(-inf) is NaN as in PyTorch (`-inf * 0`).
+    #[test]
+    fn sigmoid_and_silu_within_tolerance() {
+        let exact_sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let mut worst = 0.0f64;
+        let mut check = |x: f32| {
+            let (s, e) = (sigmoid(x) as f64, exact_sig(x as f64));
+            let (y, f) = (silu(x) as f64, x as f64 * exact_sig(x as f64));
+            for (got, want) in [(s, e), (y, f)] {
+                let err = (got - want).abs();
+                assert!(
+                    err <= SIGMOID_REL_TOLERANCE as f64 * want.abs() + 1e-35,
+                    "x = {x}: got {got}, exact {want}"
+                );
+                if want.abs() > 1e-30 {
+                    worst = worst.max(err / want.abs());
+                }
+            }
+        };
+        let mut x = -100.0f32;
+        while x <= 100.0 {
+            check(x);
+            x += 1.0 / 256.0;
+        }
+        for x in [
+            87.29, 87.3, 87.31, -87.29, -87.3, -87.31, 1e4, -1e4, 1e30, -1e30, 0.0, -0.0,
+        ] {
+            check(x);
+        }
+        assert!(
+            worst <= SIGMOID_REL_TOLERANCE as f64,
+            "worst relative error {worst}"
+        );
+        assert!(sigmoid(f32::NAN).is_nan() && silu(f32::NAN).is_nan());
+        assert_eq!(sigmoid(f32::INFINITY), 1.0);
+        assert_eq!(sigmoid(f32::NEG_INFINITY), 0.0);
+        assert_eq!(silu(f32::INFINITY), f32::INFINITY);
+        assert!(silu(f32::NEG_INFINITY).is_nan());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod activation;
 pub mod conv;
 pub mod convert;
 pub mod dwconv;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod dwconv_kxk;
 pub mod elementwise;
 pub mod error;
 pub mod isa;
@@ -44,7 +46,7 @@ mod x86_64;
 
 pub use activation::Activation;
 pub use conv::Conv3x3;
-pub use dwconv::{DwConv3x3, DwConv3x3Geom, dwconv3x3};
+pub use dwconv::{DwConv, DwConv3x3, DwConvGeom, dwconv};
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision};
 pub use pointwise::{PackedPointwise, PointwiseGeom, PointwiseHalfFn};

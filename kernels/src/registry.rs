@@ -10,7 +10,9 @@
 //! Choosing among kernels: for each key dispatch takes the first entry. Measured speeds of the
 //! chosen kernels are in `results/` (see the README for the latest record).
 
-use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
+use std::ops::Range;
+
+use crate::dwconv::{DwConvFn, DwConvGeom};
 use crate::error::{Error, Result};
 use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
 use crate::{Isa, Precision, scalar};
@@ -18,8 +20,12 @@ use crate::{Isa, Precision, scalar};
 /// The operations the crate implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// Depthwise 3x3 convolution, stride 1 or 2, padding 1 ([`crate::dwconv3x3`]).
-    DwConv3x3,
+    /// Depthwise `k` x `k` convolution (k = 3, 5, 7), stride 1 or 2, padding `k / 2`
+    /// ([`crate::dwconv::dwconv`]).
+    DwConv {
+        /// Kernel size.
+        k: usize,
+    },
     /// Pointwise (1x1) convolution as a packed GEMM with fused epilogue ([`crate::PackedPointwise`]).
     Pointwise,
 }
@@ -28,7 +34,10 @@ impl Op {
     /// Short name.
     pub const fn name(self) -> &'static str {
         match self {
-            Op::DwConv3x3 => "dwconv3x3",
+            Op::DwConv { k: 3 } => "dwconv3x3",
+            Op::DwConv { k: 5 } => "dwconv5x5",
+            Op::DwConv { k: 7 } => "dwconv7x7",
+            Op::DwConv { .. } => "dwconv",
             Op::Pointwise => "pointwise",
         }
     }
@@ -62,7 +71,7 @@ pub struct HalfTile {
 /// The entry point of a kernel, typed by operation.
 #[derive(Clone, Copy)]
 enum KernelFn {
-    DwConv3x3(DwConv3x3Fn),
+    DwConv(DwConvFn),
     /// The block function and the panel width `nr` its packed weights use.
     Pointwise(PointwiseFn, usize),
     /// A half-precision pointwise block function and its packed layout.
@@ -95,7 +104,7 @@ impl KernelInfo {
     /// The precision of the kernel's weights and multiplies (given by its function type).
     pub fn dtype(&self) -> Precision {
         match self.func {
-            KernelFn::DwConv3x3(_) | KernelFn::Pointwise(..) => Precision::F32,
+            KernelFn::DwConv(_) | KernelFn::Pointwise(..) => Precision::F32,
             KernelFn::PointwiseHalf(_, t) => t.dtype,
         }
     }
@@ -114,13 +123,13 @@ impl KernelInfo {
         self.dtype().is_available_on(self.isa)
     }
 
-    /// The typed depthwise 3x3 handle, or an error if this entry is another op.
-    pub fn dwconv3x3(&self) -> Result<DwConv3x3Kernel> {
-        match self.func {
-            KernelFn::DwConv3x3(f) => Ok(DwConv3x3Kernel { info: *self, f }),
+    /// The typed depthwise handle, or an error if this entry is another op.
+    pub fn dwconv(&self) -> Result<DwConvKernel> {
+        match (self.func, self.op) {
+            (KernelFn::DwConv(f), Op::DwConv { k }) => Ok(DwConvKernel { info: *self, k, f }),
             _ => Err(Error::param(
                 "kernel",
-                format!("{} is not a depthwise 3x3 kernel", self.name),
+                format!("{} is not a depthwise kernel", self.name),
             )),
         }
     }
@@ -156,20 +165,29 @@ pub(crate) enum PointwiseEntry {
     Half(PointwiseHalfFn, HalfTile),
 }
 
-/// A depthwise 3x3 kernel from the registry, callable safely on raw slices.
+/// A depthwise kernel from the registry, callable safely on raw slices.
 #[derive(Debug, Clone, Copy)]
-pub struct DwConv3x3Kernel {
+pub struct DwConvKernel {
     /// The registry entry.
     pub info: KernelInfo,
-    f: DwConv3x3Fn,
+    k: usize,
+    f: DwConvFn,
 }
 
-impl DwConv3x3Kernel {
-    /// Checks the ISA and every length against `geom`, then runs the kernel (layouts in
-    /// [`DwConv3x3Geom`]). Writes nothing outside `output` and `sums`.
-    pub fn run(
+impl DwConvKernel {
+    /// Kernel size this kernel computes.
+    pub fn kernel_size(&self) -> usize {
+        self.k
+    }
+
+    /// Checks the ISA, the kernel size and every length against `geom` and the band, then computes
+    /// the flat output rows `rows` into `output`, which holds exactly those rows (layouts and band
+    /// contract in [`DwConvGeom`]). Writes nothing outside `output` and `sums`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_rows(
         &self,
-        geom: &DwConv3x3Geom,
+        geom: &DwConvGeom,
+        rows: Range<usize>,
         input: &[f32],
         weights: &[f32],
         bias: &[f32],
@@ -177,26 +195,66 @@ impl DwConv3x3Kernel {
         sums: Option<&mut [f32]>,
     ) -> Result<()> {
         self.info.isa.check("the API")?;
-        geom.check(
+        if geom.k != self.k {
+            return Err(Error::param(
+                "dwconv kernel size k",
+                format!(
+                    "{} computes k = {}, the geometry has k = {}",
+                    self.info.name, self.k, geom.k
+                ),
+            ));
+        }
+        geom.check_rows(
+            &rows,
             input.len(),
             weights.len(),
             bias.len(),
             output.len(),
             sums.as_ref().map(|s| s.len()),
         )?;
-        // SAFETY: the ISA was checked available and `check` validated the geometry and every length,
-        // which is the whole contract of `DwConv3x3Fn`.
-        unsafe { (self.f)(geom, input, weights, bias, output, sums) };
+        // SAFETY: the ISA was checked available, `geom.k` is this kernel's size, and `check_rows`
+        // validated the geometry, the band and every length: the whole contract of `DwConvFn`.
+        unsafe { (self.f)(geom, rows, input, weights, bias, output, sums) };
         Ok(())
+    }
+
+    /// [`run_rows`](Self::run_rows) over the whole tensor (`output` is `[n, oh, ow, c]`).
+    pub fn run(
+        &self,
+        geom: &DwConvGeom,
+        input: &[f32],
+        weights: &[f32],
+        bias: &[f32],
+        output: &mut [f32],
+        sums: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let rows = if geom.stride == 1 || geom.stride == 2 {
+            0..geom.rows()
+        } else {
+            0..0
+        };
+        self.run_rows(geom, rows, input, weights, bias, output, sums)
     }
 }
 
 static REGISTRY: &[KernelInfo] = &[
     KernelInfo {
-        op: Op::DwConv3x3,
+        op: Op::DwConv { k: 3 },
         isa: Isa::Scalar,
         name: "dwconv3x3_c1_scalar",
-        func: KernelFn::DwConv3x3(scalar::dwconv::dwconv3x3_scalar),
+        func: KernelFn::DwConv(scalar::dwconv::dwconv3x3_c1_scalar),
+    },
+    KernelInfo {
+        op: Op::DwConv { k: 5 },
+        isa: Isa::Scalar,
+        name: "dwconv5x5_c1_scalar",
+        func: KernelFn::DwConv(scalar::dwconv::dwconv5x5_c1_scalar),
+    },
+    KernelInfo {
+        op: Op::DwConv { k: 7 },
+        isa: Isa::Scalar,
+        name: "dwconv7x7_c1_scalar",
+        func: KernelFn::DwConv(scalar::dwconv::dwconv7x7_c1_scalar),
     },
     KernelInfo {
         op: Op::Pointwise,
@@ -224,6 +282,20 @@ static REGISTRY: &[KernelInfo] = &[
         isa: Isa::Avx512,
         name: "pointwise_8x32_avx512",
         func: KernelFn::Pointwise(crate::x86_64::avx512::pointwise::pointwise_8x32_avx512, 32),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Avx512,
+        name: "pointwise_bf16_8x32_avx512bf16",
+        func: KernelFn::PointwiseHalf(
+            crate::x86_64::avx512::pointwise_bf16::pointwise_bf16_8x32_avx512bf16,
+            HalfTile {
+                nr: crate::x86_64::avx512::pointwise_bf16::NR,
+                kpack: 2,
+                dtype: Precision::Bf16,
+            },
+        ),
     },
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
@@ -273,25 +345,67 @@ static REGISTRY: &[KernelInfo] = &[
     // x86_64 dwconv3x3 entries
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
-        op: Op::DwConv3x3,
+        op: Op::DwConv { k: 3 },
         isa: Isa::Avx512,
         name: "dwconv3x3_c32_avx512",
-        func: KernelFn::DwConv3x3(crate::x86_64::avx512::dwconv::dwconv3x3_c32_avx512),
+        func: KernelFn::DwConv(crate::x86_64::avx512::dwconv::dwconv3x3_c32_avx512),
     },
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
-        op: Op::DwConv3x3,
+        op: Op::DwConv { k: 3 },
         isa: Isa::Avx2,
         name: "dwconv3x3_c8_avx2",
-        func: KernelFn::DwConv3x3(crate::x86_64::avx2::dwconv::dwconv3x3_c8_avx2),
+        func: KernelFn::DwConv(crate::x86_64::avx2::dwconv::dwconv3x3_c8_avx2),
     },
-    // aarch64 dwconv3x3 entries
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv { k: 5 },
+        isa: Isa::Avx512,
+        name: "dwconv5x5_c16_avx512",
+        func: KernelFn::DwConv(crate::x86_64::avx512::dwconv::dwconv5x5_c16_avx512),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv { k: 7 },
+        isa: Isa::Avx512,
+        name: "dwconv7x7_c16_avx512",
+        func: KernelFn::DwConv(crate::x86_64::avx512::dwconv::dwconv7x7_c16_avx512),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv { k: 5 },
+        isa: Isa::Avx2,
+        name: "dwconv5x5_c8_avx2",
+        func: KernelFn::DwConv(crate::x86_64::avx2::dwconv::dwconv5x5_c8_avx2),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::DwConv { k: 7 },
+        isa: Isa::Avx2,
+        name: "dwconv7x7_c8_avx2",
+        func: KernelFn::DwConv(crate::x86_64::avx2::dwconv::dwconv7x7_c8_avx2),
+    },
+    // aarch64 dwconv entries
     #[cfg(target_arch = "aarch64")]
     KernelInfo {
-        op: Op::DwConv3x3,
+        op: Op::DwConv { k: 3 },
         isa: Isa::Neon,
         name: "dwconv3x3_c8_neon",
-        func: KernelFn::DwConv3x3(crate::aarch64::neon::dwconv::dwconv3x3_c8_neon),
+        func: KernelFn::DwConv(crate::aarch64::neon::dwconv::dwconv3x3_c8_neon),
+    },
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::DwConv { k: 5 },
+        isa: Isa::Neon,
+        name: "dwconv5x5_c8_neon",
+        func: KernelFn::DwConv(crate::aarch64::neon::dwconv::dwconv5x5_c8_neon),
+    },
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::DwConv { k: 7 },
+        isa: Isa::Neon,
+        name: "dwconv7x7_c8_neon",
+        func: KernelFn::DwConv(crate::aarch64::neon::dwconv::dwconv7x7_c8_neon),
     },
 ];
 
@@ -352,7 +466,7 @@ mod tests {
             assert_eq!(find_key(k.key()).unwrap().key(), k.key());
         }
         let e = find_key(KernelKey {
-            op: Op::DwConv3x3,
+            op: Op::DwConv { k: 3 },
             dtype: Precision::F16,
             isa: Isa::Scalar,
         })
@@ -387,7 +501,12 @@ mod tests {
     #[test]
     fn every_op_has_a_kernel_on_every_available_isa() {
         for isa in Isa::available() {
-            for op in [Op::DwConv3x3, Op::Pointwise] {
+            for op in [
+                Op::DwConv { k: 3 },
+                Op::DwConv { k: 5 },
+                Op::DwConv { k: 7 },
+                Op::Pointwise,
+            ] {
                 assert!(find(op, isa).is_ok(), "{} on {isa}", op.name());
             }
         }

@@ -90,6 +90,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The checkpoint's shapes describe no timm MobileNetV3-Large/-Small or MobileNetV2.
+    NotMobileNet {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// No variant of that name.
     UnknownVariant {
         /// The name given.
@@ -217,15 +224,25 @@ impl fmt::Display for Error {
             Error::NotRepVit { path, reason } => {
                 write!(f, "{}: not a RepViT checkpoint: {reason}", path.display())
             }
+            Error::NotMobileNet { path, reason } => write!(
+                f,
+                "{}: not a timm MobileNetV3/MobileNetV2 checkpoint: {reason}",
+                path.display()
+            ),
             Error::UnknownVariant { name } => {
                 let names: Vec<&str> = crate::config::VARIANTS.iter().map(|v| v.name).collect();
+                let mobilenets: Vec<&str> = crate::mobilenet::MobileNetKind::ALL
+                    .iter()
+                    .map(|k| k.timm_name())
+                    .collect();
                 write!(
                     f,
-                    "unknown RepViT variant `{name}`: expected one of {} (with or without the `repvit_` prefix)",
-                    names.join(", ")
+                    "unknown architecture `{name}`: expected a RepViT variant, one of {} (with or without the `repvit_` prefix), or one of {}",
+                    names.join(", "),
+                    mobilenets.join(", ")
                 )
             }
-            Error::Config { reason } => write!(f, "invalid RepViT configuration: {reason}"),
+            Error::Config { reason } => write!(f, "invalid network configuration: {reason}"),
             Error::Input {
                 what,
                 expected,

@@ -227,7 +227,7 @@ pub fn average_heads(
 mod tests {
     use super::*;
     use mobile_cnn_kernels::dwconv::dw_weights_from_oihw;
-    use mobile_cnn_kernels::{Activation, DwConv3x3Geom, reference};
+    use mobile_cnn_kernels::{Activation, DwConvGeom, reference};
     use proptest::prelude::*;
 
     fn bn(vals: &[f32], c: usize) -> BatchNorm {
@@ -248,17 +248,18 @@ mod tests {
 
     /// Runs the branches one by one (the train-time graph in eval mode), NHWC.
     fn unfused(br: &RepVggDwBranches, x: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
-        let g = DwConv3x3Geom {
+        let g = DwConvGeom {
             n: 1,
             h,
             w,
             c,
+            k: 3,
             stride: 1,
             act: Activation::Identity,
         };
         let mut y3 = vec![0.0; x.len()];
-        let w3 = dw_weights_from_oihw(c, &br.conv3_weight).unwrap();
-        reference::dwconv3x3(&g, x, &w3, &vec![0.0; c], &mut y3, None).unwrap();
+        let w3 = dw_weights_from_oihw(c, 3, &br.conv3_weight).unwrap();
+        reference::dwconv(&g, x, &w3, &vec![0.0; c], &mut y3, None).unwrap();
         let mut out = vec![0.0; x.len()];
         for (i, o) in out.iter_mut().enumerate() {
             let ch = i % c;
@@ -298,9 +299,9 @@ mod tests {
             let x: Vec<f32> = take(h * w * c).iter().map(|v| 3.0 * v).collect();
             let want = unfused(&br, &x, h, w, c);
             let (fw, fb) = fold_repvgg_dw(&br).unwrap();
-            let g = DwConv3x3Geom { n: 1, h, w, c, stride: 1, act: Activation::Identity };
+            let g = DwConvGeom { n: 1, h, w, c, k: 3, stride: 1, act: Activation::Identity };
             let mut got = vec![0.0; x.len()];
-            reference::dwconv3x3(&g, &x, &dw_weights_from_oihw(c, &fw).unwrap(), &fb, &mut got, None).unwrap();
+            reference::dwconv(&g, &x, &dw_weights_from_oihw(c, 3, &fw).unwrap(), &fb, &mut got, None).unwrap();
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "element {}: fused {} unfused {}", i, a, b);
             }

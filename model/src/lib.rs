@@ -1,6 +1,15 @@
-//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024) composed from
-//! `mobile-cnn-kernels`. This crate holds configuration, loading and re-parameterisation; all the
-//! arithmetic of inference lives in the kernel crate.
+//! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024), MobileNetV3-Large/
+//! -Small and MobileNetV2 composed from `mobile-cnn-kernels`, all run by one [`Network`]. This
+//! crate holds configuration, loading and re-parameterisation (BatchNorm folded at load); all the
+//! arithmetic of inference lives in the kernel crate. Each family ([`Family`]: [`Config`] for
+//! RepViT, [`MobileNetConfig`]) appends its steps to a [`Graph`]; [`Network::load`] detects the
+//! family and configuration from a timm checkpoint's tensors (or checks a named one).
+//!
+//! Precision: a model is built for the [`Kernels`](mobile_cnn_kernels::Kernels) it is given, tier
+//! and precision. With `Kernels::with_precision(Precision::Bf16)` (or `KERNELS_PRECISION=bf16`,
+//! `repvit --precision bf16`) the pointwise layers are packed at load with bf16 weights and run
+//! with bf16-rounded inputs and f32 accumulation; the stem, depthwise convolutions,
+//! squeeze-excite, pooling, the head, biases and the activations between layers stay f32.
 //!
 //! ```
 //! use mobile_cnn_kernels::Kernels;
@@ -18,7 +27,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod family;
 pub mod fuse;
+pub mod mobilenet;
 pub mod model;
 pub mod npy;
 pub mod official;
@@ -28,8 +39,10 @@ pub mod weights;
 pub use checkpoint::StateDict;
 pub use config::{Config, VARIANTS, Variant};
 pub use error::Error;
+pub use family::{Arch, Family};
+pub use mobilenet::{MobileNetConfig, MobileNetKind};
 pub use model::{
-    BatchSplit, DistinctLayer, FeatureMap, LayerBench, LayerInfo, LayerKind, RepVit,
-    distinct_layers,
+    BatchSplit, DistinctLayer, FeatureMap, Graph, LayerBench, LayerInfo, LayerKind, Network,
+    RepVit, distinct_layers,
 };
 pub use weights::{FusedWeights, Layout};

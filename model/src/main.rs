@@ -1,4 +1,8 @@
-//! `repvit`: run RepViT on `.npy` batches and measure latency.
+//! `repvit`: run RepViT, MobileNetV3 (`mobilenetv3_large_100`, `mobilenetv3_small_100`) and
+//! MobileNetV2 (`mobilenetv2_100`) on `.npy` batches or images and measure latency. Every family
+//! runs on the same [`Network`], so one command serves them all; it keeps the name `repvit` because
+//! the scripts, tests and README already call it. The family comes from the checkpoint's tensors,
+//! or from `--variant` (timm's name); `classify` applies the family's own eval transform.
 //!
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
@@ -10,9 +14,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
-use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::preprocess::{EvalTransform, imagenet_class, top_k};
-use repvit::{BatchSplit, Config, Error, LayerInfo, RepVit, VARIANTS, npy};
+use mobile_cnn_kernels::{Isa, Kernels, Precision};
+use repvit::family::all_names;
+use repvit::preprocess::{imagenet_class, top_k};
+use repvit::{Arch, BatchSplit, Error, LayerInfo, Network, npy};
 
 fn cli() -> Command {
     let threads = Arg::new("threads")
@@ -22,9 +27,13 @@ fn cli() -> Command {
     let isa = Arg::new("isa")
         .long("isa")
         .help("instruction set: scalar, avx2, avx512, neon (default: KERNELS_ISA or the widest)");
+    let precision = Arg::new("precision").long("precision").help(
+        "f32, bf16 or f16 for the pointwise layers (default: KERNELS_PRECISION or f32); \
+         an error if the instruction set lacks it on this CPU",
+    );
     let variant = |help: &'static str| Arg::new("variant").long("variant").help(help);
     Command::new("repvit")
-        .about("RepViT inference on mobile-cnn-kernels")
+        .about("RepViT, MobileNetV3 and MobileNetV2 inference on mobile-cnn-kernels")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(
@@ -37,7 +46,7 @@ fn cli() -> Command {
                         .help(WEIGHTS_HELP),
                 )
                 .arg(variant(
-                    "variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent",
+                    "architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100); detected from the checkpoint when absent",
                 ))
                 .arg(Arg::new("input").long("input").required(true).help(
                     ".npy of shape [N, 3, H, W], any H, W >= 1: float32, float64 or \
@@ -63,13 +72,18 @@ fn cli() -> Command {
                         ),
                 )
                 .arg(threads.clone())
-                .arg(isa.clone()),
+                .arg(isa.clone())
+                .arg(precision.clone()),
         )
-        .subcommand(classify_cmd(threads.clone(), isa.clone()))
+        .subcommand(classify_cmd(
+            threads.clone(),
+            isa.clone(),
+            precision.clone(),
+        ))
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
-                .arg(variant("variant name or `all` (default: m1_0)").default_value("m1_0"))
+                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT and MobileNet; default: m1_0)").default_value("m1_0"))
                 .arg(
                     Arg::new("weights")
                         .long("weights")
@@ -77,6 +91,7 @@ fn cli() -> Command {
                 )
                 .arg(threads)
                 .arg(isa)
+                .arg(precision)
                 .arg(
                     Arg::new("iters")
                         .long("iters")
@@ -141,6 +156,17 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
         }
         None => Kernels::new().map_err(ctx)?,
     };
+    let k = match m.get_one::<String>("precision") {
+        Some(name) => {
+            let p = Precision::from_name(name).ok_or_else(|| Error::Input {
+                what: "--precision".into(),
+                expected: "one of f32, bf16, f16".into(),
+                found: format!("`{name}`"),
+            })?;
+            k.with_precision(p).map_err(ctx)?
+        }
+        None => k,
+    };
     match m.get_one::<usize>("threads") {
         Some(&t) => k.with_threads(t).map_err(ctx),
         None => Ok(k),
@@ -154,7 +180,7 @@ const WEIGHTS_HELP: &str = "RepViT safetensors checkpoint: timm's model.safetens
     or deployed (after timm's fuse() or the official replace_batchnorm); with a classifier or \
     headless (num_classes=0); f32, f16 or bf16 tensors. The variant is detected from the shapes";
 
-fn classify_cmd(threads: Arg, isa: Arg) -> Command {
+fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
     Command::new("classify")
         .about("top-K ImageNet-1k classes of JPEG/PNG images (timm's eval preprocessing)")
         .after_help(
@@ -174,10 +200,11 @@ fn classify_cmd(threads: Arg, isa: Arg) -> Command {
         .arg(
             Arg::new("variant")
                 .long("variant")
-                .help("variant (m1_0 or repvit_m1_0); detected from the checkpoint when absent"),
+                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100); detected from the checkpoint when absent"),
         )
         .arg(threads)
         .arg(isa)
+        .arg(precision)
         .arg(
             Arg::new("top")
                 .long("top")
@@ -214,13 +241,17 @@ fn classify(m: &ArgMatches) -> Result<(), Error> {
         .flatten()
         .collect();
     let top = *m.get_one::<usize>("top").unwrap_or(&5);
-    // Images first: a bad image is reported before the (slower) model load.
-    let (x, shape) = EvalTransform::default().batch_with(&images, m.get_flag("allow-truncated"))?;
-    let model = RepVit::load(
+    let model = Network::load(
         weights,
         m.get_one::<String>("variant").map(String::as_str),
         &k,
     )?;
+    // The eval transform of the network's family (crop_pct 0.95 for RepViT, 0.875 for the
+    // MobileNets), so the model is loaded before the images are read.
+    let (x, shape) = model
+        .arch()
+        .eval_transform()
+        .batch_with(&images, m.get_flag("allow-truncated"))?;
     let classes = model.num_classes();
     if classes == 0 {
         return Err(Error::Input {
@@ -251,7 +282,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("weights")
         .map(String::as_str)
         .unwrap_or_default();
-    let model = RepVit::load(
+    let model = Network::load(
         weights,
         m.get_one::<String>("variant").map(String::as_str),
         &k,
@@ -266,7 +297,7 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
     }
     let shape: [usize; 4] = x.shape.clone().try_into().map_err(|_| Error::Input {
         what: input_path.to_string(),
-        expected: format!("a 4-D NCHW array [N, {}, H, W]", model.config().in_chans),
+        expected: format!("a 4-D NCHW array [N, {}, H, W]", model.in_chans()),
         found: format!("shape {:?}", x.shape),
     })?;
     let out = m
@@ -296,14 +327,15 @@ fn infer(m: &ArgMatches) -> Result<(), Error> {
     let dt = t0.elapsed();
     let files: Vec<String> = written.iter().map(|(p, s)| format!("{p} {s:?}")).collect();
     eprintln!(
-        "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {} threads)",
-        model.config(),
+        "{}: {} image(s) {}x{} -> {} in {:.2} ms ({}, {}, {} threads)",
+        model.arch(),
         shape[0],
         shape[2],
         shape[3],
         files.join(", "),
         dt.as_secs_f64() * 1e3,
         k.isa(),
+        k.precision(),
         k.threads()
     );
     Ok(())
@@ -325,19 +357,19 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("variant")
         .map(String::as_str)
         .unwrap_or("m1_0");
-    let models: Vec<RepVit> = match m.get_one::<String>("weights") {
-        Some(w) => vec![RepVit::load(w, Some(name).filter(|n| *n != "all"), &k)?],
-        None if name == "all" => VARIANTS
+    let models: Vec<Network> = match m.get_one::<String>("weights") {
+        Some(w) => vec![Network::load(w, Some(name).filter(|n| *n != "all"), &k)?],
+        None if name == "all" => all_names()
             .iter()
-            .map(|v| RepVit::random(&Config::from_variant(v), 1, &k))
+            .map(|n| Network::random_arch(Arch::named(n)?, 1, &k))
             .collect::<Result<_, _>>()?,
-        None => vec![RepVit::random(&Config::variant(name)?, 1, &k)?],
+        None => vec![Network::random_arch(Arch::named(name)?, 1, &k)?],
     };
     let split = match m.get_one::<String>("batch-split").map(String::as_str) {
         Some("layers") => BatchSplit::Layers,
         _ => BatchSplit::Images,
     };
-    let models: Vec<RepVit> = models
+    let models: Vec<Network> = models
         .into_iter()
         .map(|m| m.with_batch_split(split))
         .collect();
@@ -370,12 +402,18 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             Some(profile_layers(model, shape, &x, &mut out, iters)?)
         };
         let finite = out.iter().all(|v| v.is_finite());
-        let name = &model.config().name;
+        let name = model.name();
+        // RepViT's rows keep their `repvit_<variant>` label; the others carry timm's name.
+        let label = match model.arch() {
+            Arch::RepVit(_) => format!("repvit_{name:<5}"),
+            Arch::MobileNet(_) => name.to_string(),
+        };
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
+                k.precision(),
                 if m.contains_id("weights") {
                     "file"
                 } else {
@@ -385,8 +423,9 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "repvit_{name:<5} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}",
+                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}",
                 k.isa(),
+                k.precision(),
                 k.threads(),
                 if batch > 1 {
                     format!(" (split: {split_name})")
@@ -427,7 +466,7 @@ struct TimedLayer {
 
 /// Per-step medians over `iters` profiled forward passes (the model's own steps, timed one by one).
 fn profile_layers(
-    model: &RepVit,
+    model: &Network,
     shape: [usize; 4],
     x: &[f32],
     out: &mut [f32],

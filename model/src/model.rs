@@ -1,6 +1,8 @@
-//! The runnable network: re-parameterised weights packed once for one ISA, and the order of kernel
-//! calls. Activations are NHWC inside; buffers live in a [`Workspace`] per input shape, kept in a
-//! small pool so repeated calls with the same batch allocate nothing.
+//! The runnable network, for every family: folded weights packed once for one ISA, and the order
+//! of kernel calls (steps over numbered buffers). Each family ([`crate::family::Family`]) only
+//! appends steps to a [`Graph`]; buffer shapes come from shape inference over the steps for each
+//! input shape. Activations are NHWC inside; buffers live in a [`Workspace`] per input shape, kept
+//! in a small pool so repeated calls with the same batch allocate nothing.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,12 +11,13 @@ use std::time::{Duration, Instant};
 use mobile_cnn_kernels::elementwise::{global_avg_pool, scale_channels_in_place};
 use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
-use mobile_cnn_kernels::{Activation, Conv3x3, DwConv3x3, Kernels, PackedPointwise, Shape, Tensor};
+use mobile_cnn_kernels::{Activation, Conv3x3, DwConv, Kernels, PackedPointwise, Shape, Tensor};
 
 use crate::checkpoint::StateDict;
 use crate::config::Config;
 use crate::error::{Error, KernelContext};
-use crate::weights::{BlockWeights, Folded, FusedWeights, RandomParams};
+use crate::family::Arch;
+use crate::weights::{BlockWeights, Folded, FusedWeights, Params, RandomParams};
 
 /// Workspaces kept for reuse (distinct input shapes or concurrent callers).
 const POOL_LIMIT: usize = 4;
@@ -26,7 +29,8 @@ pub enum LayerKind {
     Input,
     /// Dense 3x3 stride-2 convolution of the stem.
     StemConv,
-    /// Depthwise 3x3 convolution (token mixer, stride 1, or spatial downsample, stride 2).
+    /// Depthwise k x k convolution (RepViT: 3x3 token mixer, stride 1, or spatial downsample,
+    /// stride 2; MobileNets: 3x3 or 5x5, stride 1 or 2).
     DwConv,
     /// Squeeze-excite gate from the depthwise sums, and the channel scaling.
     Se,
@@ -115,17 +119,18 @@ pub fn distinct_layers(layers: &[LayerInfo]) -> Vec<DistinctLayer> {
     out
 }
 
-/// Where a workspace buffer lives: `halvings` stride-2 reductions of the input's height and width,
-/// `c` channels.
-#[derive(Debug, Clone, Copy)]
-struct BufSpec {
-    halvings: usize,
-    c: usize,
+/// A feature vector `[n, c]` of the workspace (after global pooling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vector {
+    /// The global pool's output.
+    Pooled,
+    /// The output of [`Op::PooledPw`] (MobileNetV3's `conv_head`).
+    Head,
 }
 
-/// The kernel call of a step; `src`, `dst`, `t`, `residual` index the workspace's buffers.
+/// The kernel call of a step; `src`, `dst`, `t`, `residual` index the graph's buffers.
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     /// The input batch (NCHW) into buffer 0 (NHWC).
     ToNhwc,
     Conv {
@@ -136,16 +141,13 @@ enum Op {
     },
     /// `sums`: also write per-channel sums of the output (for the following squeeze-excite).
     Dw {
-        conv: DwConv3x3,
+        conv: DwConv,
         src: usize,
         dst: usize,
         sums: bool,
     },
     /// Gate from the sums of the previous depthwise step, then scale buffer `t` in place.
-    Se {
-        se: SqueezeExcite,
-        t: usize,
-    },
+    Se { se: SqueezeExcite, t: usize },
     Pw {
         pw: PackedPointwise,
         act: Activation,
@@ -154,35 +156,105 @@ enum Op {
         residual: Option<usize>,
     },
     /// Global average pool into the workspace (`to_out`: into the output, for a headless model).
-    Pool {
-        src: usize,
-        to_out: bool,
+    Pool { src: usize, to_out: bool },
+    /// A 1x1 convolution of the pooled features (MobileNetV3's `conv_head` with bias and
+    /// activation): [`Vector::Pooled`] to [`Vector::Head`].
+    PooledPw {
+        pw: PackedPointwise,
+        act: Activation,
     },
-    Head(Linear),
+    /// The classifier, from the feature vector `src`, into the logits.
+    Head { linear: Linear, src: Vector },
 }
 
+/// One step: a kernel call and its timm-style module name.
 #[derive(Debug)]
-struct Step {
-    name: String,
-    op: Op,
+pub(crate) struct Step {
+    pub(crate) name: String,
+    pub(crate) op: Op,
 }
 
-/// A RepViT ready to run: folded weights packed for the ISA of its [`Kernels`] handle, as a list of
-/// steps (one kernel call each) over the buffers of a workspace. [`RepVit::forward`],
-/// [`RepVit::profile_into`] and [`LayerBench`] all execute the same steps.
+/// The steps of a network under construction, over numbered buffers. Buffer 0 holds the input
+/// (NHWC) after the first step ([`Op::ToNhwc`]); a buffer's shape is whatever the first step that
+/// writes it produces (checked against every later use by shape inference).
+#[derive(Debug)]
+pub struct Graph {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) bufs: usize,
+    /// Per stage, as marked by [`Graph::end_stage`]: its last step and its output buffer.
+    pub(crate) stage_out: Vec<(usize, usize)>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
+    }
+}
+
+impl Graph {
+    /// A graph holding the input step and buffer 0.
+    pub fn new() -> Graph {
+        Graph {
+            steps: vec![Step {
+                name: "input".into(),
+                op: Op::ToNhwc,
+            }],
+            bufs: 1,
+            stage_out: Vec::new(),
+        }
+    }
+
+    /// The input buffer.
+    pub(crate) const INPUT: usize = 0;
+
+    /// A new buffer.
+    pub(crate) fn buf(&mut self) -> usize {
+        self.bufs += 1;
+        self.bufs - 1
+    }
+
+    /// Marks the last step pushed as the end of a stage whose output is `buf` (the feature maps
+    /// of [`Network::forward_features`]).
+    pub(crate) fn end_stage(&mut self, buf: usize) {
+        self.stage_out.push((self.steps.len() - 1, buf));
+    }
+
+    /// Appends a step.
+    pub(crate) fn push(&mut self, name: impl Into<String>, op: Op) {
+        self.steps.push(Step {
+            name: name.into(),
+            op,
+        });
+    }
+}
+
+/// Shapes of every buffer and feature vector for one input shape, found by walking the steps.
+#[derive(Debug, Clone)]
+struct Shapes {
+    bufs: Vec<Shape>,
+    /// Channels of the pooled vector, of the head vector, and the widest squeeze-excite.
+    pooled: usize,
+    head: usize,
+    se: usize,
+}
+
+/// A network ready to run (RepViT, MobileNetV3, MobileNetV2: see [`Arch`]): folded weights
+/// packed for the ISA of its [`Kernels`] handle, as a list of steps (one kernel call each) over the
+/// buffers of a workspace. [`Network::forward`], [`Network::profile_into`] and [`LayerBench`] all
+/// execute the same steps.
 ///
 /// `Send + Sync`: one model can serve several threads; each call takes a workspace from the pool
 /// (or allocates one when all are busy).
 #[derive(Debug)]
-pub struct RepVit {
-    config: Config,
+pub struct Network {
+    arch: Arch,
     kernels: Kernels,
     /// The same ISA on one thread: what each group of images runs with under [`BatchSplit::Images`].
     single: Kernels,
     batch_split: BatchSplit,
     steps: Vec<Step>,
-    bufs: Vec<BufSpec>,
-    /// Per stage: the index of its last step and the buffer holding its output.
+    num_bufs: usize,
+    /// Per stage (RepViT): the index of its last step and the buffer holding its output.
     stage_out: Vec<(usize, usize)>,
     pool: Mutex<Vec<Workspace>>,
     group_pool: Mutex<Vec<ImageGroups>>,
@@ -214,6 +286,9 @@ struct ImageGroup {
     result: Result<(), Error>,
 }
 
+/// The name the crate started with: every family runs on the same [`Network`].
+pub type RepVit = Network;
+
 /// One stage's output feature map, NCHW.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureMap {
@@ -227,64 +302,130 @@ pub struct FeatureMap {
     pub data: Vec<f32>,
 }
 
-/// Every activation buffer of one forward pass for one input shape.
+/// Every activation buffer of one forward pass for one input shape. Buffers whose lifetimes do
+/// not overlap and whose shapes are equal share one tensor (`slot`).
 #[derive(Debug)]
 struct Workspace {
     input_shape: [usize; 4],
+    /// Buffer index to tensor index.
+    slot: Vec<usize>,
     bufs: Vec<Tensor>,
     pooled: Vec<f32>,
+    head: Vec<f32>,
     sums: Vec<f32>,
     scale: Vec<f32>,
     se_scratch: Vec<f32>,
     conv_scratch: Vec<f32>,
 }
 
-fn half(x: usize) -> usize {
-    (x - 1) / 2 + 1
+impl Op {
+    /// Buffers the step reads or writes.
+    fn buffers(&self) -> impl Iterator<Item = usize> {
+        let (a, b, c) = match *self {
+            Op::ToNhwc => (Some(Graph::INPUT), None, None),
+            Op::Conv { src, dst, .. } | Op::Dw { src, dst, .. } => (Some(src), Some(dst), None),
+            Op::Se { t, .. } => (Some(t), None, None),
+            Op::Pw {
+                src, dst, residual, ..
+            } => (Some(src), Some(dst), residual),
+            Op::Pool { src, .. } => (Some(src), None, None),
+            Op::PooledPw { .. } | Op::Head { .. } => (None, None, None),
+        };
+        [a, b, c].into_iter().flatten()
+    }
 }
 
-fn buf_shape(spec: BufSpec, input_shape: [usize; 4]) -> Shape {
-    let [n, _, mut h, mut w] = input_shape;
-    for _ in 0..spec.halvings {
-        (h, w) = (half(h), half(w));
+/// Tensor slots for buffers: a buffer lives from the first step that touches it to the last, and
+/// takes the first slot of its shape that is free by then.
+fn assign_slots(steps: &[Step], shapes: &[Shape]) -> Vec<usize> {
+    let mut first = vec![usize::MAX; shapes.len()];
+    let mut last = vec![0; shapes.len()];
+    for (i, step) in steps.iter().enumerate() {
+        for b in step.op.buffers() {
+            first[b] = first[b].min(i);
+            last[b] = last[b].max(i);
+        }
     }
-    Shape::new(n, h, w, spec.c)
+    let mut order: Vec<usize> = (0..shapes.len()).collect();
+    order.sort_by_key(|&b| first[b]);
+    // Per slot: its shape and the last step of its current occupant.
+    let mut slots: Vec<(Shape, usize)> = Vec::new();
+    let mut slot = vec![0; shapes.len()];
+    for b in order {
+        let free = slots
+            .iter()
+            .position(|&(s, end)| s == shapes[b] && end < first[b]);
+        slot[b] = match free {
+            Some(i) => {
+                slots[i].1 = last[b];
+                i
+            }
+            None => {
+                slots.push((shapes[b], last[b]));
+                slots.len() - 1
+            }
+        };
+    }
+    slot
 }
 
 impl Workspace {
     /// Buffers for NCHW input `[n, c, h, w]` (checked against the model beforehand).
-    fn new(model: &RepVit, input_shape: [usize; 4]) -> Result<Workspace, Error> {
+    fn new(model: &Network, input_shape: [usize; 4]) -> Result<Workspace, Error> {
         let n = input_shape[0];
-        let bufs = model
-            .bufs
-            .iter()
-            .map(|&spec| {
-                let s = buf_shape(spec, input_shape);
-                Tensor::zeros(s).layer(|| format!("activation buffer {s}"))
-            })
+        let shapes = model.infer_shapes(input_shape)?;
+        let slot = assign_slots(&model.steps, &shapes.bufs);
+        let mut slot_shapes = vec![Shape::new(0, 0, 0, 0); slot.iter().max().map_or(0, |m| m + 1)];
+        for (b, &s) in slot.iter().enumerate() {
+            slot_shapes[s] = shapes.bufs[b];
+        }
+        let bufs = slot_shapes
+            .into_iter()
+            .map(|s| Tensor::zeros(s).layer(|| format!("activation buffer {s}")))
             .collect::<Result<Vec<_>, Error>>()?;
-        let cfg = &model.config;
-        let cmax = cfg.embed_dim.iter().copied().max().unwrap_or(1);
         Ok(Workspace {
             input_shape,
+            slot,
             bufs,
-            pooled: vec![0.0; n * cfg.features()],
-            sums: vec![0.0; n * cmax],
-            scale: vec![0.0; n * cmax],
+            pooled: vec![0.0; n * shapes.pooled],
+            head: vec![0.0; n * shapes.head],
+            sums: vec![0.0; n * shapes.se],
+            scale: vec![0.0; n * shapes.se],
             se_scratch: Vec::new(),
             conv_scratch: Vec::new(),
         })
     }
 }
 
-fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwise, Error> {
-    PackedPointwise::pack(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
-        .layer(|| name.to_string())
+/// Packs a pointwise layer at the precision of `k` (weights rounded once, here, at load). Only
+/// the pointwise layers take `k.precision()`: the stem, depthwise, squeeze-excite, pooling and the
+/// head stay f32, and so do biases, activations between layers and accumulators.
+pub(crate) fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwise, Error> {
+    PackedPointwise::pack_precision(
+        k.isa(),
+        k.precision(),
+        f.cin,
+        f.cout,
+        &f.weight,
+        Some(&f.bias),
+    )
+    .layer(|| name.to_string())
 }
 
-fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv3x3, Error> {
-    DwConv3x3::new(f.cout, &f.weight, &f.bias, stride, Activation::Identity)
-        .layer(|| name.to_string())
+/// A folded depthwise `[c, 1, k, k]` convolution (`k` from the weight length), padding `k / 2`.
+pub(crate) fn depthwise(
+    name: &str,
+    f: &Folded,
+    stride: usize,
+    act: Activation,
+) -> Result<DwConv, Error> {
+    let taps = f.weight.len() / f.cout.max(1);
+    let k = (1..=taps).find(|k| k * k == taps).unwrap_or(0);
+    DwConv::new(f.cout, k, &f.weight, &f.bias, stride, act).layer(|| name.to_string())
+}
+
+fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv, Error> {
+    depthwise(name, f, stride, Activation::Identity)
 }
 
 /// The buffers one stage's blocks run over.
@@ -301,20 +442,20 @@ struct StageBufs {
 /// Appends a block's steps: `x <- t + pw2(gelu(pw1(t)))` with `t = se(dw(x))`.
 fn push_block(
     k: &Kernels,
-    steps: &mut Vec<Step>,
+    steps: &mut Graph,
     name: &str,
     b: &BlockWeights,
     sb: StageBufs,
 ) -> Result<(), Error> {
-    steps.push(Step {
-        name: format!("{name}.token_mixer"),
-        op: Op::Dw {
+    steps.push(
+        format!("{name}.token_mixer"),
+        Op::Dw {
             conv: dw(&format!("{name}.token_mixer"), &b.dw, 1)?,
             src: sb.x,
             dst: sb.t,
             sums: b.se.is_some(),
         },
-    });
+    );
     if let Some(s) = &b.se {
         let se = SqueezeExcite::new(
             k.isa(),
@@ -328,33 +469,32 @@ fn push_block(
             Gate::Sigmoid,
         )
         .layer(|| format!("{name}.se"))?;
-        steps.push(Step {
-            name: format!("{name}.se"),
-            op: Op::Se { se, t: sb.t },
-        });
+        steps.push(format!("{name}.se"), Op::Se { se, t: sb.t });
     }
     let n1 = format!("{name}.channel_mixer.conv1");
-    steps.push(Step {
-        op: Op::Pw {
-            pw: pack(k, &n1, &b.pw1)?,
+    let pw = pack(k, &n1, &b.pw1)?;
+    steps.push(
+        n1,
+        Op::Pw {
+            pw,
             act: Activation::Gelu,
             src: sb.t,
             dst: sb.hidden,
             residual: None,
         },
-        name: n1,
-    });
+    );
     let n2 = format!("{name}.channel_mixer.conv2");
-    steps.push(Step {
-        op: Op::Pw {
-            pw: pack(k, &n2, &b.pw2)?,
+    let pw = pack(k, &n2, &b.pw2)?;
+    steps.push(
+        n2,
+        Op::Pw {
+            pw,
             act: Activation::Identity,
             src: sb.hidden,
             dst: sb.x,
             residual: Some(sb.t),
         },
-        name: n2,
-    });
+    );
     Ok(())
 }
 
@@ -362,206 +502,238 @@ fn act_name(a: Activation) -> String {
     format!("{a:?}").to_lowercase()
 }
 
-impl RepVit {
-    /// Packs re-parameterised weights for the ISA of `kernels` (whose thread count the model uses).
-    pub fn from_fused(fw: &FusedWeights, kernels: &Kernels) -> Result<RepVit, Error> {
-        let k = kernels;
-        let cfg = fw.config.clone();
-        let mut bufs = vec![
-            BufSpec {
-                halvings: 0,
-                c: cfg.in_chans,
-            },
-            BufSpec {
-                halvings: 1,
-                c: cfg.stem_width(),
-            },
-        ];
-        let mut new_buf = |halvings: usize, c: usize| {
-            bufs.push(BufSpec { halvings, c });
-            bufs.len() - 1
-        };
-        let mut stage_bufs = Vec::with_capacity(fw.stages.len());
-        let mut down_bufs = Vec::with_capacity(fw.stages.len());
-        let mut prev = cfg.embed_dim.first().copied().unwrap_or(1);
-        for (i, &c) in cfg.embed_dim.iter().enumerate() {
-            let halvings = 2 + i;
-            down_bufs.push((i > 0).then(|| new_buf(halvings, prev)));
-            stage_bufs.push(StageBufs {
-                x: new_buf(halvings, c),
-                t: new_buf(halvings, c),
-                hidden: new_buf(halvings, c * cfg.mlp_ratio),
-            });
-            prev = c;
-        }
-        if stage_bufs.len() != fw.stages.len() || stage_bufs.is_empty() {
-            return Err(Error::Config {
-                reason: format!(
-                    "{} stage widths for {} stages of weights",
-                    stage_bufs.len(),
-                    fw.stages.len()
-                ),
-            });
-        }
-
-        let mut steps = vec![Step {
-            name: "input".into(),
-            op: Op::ToNhwc,
-        }];
-        let stem = |name: &str, f: &Folded, act, src, dst| {
-            Ok::<_, Error>(Step {
-                name: name.into(),
-                op: Op::Conv {
-                    conv: Conv3x3::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias), 2, act)
-                        .layer(|| name.to_string())?,
-                    act,
-                    src,
-                    dst,
-                },
-            })
-        };
-        steps.push(stem("stem.conv1", &fw.stem1, Activation::Gelu, 0, 1)?);
-        steps.push(stem(
-            "stem.conv2",
-            &fw.stem2,
-            Activation::Identity,
-            1,
-            stage_bufs[0].x,
-        )?);
-        let mut stage_out = Vec::with_capacity(fw.stages.len());
-        for (i, sw) in fw.stages.iter().enumerate() {
-            let cur = stage_bufs[i];
-            if let Some(d) = &sw.downsample {
-                let name = format!("stages.{i}.downsample");
-                let (Some(p), Some(down)) = (i.checked_sub(1).map(|j| stage_bufs[j]), down_bufs[i])
-                else {
-                    return Err(Error::Config {
-                        reason: format!("stage {i}: a downsample needs a previous stage"),
-                    });
-                };
-                push_block(k, &mut steps, &format!("{name}.pre_block"), &d.pre_block, p)?;
-                let sname = format!("{name}.spatial_downsample");
-                steps.push(Step {
-                    op: Op::Dw {
-                        conv: dw(&sname, &d.spatial, 2)?,
-                        src: p.x,
-                        dst: down,
-                        sums: false,
-                    },
-                    name: sname,
-                });
-                let pws = [
-                    (
-                        "channel_downsample",
-                        &d.channel,
-                        Activation::Identity,
-                        down,
-                        cur.t,
-                        None,
-                    ),
-                    (
-                        "ffn.conv1",
-                        &d.ffn1,
-                        Activation::Gelu,
-                        cur.t,
-                        cur.hidden,
-                        None,
-                    ),
-                    (
-                        "ffn.conv2",
-                        &d.ffn2,
-                        Activation::Identity,
-                        cur.hidden,
-                        cur.x,
-                        Some(cur.t),
-                    ),
-                ];
-                for (suffix, f, act, src, dst, residual) in pws {
-                    let n = format!("{name}.{suffix}");
-                    steps.push(Step {
-                        op: Op::Pw {
-                            pw: pack(k, &n, f)?,
-                            act,
-                            src,
-                            dst,
-                            residual,
-                        },
-                        name: n,
-                    });
-                }
-            }
-            for (j, b) in sw.blocks.iter().enumerate() {
-                push_block(k, &mut steps, &format!("stages.{i}.blocks.{j}"), b, cur)?;
-            }
-            stage_out.push((steps.len() - 1, cur.x));
-        }
-        let last = stage_bufs[stage_bufs.len() - 1].x;
-        // Headless (timm's `num_classes=0`): the pooled features are the output.
-        let headless = fw.head.cout == 0;
-        steps.push(Step {
-            name: "global_pool".into(),
-            op: Op::Pool {
-                src: last,
-                to_out: headless,
-            },
+/// Appends RepViT's steps for re-parameterised weights `fw` (packed for the ISA of `k`) to `g`.
+pub(crate) fn push_repvit(fw: &FusedWeights, k: &Kernels, g: &mut Graph) -> Result<(), Error> {
+    let cfg = &fw.config;
+    let stem_out = g.buf();
+    let mut stage_bufs = Vec::with_capacity(fw.stages.len());
+    let mut down_bufs = Vec::with_capacity(fw.stages.len());
+    for i in 0..cfg.embed_dim.len() {
+        down_bufs.push((i > 0).then(|| g.buf()));
+        stage_bufs.push(StageBufs {
+            x: g.buf(),
+            t: g.buf(),
+            hidden: g.buf(),
         });
-        if !headless {
-            let head = Linear::new(
-                k.isa(),
-                fw.head.cin,
-                fw.head.cout,
-                &fw.head.weight,
-                Some(&fw.head.bias),
-            )
-            .layer(|| "head".into())?;
-            steps.push(Step {
-                name: "head".into(),
-                op: Op::Head(head),
-            });
+    }
+    if stage_bufs.len() != fw.stages.len() || stage_bufs.is_empty() {
+        return Err(Error::Config {
+            reason: format!(
+                "{} stage widths for {} stages of weights",
+                stage_bufs.len(),
+                fw.stages.len()
+            ),
+        });
+    }
+
+    let stem = |g: &mut Graph, name: &str, f: &Folded, act, src, dst| {
+        let conv = Conv3x3::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias), 2, act)
+            .layer(|| name.to_string())?;
+        g.push(
+            name,
+            Op::Conv {
+                conv,
+                act,
+                src,
+                dst,
+            },
+        );
+        Ok::<_, Error>(())
+    };
+    stem(
+        g,
+        "stem.conv1",
+        &fw.stem1,
+        Activation::Gelu,
+        Graph::INPUT,
+        stem_out,
+    )?;
+    stem(
+        g,
+        "stem.conv2",
+        &fw.stem2,
+        Activation::Identity,
+        stem_out,
+        stage_bufs[0].x,
+    )?;
+    for (i, sw) in fw.stages.iter().enumerate() {
+        let cur = stage_bufs[i];
+        if let Some(d) = &sw.downsample {
+            let name = format!("stages.{i}.downsample");
+            let (Some(p), Some(down)) = (i.checked_sub(1).map(|j| stage_bufs[j]), down_bufs[i])
+            else {
+                return Err(Error::Config {
+                    reason: format!("stage {i}: a downsample needs a previous stage"),
+                });
+            };
+            push_block(k, g, &format!("{name}.pre_block"), &d.pre_block, p)?;
+            let sname = format!("{name}.spatial_downsample");
+            let conv = dw(&sname, &d.spatial, 2)?;
+            g.push(
+                sname,
+                Op::Dw {
+                    conv,
+                    src: p.x,
+                    dst: down,
+                    sums: false,
+                },
+            );
+            let pws = [
+                (
+                    "channel_downsample",
+                    &d.channel,
+                    Activation::Identity,
+                    down,
+                    cur.t,
+                    None,
+                ),
+                (
+                    "ffn.conv1",
+                    &d.ffn1,
+                    Activation::Gelu,
+                    cur.t,
+                    cur.hidden,
+                    None,
+                ),
+                (
+                    "ffn.conv2",
+                    &d.ffn2,
+                    Activation::Identity,
+                    cur.hidden,
+                    cur.x,
+                    Some(cur.t),
+                ),
+            ];
+            for (suffix, f, act, src, dst, residual) in pws {
+                let n = format!("{name}.{suffix}");
+                let pw = pack(k, &n, f)?;
+                g.push(
+                    n,
+                    Op::Pw {
+                        pw,
+                        act,
+                        src,
+                        dst,
+                        residual,
+                    },
+                );
+            }
         }
-        Ok(RepVit {
-            config: cfg,
+        for (j, b) in sw.blocks.iter().enumerate() {
+            push_block(k, g, &format!("stages.{i}.blocks.{j}"), b, cur)?;
+        }
+        g.end_stage(cur.x);
+    }
+    let last = stage_bufs[stage_bufs.len() - 1].x;
+    // Headless (timm's `num_classes=0`): the pooled features are the output.
+    let headless = fw.head.cout == 0;
+    g.push(
+        "global_pool",
+        Op::Pool {
+            src: last,
+            to_out: headless,
+        },
+    );
+    if headless {
+        return Ok(());
+    }
+    let head = Linear::new(
+        k.isa(),
+        fw.head.cin,
+        fw.head.cout,
+        &fw.head.weight,
+        Some(&fw.head.bias),
+    )
+    .layer(|| "head".into())?;
+    g.push(
+        "head",
+        Op::Head {
+            linear: head,
+            src: Vector::Pooled,
+        },
+    );
+    Ok(())
+}
+
+impl Network {
+    /// Packs re-parameterised RepViT weights for the ISA of `kernels` (whose thread count the model
+    /// uses).
+    pub fn from_fused(fw: &FusedWeights, kernels: &Kernels) -> Result<Network, Error> {
+        let mut g = Graph::new();
+        push_repvit(fw, kernels, &mut g)?;
+        Network::from_graph(Arch::RepVit(fw.config.clone()), g, kernels)
+    }
+
+    /// Reads every parameter of `arch` from `params` (folding BatchNorm as it goes) and packs the
+    /// network for the ISA of `kernels`: the one builder every family goes through.
+    pub fn build(arch: Arch, params: &mut dyn Params, kernels: &Kernels) -> Result<Network, Error> {
+        let mut g = Graph::new();
+        arch.build(params, kernels, &mut g)?;
+        Network::from_graph(arch, g, kernels)
+    }
+
+    /// A network from its steps; checks that shape inference succeeds at the family's default
+    /// input size.
+    fn from_graph(arch: Arch, g: Graph, kernels: &Kernels) -> Result<Network, Error> {
+        let net = Network {
+            arch,
             kernels: kernels.clone(),
             single: kernels.single_threaded(),
             batch_split: BatchSplit::Images,
-            steps,
-            bufs,
-            stage_out,
+            steps: g.steps,
+            num_bufs: g.bufs,
+            stage_out: g.stage_out,
             pool: Mutex::new(Vec::new()),
             group_pool: Mutex::new(Vec::new()),
-        })
+        };
+        let s = net.arch.input_size();
+        net.infer_shapes([1, net.in_chans(), s, s])?;
+        Ok(net)
     }
 
-    /// Loads timm's `model.safetensors`. `variant` (`m1_0` or `repvit_m1_0`) is checked against the
-    /// checkpoint; `None` detects it from the shapes (custom configurations included).
+    /// Loads a timm `model.safetensors` of any family. `variant` (a timm name such as
+    /// `repvit_m1_0`, `mobilenetv3_large_100`, `mobilenetv2_100`, or RepViT's short `m1_0`) is
+    /// checked against the checkpoint; `None` detects family and configuration from the tensors.
     pub fn load(
         path: impl AsRef<Path>,
         variant: Option<&str>,
         kernels: &Kernels,
-    ) -> Result<RepVit, Error> {
-        RepVit::from_state_dict(StateDict::read(path)?, variant, kernels)
+    ) -> Result<Network, Error> {
+        Network::from_state_dict(StateDict::read(path)?, variant, kernels)
     }
 
-    /// Builds from an in-memory state dict (timm's names), as [`RepVit::load`].
+    /// Builds from an in-memory state dict (timm's names), as [`Network::load`]. Rejects tensors
+    /// the network does not use.
     pub fn from_state_dict(
-        sd: StateDict,
+        mut sd: StateDict,
         variant: Option<&str>,
         kernels: &Kernels,
-    ) -> Result<RepVit, Error> {
-        RepVit::from_fused(&FusedWeights::from_state_dict(sd, variant)?, kernels)
+    ) -> Result<Network, Error> {
+        let arch = Arch::resolve(&sd, variant)?;
+        let net = Network::build(arch, &mut sd, kernels)?;
+        if let Some(key) = sd.keys().next() {
+            return Err(Error::UnexpectedKey {
+                path: sd.path().to_path_buf(),
+                key: key.to_string(),
+                shape: sd.shape(key).unwrap_or_default().to_vec(),
+            });
+        }
+        Ok(net)
     }
 
-    /// A model of `cfg` with deterministic random weights (for benchmarks and tests): the same model
-    /// as loading [`crate::weights::random_state_dict`]`(cfg, seed)`.
-    pub fn random(cfg: &Config, seed: u64, kernels: &Kernels) -> Result<RepVit, Error> {
-        RepVit::from_fused(
-            &FusedWeights::build(cfg, &mut RandomParams::new(seed))?,
-            kernels,
-        )
+    /// A RepViT of `cfg` with deterministic random weights (for benchmarks and tests): the same
+    /// model as loading [`crate::weights::random_state_dict`]`(cfg, seed)`.
+    pub fn random(cfg: &Config, seed: u64, kernels: &Kernels) -> Result<Network, Error> {
+        Network::random_arch(Arch::RepVit(cfg.clone()), seed, kernels)
+    }
+
+    /// A network of any family with deterministic random weights ([`RandomParams`]).
+    pub fn random_arch(arch: Arch, seed: u64, kernels: &Kernels) -> Result<Network, Error> {
+        Network::build(arch, &mut RandomParams::new(seed), kernels)
     }
 
     /// The same weights run with another thread count (the ISA must stay the same).
-    pub fn with_threads(mut self, threads: usize) -> Result<RepVit, Error> {
+    pub fn with_threads(mut self, threads: usize) -> Result<Network, Error> {
         self.kernels = self
             .kernels
             .clone()
@@ -573,7 +745,7 @@ impl RepVit {
 
     /// The same weights with batches of more than one image spread over the threads as `split`
     /// says. The default is [`BatchSplit::Images`]; the results are bitwise the same either way.
-    pub fn with_batch_split(mut self, split: BatchSplit) -> RepVit {
+    pub fn with_batch_split(mut self, split: BatchSplit) -> Network {
         self.batch_split = split;
         self
     }
@@ -583,9 +755,27 @@ impl RepVit {
         self.batch_split
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The RepViT configuration (`None` for the other families; see [`Network::arch`]).
+    pub fn config(&self) -> Option<&Config> {
+        match &self.arch {
+            Arch::RepVit(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The architecture (family and configuration).
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// The architecture's name (timm's, e.g. `mobilenetv3_large_100`; RepViT's short `m1_0`).
+    pub fn name(&self) -> &str {
+        self.arch.name()
+    }
+
+    /// Input channels.
+    pub fn in_chans(&self) -> usize {
+        self.arch.in_chans()
     }
 
     /// The kernels handle (ISA and threads) the model runs with.
@@ -595,15 +785,15 @@ impl RepVit {
 
     /// Classifier outputs per image (0 for a headless model).
     pub fn num_classes(&self) -> usize {
-        self.config.num_classes
+        self.arch.num_classes()
     }
 
     /// Outputs per image of [`RepVit::forward`]: the class count, or for a headless model
     /// (`num_classes == 0`) the width of the pooled features `C_last`.
     pub fn num_outputs(&self) -> usize {
-        match self.config.num_classes {
-            0 => self.config.features(),
-            n => n,
+        match (&self.arch, self.arch.num_classes()) {
+            (Arch::RepVit(c), 0) => c.features(),
+            (_, n) => n,
         }
     }
 
@@ -617,11 +807,11 @@ impl RepVit {
                 found,
             })
         };
-        if c != self.config.in_chans || n == 0 || h == 0 || w == 0 {
+        if c != self.arch.in_chans() || n == 0 || h == 0 || w == 0 {
             return bad(
                 format!(
                     "NCHW shape [N >= 1, {}, H >= 1, W >= 1]",
-                    self.config.in_chans
+                    self.arch.in_chans()
                 ),
                 format!("shape {shape:?}"),
             );
@@ -651,7 +841,7 @@ impl RepVit {
         Ok(out)
     }
 
-    /// As [`RepVit::forward`], into `out` (`n * classes` floats). Allocates nothing once a workspace
+    /// As [`Network::forward`], into `out` (`n * classes` floats). Allocates nothing once a workspace
     /// for this input shape exists.
     pub fn forward_into(
         &self,
@@ -692,7 +882,7 @@ impl RepVit {
                 gs.push(ImageGroup {
                     first,
                     ws: Workspace::new(self, [end - first, c, h, w])?,
-                    logits: vec![0.0; (end - first) * self.config.num_classes],
+                    logits: vec![0.0; (end - first) * self.num_outputs()],
                     result: Ok(()),
                 });
             }
@@ -709,7 +899,7 @@ impl RepVit {
                 let x = &input[g.first * img..(g.first + count) * img];
                 g.result = self.run(&self.single, &mut g.ws, x, &mut g.logits, None);
             });
-        let classes = self.config.num_classes;
+        let classes = self.num_outputs();
         let mut r = Ok(());
         for g in &mut groups.groups {
             let res = std::mem::replace(&mut g.result, Ok(()));
@@ -786,7 +976,7 @@ impl RepVit {
             if let Some(s) = self.stage_out.iter().position(|&(end, _)| end == i)
                 && stages.contains(&s)
             {
-                maps[s] = Some(to_nchw(s, &ws.bufs[self.stage_out[s].1]));
+                maps[s] = Some(to_nchw(s, &ws.bufs[ws.slot[self.stage_out[s].1]]));
             }
         }
         self.give_back(ws);
@@ -811,8 +1001,8 @@ impl RepVit {
         Ok(())
     }
 
-    /// As [`RepVit::forward_into`], and writes each step's wall time to `times` (one entry per
-    /// step of [`RepVit::layers`], in the same order).
+    /// As [`Network::forward_into`], and writes each step's wall time to `times` (one entry per
+    /// step of [`Network::layers`], in the same order).
     pub fn profile_into(
         &self,
         input: &[f32],
@@ -840,6 +1030,129 @@ impl RepVit {
         Ok(())
     }
 
+    /// Every buffer's shape for NCHW input `shape`, by walking the steps: a buffer takes the shape
+    /// of the first step that writes it, and every later use must agree.
+    fn infer_shapes(&self, shape: [usize; 4]) -> Result<Shapes, Error> {
+        let [n, c, h, w] = shape;
+        let mut bufs: Vec<Option<Shape>> = vec![None; self.num_bufs];
+        let mut out = Shapes {
+            bufs: Vec::new(),
+            pooled: 0,
+            head: 0,
+            se: 0,
+        };
+        let bad = |step: &Step, what: String| Error::Config {
+            reason: format!("{}: {what} (input {shape:?})", step.name),
+        };
+        for step in &self.steps {
+            let get = |bufs: &[Option<Shape>], b: usize| {
+                bufs.get(b)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| bad(step, format!("reads buffer {b} before any step wrote it")))
+            };
+            let (dst, s) = match &step.op {
+                Op::ToNhwc => (Graph::INPUT, Shape::new(n, h, w, c)),
+                Op::Conv { conv, src, dst, .. } => {
+                    let i = get(&bufs, *src)?;
+                    let o = conv.output_shape(i).layer(|| step.name.clone())?;
+                    (*dst, o)
+                }
+                Op::Dw {
+                    conv,
+                    src,
+                    dst,
+                    sums,
+                } => {
+                    let o = conv
+                        .output_shape(get(&bufs, *src)?)
+                        .layer(|| step.name.clone())?;
+                    if *sums {
+                        out.se = out.se.max(o.c);
+                    }
+                    (*dst, o)
+                }
+                Op::Se { se, t } => {
+                    let s = get(&bufs, *t)?;
+                    if s.c != se.channels() || se.channels() > out.se {
+                        return Err(bad(
+                            step,
+                            format!(
+                                "squeeze-excite of {} channels on {s} without the sums of a depthwise step",
+                                se.channels()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                Op::Pw {
+                    pw,
+                    src,
+                    dst,
+                    residual,
+                    ..
+                } => {
+                    let i = get(&bufs, *src)?;
+                    if i.c != pw.k() {
+                        return Err(bad(step, format!("1x1 of {} inputs on {i}", pw.k())));
+                    }
+                    let o = Shape::new(i.n, i.h, i.w, pw.n());
+                    if let Some(r) = residual
+                        && get(&bufs, *r)? != o
+                    {
+                        return Err(bad(step, format!("residual {r} is not {o}")));
+                    }
+                    (*dst, o)
+                }
+                Op::Pool { src, .. } => {
+                    out.pooled = get(&bufs, *src)?.c;
+                    continue;
+                }
+                Op::PooledPw { pw, .. } => {
+                    if pw.k() != out.pooled {
+                        return Err(bad(
+                            step,
+                            format!("1x1 of {} inputs on {} pooled features", pw.k(), out.pooled),
+                        ));
+                    }
+                    out.head = pw.n();
+                    continue;
+                }
+                Op::Head { linear, src } => {
+                    let have = match src {
+                        Vector::Pooled => out.pooled,
+                        Vector::Head => out.head,
+                    };
+                    if linear.inputs() != have || linear.outputs() != self.arch.num_classes() {
+                        return Err(bad(
+                            step,
+                            format!(
+                                "classifier {} -> {} on {have} features for {} classes",
+                                linear.inputs(),
+                                linear.outputs(),
+                                self.arch.num_classes()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            match bufs.get_mut(dst) {
+                Some(slot @ None) => *slot = Some(s),
+                Some(Some(prev)) if *prev == s => {}
+                Some(Some(prev)) => {
+                    return Err(bad(step, format!("writes {s} into buffer {dst} of {prev}")));
+                }
+                None => return Err(bad(step, format!("no buffer {dst}"))),
+            }
+        }
+        out.bufs = bufs
+            .into_iter()
+            .map(|b| b.unwrap_or(Shape::new(n, 1, 1, 1)))
+            .collect();
+        Ok(out)
+    }
+
     /// Number of steps (kernel calls) of a forward pass.
     pub fn num_layers(&self) -> usize {
         self.steps.len()
@@ -855,7 +1168,8 @@ impl RepVit {
             .and_then(|v| v.checked_mul(w))
             .unwrap_or(0);
         self.check_input(len, shape)?;
-        let bs = |i: usize| buf_shape(self.bufs[i], shape);
+        let shapes = self.infer_shapes(shape)?;
+        let bs = |i: usize| shapes.bufs[i];
         let mut out = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let ctx = || step.name.clone();
@@ -899,17 +1213,27 @@ impl RepVit {
                     sums,
                 } => {
                     let (i, o) = (bs(*src), bs(*dst));
+                    let k = conv.kernel_size();
                     (
                         LayerKind::DwConv,
                         i,
                         o,
                         2 * conv.geom(i).layer(ctx)?.macs(),
                         format!(
-                            "dwconv_{}x{}x{}_s{}{}",
+                            "{}_{}x{}x{}_s{}{}{}",
+                            if k == 3 {
+                                "dwconv".into()
+                            } else {
+                                format!("dwconv{k}x{k}")
+                            },
                             i.h,
                             i.w,
                             i.c,
                             conv.stride(),
+                            match conv.activation() {
+                                Activation::Identity => String::new(),
+                                a => format!("_{}", act_name(a)),
+                            },
                             if *sums { "_sums" } else { "" }
                         ),
                     )
@@ -958,7 +1282,14 @@ impl RepVit {
                         format!("pool_{}x{}x{}", i.h, i.w, i.c),
                     )
                 }
-                Op::Head(l) => (
+                Op::PooledPw { pw, act } => (
+                    LayerKind::Pointwise,
+                    Shape::new(n, 1, 1, pw.k()),
+                    Shape::new(n, 1, 1, pw.n()),
+                    (2 * n * pw.k() * pw.n()) as u64,
+                    format!("pointwise_1x1_{}to{}_{}", pw.k(), pw.n(), act_name(*act)),
+                ),
+                Op::Head { linear: l, .. } => (
                     LayerKind::Linear,
                     Shape::new(n, 1, 1, l.inputs()),
                     Shape::new(n, 1, 1, l.outputs()),
@@ -1025,7 +1356,7 @@ impl RepVit {
             Op::ToNhwc => {
                 let [n, c, h, w] = ws.input_shape;
                 // NCHW -> NHWC (a copy; no arithmetic).
-                let dst = ws.bufs[0].as_mut_slice();
+                let dst = ws.bufs[ws.slot[Graph::INPUT]].as_mut_slice();
                 for b in 0..n {
                     for ch in 0..c {
                         let plane = &input[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
@@ -1037,7 +1368,10 @@ impl RepVit {
                 Ok(())
             }
             Op::Conv { conv, src, dst, .. } => {
-                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                let [x, y] = ws
+                    .bufs
+                    .get_disjoint_mut([ws.slot[*src], ws.slot[*dst]])
+                    .map_err(disjoint)?;
                 conv.run(k, x, y, &mut ws.conv_scratch).layer(ctx)
             }
             Op::Dw {
@@ -1046,7 +1380,10 @@ impl RepVit {
                 dst,
                 sums,
             } => {
-                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                let [x, y] = ws
+                    .bufs
+                    .get_disjoint_mut([ws.slot[*src], ws.slot[*dst]])
+                    .map_err(disjoint)?;
                 if *sums {
                     let nc = y.shape().n * y.shape().c;
                     conv.run(k, x, y, Some(&mut ws.sums[..nc])).layer(ctx)
@@ -1055,7 +1392,7 @@ impl RepVit {
                 }
             }
             Op::Se { se, t } => {
-                let t = &mut ws.bufs[*t];
+                let t = &mut ws.bufs[ws.slot[*t]];
                 let s = t.shape();
                 let nc = s.n * s.c;
                 let scale = &mut ws.scale[..nc];
@@ -1072,7 +1409,7 @@ impl RepVit {
             } => {
                 let [x, y, r] = ws
                     .bufs
-                    .get_disjoint_mut([*src, *dst, *r])
+                    .get_disjoint_mut([ws.slot[*src], ws.slot[*dst], ws.slot[*r]])
                     .map_err(disjoint)?;
                 pw.run(k, x, y, *act, Some(r)).layer(ctx)
             }
@@ -1083,14 +1420,28 @@ impl RepVit {
                 dst,
                 residual: None,
             } => {
-                let [x, y] = ws.bufs.get_disjoint_mut([*src, *dst]).map_err(disjoint)?;
+                let [x, y] = ws
+                    .bufs
+                    .get_disjoint_mut([ws.slot[*src], ws.slot[*dst]])
+                    .map_err(disjoint)?;
                 pw.run(k, x, y, *act, None).layer(ctx)
             }
             Op::Pool { src, to_out } => {
                 let dst = if *to_out { out } else { &mut ws.pooled };
-                global_avg_pool(k, &ws.bufs[*src], dst).layer(ctx)
+                global_avg_pool(k, &ws.bufs[ws.slot[*src]], dst).layer(ctx)
             }
-            Op::Head(l) => l.run(k, &ws.pooled, out).layer(ctx),
+            Op::PooledPw { pw, act } => {
+                let n = ws.input_shape[0];
+                pw.run_slices(k, n, &ws.pooled, &mut ws.head, *act, None)
+                    .layer(ctx)
+            }
+            Op::Head { linear, src } => {
+                let x = match src {
+                    Vector::Pooled => &ws.pooled,
+                    Vector::Head => &ws.head,
+                };
+                linear.run(k, x, out).layer(ctx)
+            }
         }
     }
 
@@ -1142,11 +1493,11 @@ fn to_nchw(stage: usize, t: &Tensor) -> FeatureMap {
 }
 
 /// A prepared workspace for timing a model's steps one at a time, through the same code as
-/// [`RepVit::forward`]. Buffers hold the activations of a real forward pass (deterministic input),
+/// [`Network::forward`]. Buffers hold the activations of a real forward pass (deterministic input),
 /// so every step sees realistic data; running a step again allocates nothing.
 #[derive(Debug)]
 pub struct LayerBench<'a> {
-    model: &'a RepVit,
+    model: &'a Network,
     ws: Workspace,
     input: Vec<f32>,
     out: Vec<f32>,
@@ -1216,6 +1567,6 @@ mod tests {
     #[test]
     fn model_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<RepVit>();
+        assert_send_sync::<Network>();
     }
 }

@@ -112,10 +112,15 @@ impl RandomParams {
 impl Params for RandomParams {
     fn tensor(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
         let n: usize = shape.iter().product();
-        let last_bn = key.contains("conv2.bn.") || key.contains("channel_downsample.bn.");
+        // The last BatchNorm of a residual branch (RepViT's conv2 / channel_downsample, the
+        // MobileNets' bn3 after conv_pwl).
+        let last_bn = key.contains("conv2.bn.")
+            || key.contains("channel_downsample.bn.")
+            || key.ends_with("bn3.weight");
         let (lo, hi) = if key.ends_with("running_var") {
             (0.5, 1.5)
-        } else if key.ends_with("bn.weight") {
+        } else if key.ends_with("weight") && shape.len() == 1 {
+            // BatchNorm scales (RepViT's `*.bn.weight`, the MobileNets' `bn1`..`bn3`).
             if last_bn { (0.05, 0.2) } else { (0.5, 1.5) }
         } else if key.ends_with("running_mean") || key.ends_with("bias") {
             (-0.1, 0.1)
@@ -211,13 +216,13 @@ pub struct FusedWeights {
     pub head: Folded,
 }
 
-fn fuse_err(p: &str) -> impl FnOnce(fuse::FuseError) -> Error + '_ {
+pub(crate) fn fuse_err(p: &str) -> impl FnOnce(fuse::FuseError) -> Error + '_ {
     move |e| Error::Config {
         reason: format!("folding `{p}`: {e}"),
     }
 }
 
-fn read_bn(p: &mut dyn Params, prefix: &str, c: usize) -> Result<BatchNorm, Error> {
+pub(crate) fn read_bn(p: &mut dyn Params, prefix: &str, c: usize) -> Result<BatchNorm, Error> {
     Ok(BatchNorm {
         weight: p.tensor(&format!("{prefix}.weight"), &[c])?,
         bias: p.tensor(&format!("{prefix}.bias"), &[c])?,
@@ -256,6 +261,36 @@ fn conv_norm(
         cin: shape[1],
         weight,
         bias,
+    })
+}
+
+/// A bias-free convolution `conv_key` of `shape` (`[cout, cin, kh, kw]`) followed by the
+/// BatchNorm `bn_prefix` (timm's `conv_*` + `bn*` pairs in MobileNets), folded.
+pub fn conv_bn(
+    p: &mut dyn Params,
+    conv_key: &str,
+    bn_prefix: &str,
+    shape: [usize; 4],
+) -> Result<Folded, Error> {
+    let w = p.tensor(conv_key, &shape)?;
+    let bn = read_bn(p, bn_prefix, shape[0])?;
+    let (weight, bias) = fuse::fold_bn(&w, None, &bn).map_err(fuse_err(conv_key))?;
+    Ok(Folded {
+        cout: shape[0],
+        cin: shape[1],
+        weight,
+        bias,
+    })
+}
+
+/// A convolution or linear layer with bias (`prefix.weight` of `shape`, `prefix.bias`).
+pub fn with_bias(p: &mut dyn Params, prefix: &str, shape: &[usize]) -> Result<Folded, Error> {
+    let (cout, cin) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    Ok(Folded {
+        cout,
+        cin,
+        weight: p.tensor(&format!("{prefix}.weight"), shape)?,
+        bias: p.tensor(&format!("{prefix}.bias"), &[cout])?,
     })
 }
 

@@ -93,7 +93,7 @@ fn deployed_timm_checkpoints_match_timms_fused_model() {
         let sd = StateDict::read(fixture(file)).unwrap();
         assert_eq!(Layout::of(&sd), Layout::Deployed);
         let m = check_against_timm(&fixture(file), "loaders_input.npy", logits);
-        let c = m.config();
+        let c = m.config().unwrap();
         assert_eq!(
             (c.embed_dim.clone(), c.depth.clone(), c.num_classes),
             (vec![16, 24, 32], vec![2, 1, 1], 10)
@@ -132,7 +132,7 @@ fn deployed_checkpoint_with_named_variant_and_errors() {
     // Fused legacy and non-legacy models look alike: both names load the same file.
     for v in ["m1", "m0_9", "repvit_m1"] {
         let m = RepVit::from_state_dict(sd.clone(), Some(v), &k).unwrap();
-        assert_eq!(m.config().embed_dim, vec![48, 96, 192, 384]);
+        assert_eq!(m.config().unwrap().embed_dim, vec![48, 96, 192, 384]);
     }
     let e = RepVit::from_state_dict(sd.clone(), Some("m1_0"), &k).unwrap_err();
     assert_mentions(
@@ -258,7 +258,7 @@ fn headless_checkpoints_give_timms_pooled_features() {
     for file in ["headless.safetensors", "headless_fused.safetensors"] {
         let m = check_against_timm(&fixture(file), "loaders_input.npy", "headless_features.npy");
         assert_eq!((m.num_classes(), m.num_outputs()), (0, 32));
-        assert!(m.config().to_string().contains("headless"));
+        assert!(m.config().unwrap().to_string().contains("headless"));
     }
     // A head half there is not headless.
     let mut r = rows("headless.safetensors");
@@ -317,7 +317,7 @@ fn stage_feature_map_shapes_and_errors() {
             }
             assert_eq!(
                 f.shape,
-                [2, m.config().embed_dim[i], eh, ew],
+                [2, m.config().unwrap().embed_dim[i], eh, ew],
                 "{h}x{w} stage {i}"
             );
             assert_eq!(f.data.len(), f.shape.iter().product::<usize>());
@@ -810,14 +810,14 @@ fn fuzz_seed_checkpoints_of_many_shapes_load_and_agree_across_kinds() {
         let name = f.file_name().unwrap().to_str().unwrap().to_string();
         let structure = name.split('_').next().unwrap().to_string();
         let m = RepVit::load(f, None, &k).unwrap_or_else(|e| panic!("{e}"));
-        let c = m.config().in_chans;
+        let c = m.config().unwrap().in_chans;
         let x: Vec<f32> = (0..2 * c * 11 * 13)
             .map(|i| (i % 17) as f32 / 8.0 - 1.0)
             .collect();
         let out = m.forward(&x, [2, c, 11, 13]).unwrap();
         assert_eq!(out.len(), 2 * m.num_outputs());
         assert!(out.iter().all(|v| v.is_finite()), "{name}");
-        let stages: Vec<usize> = (0..m.config().depth.len()).collect();
+        let stages: Vec<usize> = (0..m.config().unwrap().depth.len()).collect();
         let maps = m.forward_features(&x, [2, c, 11, 13], &stages).unwrap();
         assert_eq!(maps.len(), stages.len());
         if name.contains("half") {

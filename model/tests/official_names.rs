@@ -110,7 +110,7 @@ fn official_names_of_the_fixtures_match_timm() {
         let sd = StateDict::read(&timm_file).unwrap();
         let (path, _) = write_official(
             &sd,
-            &timm.config().depth,
+            &timm.config().unwrap().depth,
             &format!("{name}-official.safetensors"),
         );
         let ours = RepVit::load(&path, None, &k).unwrap();
@@ -152,7 +152,7 @@ fn official_names_of_every_variant_load() {
         }
         let timm = RepVit::from_state_dict(sd, Some(variant), &k).unwrap();
         let ours = RepVit::load(&path, None, &k).unwrap();
-        assert_eq!(ours.config().name, cfg.name);
+        assert_eq!(ours.config().unwrap().name, cfg.name);
         let x: Vec<f32> = (0..3 * 64 * 64)
             .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
             .collect();

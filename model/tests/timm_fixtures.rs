@@ -62,14 +62,14 @@ fn legacy_half_precision_matches_timm_on_every_isa() {
 fn fixture_configs_are_detected() {
     let k = Kernels::new().unwrap();
     let m = RepVit::load(fixture("small.safetensors"), None, &k).unwrap();
-    let c = m.config();
+    let c = m.config().unwrap();
     assert_eq!(
         (c.embed_dim.clone(), c.depth.clone(), c.legacy),
         (vec![16, 32, 48, 64], vec![1, 2, 2, 1], false)
     );
     assert_eq!((c.num_classes, c.distillation), (1000, true));
     let m = RepVit::load(fixture("legacy.safetensors"), None, &k).unwrap();
-    let c = m.config();
+    let c = m.config().unwrap();
     assert_eq!(
         (c.embed_dim.clone(), c.depth.clone(), c.legacy),
         (vec![16, 24, 32], vec![2, 1, 1], true)

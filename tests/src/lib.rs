@@ -6,6 +6,7 @@
 //! terms that were summed (f32 accumulation of ten terms loses at most about `10 * 2^-24 * S`; the
 //! activations are at most 1.5-Lipschitz; GELU adds at most 1e-6 of approximation error).
 
+use mobile_cnn_kernels::Precision;
 use mobile_cnn_kernels::registry::{self, KernelInfo, Op};
 
 /// Bit pattern written around every output buffer; any change means a kernel wrote out of bounds.
@@ -13,20 +14,29 @@ pub const GUARD_BITS: u32 = 0x7fc0_dead;
 /// Floats of guard on each side of an output.
 pub const GUARD: usize = 37;
 
-/// The registered kernels of `op` that this CPU can run; with `KERNELS_ISA` set, only that tier's.
-/// Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
+/// The registered kernels of `op` (every precision) that this CPU can run; with `KERNELS_ISA` set,
+/// only that tier's. Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
 pub fn kernels_under_test(op: Op) -> Vec<&'static KernelInfo> {
+    let ks: Vec<_> = Precision::ALL
+        .into_iter()
+        .flat_map(|d| kernels_under_test_at(op, d))
+        .collect();
+    assert!(!ks.is_empty(), "no runnable kernel for {}", op.name());
+    ks
+}
+
+/// The registered kernels of `op` at `dtype` that this CPU can run (tier and precision); with
+/// `KERNELS_ISA` set, only that tier's. May be empty (a precision this CPU has on no tier).
+pub fn kernels_under_test_at(op: Op, dtype: Precision) -> Vec<&'static KernelInfo> {
     let only = match std::env::var("KERNELS_ISA") {
         Ok(v) if !v.trim().is_empty() => {
             Some(mobile_cnn_kernels::Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}")))
         }
         _ => None,
     };
-    let ks: Vec<_> = registry::for_op(op)
-        .filter(|k| k.is_available() && only.is_none_or(|i| i == k.isa))
-        .collect();
-    assert!(!ks.is_empty(), "no runnable kernel for {}", op.name());
-    ks
+    registry::for_op(op)
+        .filter(|k| k.dtype() == dtype && k.is_available() && only.is_none_or(|i| i == k.isa))
+        .collect()
 }
 
 /// An output buffer of `len` floats with NaN guards on both sides; the body is NaN-filled too, so
@@ -104,16 +114,22 @@ pub fn lipschitz(act: mobile_cnn_kernels::Activation) -> f64 {
         A::Identity | A::Relu | A::Relu6 => 1.0,
         A::HardSwish => 1.5,
         A::Gelu => 1.13,
+        // SiLU's derivative peaks at about 1.0998 (x ~ 2.4); sigmoid's at 1/4 (x = 0).
+        A::Silu => 1.1,
+        A::Sigmoid => 0.25,
     }
 }
 
 /// Absolute error an f32 evaluation of `act` at `y` may add beyond the propagated input error: the
-/// GELU approximation's own bound plus a few roundings of the result.
+/// approximation's own bound (GELU's absolute one; sigmoid's and SiLU's relative one, which covers
+/// the `exp` and its roundings) plus a few roundings of the result.
 pub fn act_eval_error(act: mobile_cnn_kernels::Activation, y: f64) -> f64 {
-    let approx = if act == mobile_cnn_kernels::Activation::Gelu {
-        mobile_cnn_kernels::activation::GELU_ABS_TOLERANCE as f64
-    } else {
-        0.0
+    use mobile_cnn_kernels::Activation as A;
+    use mobile_cnn_kernels::activation::{GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
+    let approx = match act {
+        A::Gelu => GELU_ABS_TOLERANCE as f64,
+        A::Silu | A::Sigmoid => SIGMOID_REL_TOLERANCE as f64 * y.abs() + 1e-35,
+        _ => 0.0,
     };
     approx + 4.0 * U * y.abs()
 }

@@ -23,7 +23,8 @@ use bench_suite::report::{
     OURS, PAPER, Peers, comparisons, md_table, num, parse_peers, percent_of_peak, verdicts,
 };
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::{Config, LayerInfo, LayerKind, RepVit, VARIANTS};
+use repvit::family::all_names;
+use repvit::{Arch, LayerInfo, LayerKind, Network};
 
 struct Args {
     criterion: PathBuf,
@@ -304,9 +305,9 @@ fn model_report(
     let k1 = Kernels::with_isa(isa)
         .and_then(|k| k.with_threads(1))
         .map_err(|e| format!("kernels for {isa_name}: {e}"))?;
-    let mut per_variant: Vec<(&'static str, Vec<TimedStep>)> = Vec::new();
-    for v in &VARIANTS {
-        let group = format!("layers_{}_t1", v.name);
+    let mut per_variant: Vec<(String, Vec<TimedStep>)> = Vec::new();
+    for name in all_names() {
+        let group = format!("layers_{name}_t1");
         let times: BTreeMap<&str, f64> = results
             .iter()
             .filter(|r| r.group == group && r.function == isa_name)
@@ -315,18 +316,19 @@ fn model_report(
         if times.is_empty() {
             continue;
         }
-        let model = RepVit::random(&Config::from_variant(v), 1, &k1)
-            .map_err(|e| format!("{}: {e}", v.name))?;
+        let model = Arch::named(&name)
+            .and_then(|a| Network::random_arch(a, 1, &k1))
+            .map_err(|e| format!("{name}: {e}"))?;
         let steps = model
             .layers(SHAPE)
-            .map_err(|e| format!("{}: {e}", v.name))?
+            .map_err(|e| format!("{name}: {e}"))?
             .into_iter()
             .map(|info| TimedStep {
                 ns: times.get(info.key.as_str()).copied(),
                 info,
             })
             .collect();
-        per_variant.push((v.name, steps));
+        per_variant.push((name, steps));
     }
     let layer_sum_ms = |name: &str| {
         per_variant
@@ -402,6 +404,60 @@ fn model_report(
         ],
         &rows,
     ));
+
+    // The MobileNets on the same kernels, beside RepViT M0.9 and M1.0.
+    let others = [
+        "m0_9",
+        "m1_0",
+        "mobilenetv3_large_100",
+        "mobilenetv3_small_100",
+        "mobilenetv2_100",
+    ];
+    let mut rows = Vec::new();
+    for name in others {
+        for &t in &thread_counts {
+            let Some((r, _)) = e2e.iter().find(|(r, tt)| *tt == t && r.value == name) else {
+                continue;
+            };
+            let g = r.giga_per_s();
+            rows.push(vec![
+                name.to_string(),
+                t.to_string(),
+                format!("{:.2}", r.median_ns / 1e6),
+                num(Some(r.mad_ns / 1e6), 2),
+                if t == 1 {
+                    num(layer_sum_ms(name), 2)
+                } else {
+                    "-".into()
+                },
+                num(g, 1),
+                num(g.zip(peak).and_then(|(g, pk)| percent_of_peak(g, pk, t)), 1),
+                num(r.elements.map(|e| e as f64 / 2e9), 3),
+            ]);
+        }
+    }
+    if rows.iter().any(|r| r[0].starts_with("mobilenet")) {
+        let _ = writeln!(
+            md,
+            "\n## MobileNetV3 and MobileNetV2 on the same kernels\n\ntimm's `mobilenetv3_large_100`, \
+             `mobilenetv3_small_100` and `mobilenetv2_100` built from the same kernels and run by the \
+             same runner as RepViT (random weights, BatchNorm folded), beside RepViT M0.9 and M1.0.\n"
+        );
+        md.push_str(&md_table(
+            &[
+                "network",
+                "threads",
+                "median (ms)",
+                "MAD (ms)",
+                "sum of layers (ms)",
+                "GFLOP/s",
+                "% of peak",
+                "GMACs (counted)",
+            ],
+            &[false, true, true, true, true, true, true, true],
+            &rows,
+        ));
+    }
 
     // ARM cores, static estimate.
     if let Some(preds) = estimate {
@@ -525,7 +581,7 @@ fn model_report(
             files.push((
                 format!("gflops_{name}.svg"),
                 bars_against_peak(
-                    &format!("RepViT {name}, GFLOP/s per layer, 1 thread, {isa_name}"),
+                    &format!("{name}, GFLOP/s per layer, 1 thread, {isa_name}"),
                     &kinds,
                     &chart,
                     p,

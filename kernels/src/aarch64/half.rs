@@ -129,7 +129,7 @@ pub(crate) unsafe fn bfdot_lane<const L: u32>(
     acc
 }
 
-/// The epilogue of one row of a tile, `V` vectors of four output channels from `out`:
+/// The epilogue of one row of a tile, `v` holding `V` vectors of four output channels:
 /// `y = act(v + bias)`, then `y += residual` when there is one, stored to the first `cols` columns
 /// (all `4 * V` in vector stores when `cols == 4 * V`, else through a stack buffer, reading only the
 /// valid columns of the residual). The same f32 operations in the same order as the f32 kernels.

@@ -243,8 +243,11 @@ impl Case {
     }
 }
 
+/// The data of a case: input, weights, bias, residual.
+type CaseData = (Vec<f32>, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// The inputs of a case: input, weights, bias, residual.
-fn inputs(c: &Case) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>) {
+fn inputs(c: &Case) -> CaseData {
     let x = rand_vec(c.seed, c.p * c.k, c.amp_x);
     let w = rand_vec(c.seed ^ 1, c.n * c.k, c.amp_w);
     let b = c.bias.then(|| rand_vec(c.seed ^ 2, c.n, 1.0));

@@ -23,7 +23,7 @@ mod tests {
         assert!(std::arch::is_aarch64_feature_detected!("neon"));
         assert!(Isa::Neon.is_available());
         assert_eq!(Isa::best(), Isa::Neon);
-        let k = registry::find(Op::DwConv3x3, Isa::Neon).unwrap();
+        let k = registry::find(Op::DwConv { k: 3 }, Isa::Neon).unwrap();
         assert!(
             k.name.starts_with("dwconv3x3") && k.name.ends_with("neon"),
             "{}",

@@ -2,7 +2,7 @@
 //! tested against these. Computed in f64 and rounded once, so they are as exact as f32 output allows.
 
 use crate::activation::Activation;
-use crate::dwconv::DwConv3x3Geom;
+use crate::dwconv::DwConvGeom;
 use crate::error::Result;
 
 /// The activation in f64, with the exact `erf`.
@@ -13,12 +13,15 @@ pub fn activation(act: Activation, x: f64) -> f64 {
         Activation::Relu6 => x.clamp(0.0, 6.0),
         Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
     }
 }
 
-/// Depthwise 3x3 convolution (layouts in [`DwConv3x3Geom`]); zero padding of 1 on every side.
-pub fn dwconv3x3(
-    g: &DwConv3x3Geom,
+/// Depthwise k x k convolution over the whole tensor (layouts in [`DwConvGeom`], `output` is
+/// `[n, oh, ow, c]`); zero padding of `k / 2` on every side.
+pub fn dwconv(
+    g: &DwConvGeom,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
@@ -32,24 +35,24 @@ pub fn dwconv3x3(
         output.len(),
         sums.as_ref().map(|s| s.len()),
     )?;
-    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
+    let (oh, ow, c, k, p) = (g.oh(), g.ow(), g.c, g.k, g.pad() as isize);
     let mut total = vec![0.0f64; g.n * c];
     for b in 0..g.n {
         for oy in 0..oh {
             for ox in 0..ow {
                 for ch in 0..c {
                     let mut acc = bias[ch] as f64;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
+                    for ky in 0..k {
+                        for kx in 0..k {
                             // Input row and column of this tap; outside the image is zero padding.
-                            let iy = (oy * g.stride + ky) as isize - 1;
-                            let ix = (ox * g.stride + kx) as isize - 1;
+                            let iy = (oy * g.stride + ky) as isize - p;
+                            let ix = (ox * g.stride + kx) as isize - p;
                             if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                 continue;
                             }
                             let x = input[((b * g.h + iy as usize) * g.w + ix as usize) * c + ch]
                                 as f64;
-                            acc += x * weights[(ky * 3 + kx) * c + ch] as f64;
+                            acc += x * weights[(ky * k + kx) * c + ch] as f64;
                         }
                     }
                     let y = activation(g.act, acc) as f32;
@@ -96,6 +99,79 @@ pub fn pointwise(
                 y += r[p * g.n + j] as f64;
             }
             output[p * g.n + j] = y as f32;
+        }
+    }
+    Ok(())
+}
+
+/// `x` rounded to bf16 as `vcvtne2ps2bf16` does (Intel SDM: round to nearest even, a denormal
+/// input becomes a zero of its sign), widened back to f32. Written with the `half` crate's
+/// rounding, independently of the kernels' own conversion ([`crate::convert`]).
+pub fn round_bf16(x: f32) -> f32 {
+    if x.is_subnormal() {
+        0.0f32.copysign(x)
+    } else {
+        half::bf16::from_f32(x).to_f32()
+    }
+}
+
+/// Pointwise convolution in bf16 as the bf16 kernels compute it, rounding step by step in f32:
+/// input and weights rounded with [`round_bf16`]; per output, the accumulator starts at the f32
+/// bias; for each K-pair `(2i, 2i + 1)` (a missing last channel of odd K is zero) it adds the odd
+/// channel's product, then the even one's, each as one f32 fused multiply-add with denormal
+/// inputs and results flushed to zero (Intel SDM, "VDPBF16PS": FP32 FMA with DAZ, FTZ and RNE);
+/// then the f32 activation ([`Activation::apply`]) and the residual added in f32. Layouts as in
+/// [`pointwise`].
+pub fn pointwise_bf16(
+    g: &crate::pointwise::PointwiseGeom,
+    input: &[f32],
+    weights_nk: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<()> {
+    g.check(input.len(), output.len(), residual.map(<[f32]>::len))?;
+    if weights_nk.len() != g.n * g.k || bias.is_some_and(|b| b.len() != g.n) {
+        return Err(crate::Error::shape(
+            "reference pointwise weights/bias",
+            format!("[{}, {}] and [{}]", g.n, g.k, g.n),
+            weights_nk.len(),
+        ));
+    }
+    let ftz = |v: f32| {
+        if v.is_subnormal() {
+            0.0f32.copysign(v)
+        } else {
+            v
+        }
+    };
+    let step = |acc: f32, x: f32, w: f32| ftz(x.mul_add(w, ftz(acc)));
+    for p in 0..g.p {
+        for j in 0..g.n {
+            let x = |kk: usize| {
+                if kk < g.k {
+                    round_bf16(input[p * g.k + kk])
+                } else {
+                    0.0
+                }
+            };
+            let w = |kk: usize| {
+                if kk < g.k {
+                    round_bf16(weights_nk[j * g.k + kk])
+                } else {
+                    0.0
+                }
+            };
+            let mut acc = bias.map_or(0.0, |b| b[j]);
+            for i in 0..g.k.div_ceil(2) {
+                acc = step(acc, x(2 * i + 1), w(2 * i + 1));
+                acc = step(acc, x(2 * i), w(2 * i));
+            }
+            let mut y = g.act.apply(acc);
+            if let Some(r) = residual {
+                y += r[p * g.n + j];
+            }
+            output[p * g.n + j] = y;
         }
     }
     Ok(())

@@ -77,12 +77,15 @@ fn flush(x: f32) -> f32 {
     }
 }
 
-/// One step of `vdpbf16ps` on one lane: `acc + a * b` with one rounding (the product of two bf16
-/// values is exact in f32), denormal inputs read as zero and a denormal result flushed to zero
-/// (Intel SDM, "VDPBF16PS": "FP32 FMA with DAZ, FTZ, RNE").
+/// One step of `vdpbf16ps` on one lane: `acc + a * b` with one rounding, denormal inputs read as
+/// zero and a denormal result flushed to zero (Intel SDM, "VDPBF16PS": "FP32 FMA with DAZ, FTZ,
+/// RNE"). `a` and `b` are bf16 values, whose product (8 x 8 significant bits) is exact in f32
+/// unless it falls below the normal range (|a b| < 2^-126, where this rounds it first): so a plain
+/// multiply and add is the fused operation, without the software `fmaf` that `mul_add` becomes
+/// on a target without FMA.
 #[inline]
 pub(crate) fn dpbf16_step(acc: f32, a: f32, b: f32) -> f32 {
-    flush(flush(a).mul_add(flush(b), flush(acc)))
+    flush(flush(a) * flush(b) + flush(acc))
 }
 
 /// Portable bf16 pointwise block kernel (panel width 8, K-pairs): a bit-exact model of the
@@ -124,8 +127,15 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
         // SAFETY: when not null, the caller guarantees `p * n` readable floats that do not alias `output`.
         Some(unsafe { std::slice::from_raw_parts(residual, g.p * n) })
     };
-    // Input rows rounded to bf16, K padded to even with a zero (as the kernels do).
-    let mut a = vec![0.0f32; MR * 2 * kp];
+    // The block's input rows rounded to bf16 once, K padded to even with a zero (as the kernels
+    // do).
+    let mut a = vec![0.0f32; rows.len() * 2 * kp];
+    for (i, dst) in a.chunks_exact_mut(2 * kp).enumerate() {
+        let r = rows.start + i;
+        for (d, &x) in dst.iter_mut().zip(&input[r * k..(r + 1) * k]) {
+            *d = bf16_to_f32(bf16_from_f32(x));
+        }
+    }
     for panel in panels {
         let w = &weights[panel * panel_len..(panel + 1) * panel_len];
         let b = &bias[panel * NR..(panel + 1) * NR];
@@ -134,15 +144,10 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
         let mut r = rows.start;
         while r < rows.end {
             let mr = MR.min(rows.end - r);
-            for (i, dst) in a.chunks_exact_mut(2 * kp).enumerate().take(mr) {
-                for (d, &x) in dst.iter_mut().zip(&input[(r + i) * k..(r + i + 1) * k]) {
-                    *d = bf16_to_f32(bf16_from_f32(x));
-                }
-            }
             let mut acc = [[0.0f32; NR]; MR];
             for (i, row) in acc.iter_mut().enumerate().take(mr) {
                 *row = b.try_into().expect("panel of NR biases");
-                let x = &a[i * 2 * kp..(i + 1) * 2 * kp];
+                let x = &a[(r - rows.start + i) * 2 * kp..(r - rows.start + i + 1) * 2 * kp];
                 for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
                     for (jj, acc) in row.iter_mut().enumerate() {
                         let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));

@@ -12,7 +12,9 @@
 //! at compile time. Channel tails use masked loads and stores; nothing outside the slices is
 //! accessed.
 
-use crate::dwconv::DwConv3x3Geom;
+use std::ops::Range;
+
+use crate::dwconv::DwConvGeom;
 use crate::x86_64::SimdF32;
 
 /// What one output row pass needs besides the channel block.
@@ -52,25 +54,28 @@ pub(crate) trait Tier {
     );
 }
 
-/// Runs the depthwise 3x3 convolution of `g` (layouts in [`DwConv3x3Geom`]) with the channel-block
-/// passes of `P`.
+/// Runs the flat output rows `rows` of the depthwise 3x3 convolution of `g` (layouts and band
+/// contract in [`DwConvGeom`]) with the channel-block passes of `P`.
 ///
 /// # Safety
-/// The features of `P`'s tier must be available, and `g.check` must accept the geometry and the
-/// lengths of the slices.
+/// The features of `P`'s tier must be available, `g.k == 3`, and `g.check_rows` must accept the
+/// geometry, the band and the lengths of the slices.
 #[inline(always)]
 pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
-    g: &DwConv3x3Geom,
+    g: &DwConvGeom,
+    rows: Range<usize>,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
     output: &mut [f32],
     sums: Option<&mut [f32]>,
 ) {
-    let (n, h, w, c, s) = (g.n, g.h, g.w, g.c, g.stride);
+    let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
+    debug_assert!(g.k == 3);
     debug_assert!(
-        g.check(
+        g.check_rows(
+            &rows,
             input.len(),
             weights.len(),
             bias.len(),
@@ -80,17 +85,22 @@ pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
         .is_ok()
     );
     let sums = match sums {
-        Some(s) => s.as_mut_ptr(),
+        Some(s) => {
+            s.fill(0.0);
+            s.as_mut_ptr()
+        }
         None => core::ptr::null_mut(),
     };
     let wp = weights.as_ptr();
-    for b in 0..n {
-        // SAFETY: `b < n`, and `check` guaranteed input = n*h*w*c, output = n*oh*ow*c and
-        // sums = n*c floats, so every offset below is within (or one past) its slice.
-        let (img, out_img, sb) = unsafe {
+    let r0 = rows.start;
+    for r in rows {
+        let (b, oy) = (r / oh, r % oh);
+        // SAFETY: `r < n * oh`, so `b < n`; `check_rows` guaranteed input = n*h*w*c, output =
+        // (rows.end - r0)*ow*c and sums = n*c floats, so every offset below is within its slice.
+        let (img, out_row, sb) = unsafe {
             (
                 input.as_ptr().add(b * h * w * c),
-                output.as_mut_ptr().add(b * oh * ow * c),
+                output.as_mut_ptr().add((r - r0) * ow * c),
                 if sums.is_null() {
                     sums
                 } else {
@@ -98,44 +108,38 @@ pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
                 },
             )
         };
-        if !sb.is_null() {
-            // SAFETY: `sb..sb + c` is image `b`'s part of the sums slice (see above).
-            unsafe { core::ptr::write_bytes(sb, 0, c) };
+        // Centre input row; it exists since oy <= (h - 1) / s.
+        let cy = oy * s;
+        let top = cy >= 1;
+        let bottom = cy + 1 < h;
+        macro_rules! go {
+            ($s:literal, $nr:literal, $ky0:literal, [$($iy:expr),*]) => {
+                // SAFETY: every row index `iy` is in 0..h (checked by `top`/`bottom` above),
+                // `$ky0 * 3 * c` is within the 9*c weights, `out_row` starts a band row; the
+                // remaining contract (features, lengths) is this function's.
+                unsafe {
+                    row::<P, ACT, $s, $nr>(&RowArgs {
+                        rows: [$(img.add($iy * w * c)),*],
+                        wts: wp.add($ky0 * 3 * c),
+                        bias: bias.as_ptr(),
+                        out: out_row,
+                        sums: sb,
+                        w,
+                        c,
+                        ow,
+                    })
+                }
+            };
         }
-        for oy in 0..oh {
-            // Centre input row; it exists since oy <= (h - 1) / s.
-            let cy = oy * s;
-            let top = cy >= 1;
-            let bottom = cy + 1 < h;
-            macro_rules! go {
-                ($s:literal, $nr:literal, $ky0:literal, [$($iy:expr),*]) => {
-                    // SAFETY: every row index `iy` is in 0..h (checked by `top`/`bottom` above),
-                    // `$ky0 * 3 * c` is within the 9*c weights, `oy < oh`; the remaining contract
-                    // (features, lengths) is this function's.
-                    unsafe {
-                        row::<P, ACT, $s, $nr>(&RowArgs {
-                            rows: [$(img.add($iy * w * c)),*],
-                            wts: wp.add($ky0 * 3 * c),
-                            bias: bias.as_ptr(),
-                            out: out_img.add(oy * ow * c),
-                            sums: sb,
-                            w,
-                            c,
-                            ow,
-                        })
-                    }
-                };
-            }
-            match (s, top, bottom) {
-                (1, true, true) => go!(1, 3, 0, [cy - 1, cy, cy + 1]),
-                (1, false, true) => go!(1, 2, 1, [cy, cy + 1]),
-                (1, true, false) => go!(1, 2, 0, [cy - 1, cy]),
-                (1, false, false) => go!(1, 1, 1, [cy]),
-                (_, true, true) => go!(2, 3, 0, [cy - 1, cy, cy + 1]),
-                (_, false, true) => go!(2, 2, 1, [cy, cy + 1]),
-                (_, true, false) => go!(2, 2, 0, [cy - 1, cy]),
-                (_, false, false) => go!(2, 1, 1, [cy]),
-            }
+        match (s, top, bottom) {
+            (1, true, true) => go!(1, 3, 0, [cy - 1, cy, cy + 1]),
+            (1, false, true) => go!(1, 2, 1, [cy, cy + 1]),
+            (1, true, false) => go!(1, 2, 0, [cy - 1, cy]),
+            (1, false, false) => go!(1, 1, 1, [cy]),
+            (_, true, true) => go!(2, 3, 0, [cy - 1, cy, cy + 1]),
+            (_, false, true) => go!(2, 2, 1, [cy, cy + 1]),
+            (_, true, false) => go!(2, 2, 0, [cy - 1, cy]),
+            (_, false, false) => go!(2, 1, 1, [cy]),
         }
     }
 }
@@ -424,7 +428,7 @@ unsafe fn tile<
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::activation::Activation;
-    use crate::dwconv::{DwConv3x3Fn, DwConv3x3Geom};
+    use crate::dwconv::{DwConvFn, DwConvGeom};
 
     /// Deterministic values in [-1, 1).
     fn fill(seed: u64, len: usize) -> Vec<f32> {
@@ -441,7 +445,7 @@ pub(crate) mod tests {
 
     const GUARD: usize = 37;
 
-    fn run_one(f: DwConv3x3Fn, g: &DwConv3x3Geom) {
+    fn run_one(f: DwConvFn, g: &DwConvGeom) {
         let in_len = g.n * g.h * g.w * g.c;
         // Odd offsets: slices start unaligned; input has no slack after its end.
         let inp_store = fill(g.c as u64 * 31 + g.h as u64, in_len + 1);
@@ -451,7 +455,7 @@ pub(crate) mod tests {
         let out_len = g.output_shape().len();
         let mut want = vec![0.0f32; out_len];
         let mut want_sums = vec![0.0f32; g.n * g.c];
-        crate::reference::dwconv3x3(g, &input, &weights, &bias, &mut want, Some(&mut want_sums))
+        crate::reference::dwconv(g, &input, &weights, &bias, &mut want, Some(&mut want_sums))
             .unwrap();
         for with_sums in [true, false] {
             let mut out = vec![f32::NAN; out_len + 2 * GUARD + 1];
@@ -462,7 +466,17 @@ pub(crate) mod tests {
             g.check(in_len, 9 * g.c, g.c, out_len, Some(g.n * g.c))
                 .unwrap();
             // SAFETY: the ISA was checked by the caller; the geometry and lengths just now.
-            unsafe { f(g, &input, &weights, &bias, ob, with_sums.then_some(sb)) };
+            unsafe {
+                f(
+                    g,
+                    0..g.rows(),
+                    &input,
+                    &weights,
+                    &bias,
+                    ob,
+                    with_sums.then_some(sb),
+                )
+            };
             for (i, (&a, &b)) in out[o0..o0 + out_len].iter().zip(&want).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
@@ -504,7 +518,7 @@ pub(crate) mod tests {
 
     /// Compares `f` with the reference on edge-case shapes, every activation, both strides, with and
     /// without sums, and checks that nothing outside the output and sums is written.
-    pub(crate) fn check_against_reference(f: DwConv3x3Fn) {
+    pub(crate) fn check_against_reference(f: DwConvFn) {
         let sizes = [1, 2, 3, 4, 5, 7, 9, 12];
         for c in [1, 3, 8, 15, 16, 17, 24, 31, 32, 33, 48, 56] {
             for stride in [1, 2] {
@@ -514,11 +528,12 @@ pub(crate) mod tests {
                             let n = if (h + w + c) % 3 == 0 { 2 } else { 1 };
                             run_one(
                                 f,
-                                &DwConv3x3Geom {
+                                &DwConvGeom {
                                     n,
                                     h,
                                     w,
                                     c,
+                                    k: 3,
                                     stride,
                                     act,
                                 },
@@ -537,11 +552,12 @@ pub(crate) mod tests {
                 };
                 run_one(
                     f,
-                    &DwConv3x3Geom {
+                    &DwConvGeom {
                         n: 1,
                         h,
                         w,
                         c,
+                        k: 3,
                         stride,
                         act,
                     },

@@ -20,6 +20,7 @@ pub(crate) mod dwconv;
 mod elementwise;
 pub(crate) use elementwise::act_in_place;
 pub(crate) mod pointwise;
+pub(crate) mod pointwise_bf16;
 
 /// Compile-time code of [`Activation::Identity`].
 pub(crate) const ACT_IDENTITY: u8 = 0;
@@ -31,6 +32,10 @@ pub(crate) const ACT_RELU6: u8 = 2;
 pub(crate) const ACT_HARDSWISH: u8 = 3;
 /// Compile-time code of [`Activation::Gelu`].
 pub(crate) const ACT_GELU: u8 = 4;
+/// Compile-time code of [`Activation::Silu`].
+pub(crate) const ACT_SILU: u8 = 5;
+/// Compile-time code of [`Activation::Sigmoid`].
+pub(crate) const ACT_SIGMOID: u8 = 6;
 
 /// The `ACT_*` code of an activation.
 #[allow(dead_code)] // part of the shared pattern; the kernels dispatch with `with_act!`
@@ -41,6 +46,8 @@ pub(crate) const fn act_code(act: Activation) -> u8 {
         Activation::Relu6 => ACT_RELU6,
         Activation::HardSwish => ACT_HARDSWISH,
         Activation::Gelu => ACT_GELU,
+        Activation::Silu => ACT_SILU,
+        Activation::Sigmoid => ACT_SIGMOID,
     }
 }
 
@@ -68,6 +75,14 @@ macro_rules! with_act {
             }
             $crate::activation::Activation::Gelu => {
                 const $a: u8 = $crate::x86_64::ACT_GELU;
+                $body
+            }
+            $crate::activation::Activation::Silu => {
+                const $a: u8 = $crate::x86_64::ACT_SILU;
+                $body
+            }
+            $crate::activation::Activation::Sigmoid => {
+                const $a: u8 = $crate::x86_64::ACT_SIGMOID;
                 $body
             }
         }

@@ -298,7 +298,7 @@ pub(crate) mod tests {
     const GUARD: usize = 37;
 
     /// Deterministic floats in [-amp, amp) (SplitMix64).
-    fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+    pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
         let mut s = seed;
         (0..len)
             .map(|_| {

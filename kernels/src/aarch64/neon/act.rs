@@ -11,7 +11,10 @@
 
 use core::arch::aarch64::*;
 
-use crate::activation::{Activation, GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
+use crate::activation::{
+    Activation, EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO,
+    LOG2_E, SIGMOID_CUTOFF,
+};
 
 /// Compile-time code of [`Activation::Identity`].
 pub(crate) const ACT_IDENTITY: u8 = 0;
@@ -23,6 +26,10 @@ pub(crate) const ACT_RELU6: u8 = 2;
 pub(crate) const ACT_HARDSWISH: u8 = 3;
 /// Compile-time code of [`Activation::Gelu`].
 pub(crate) const ACT_GELU: u8 = 4;
+/// Compile-time code of [`Activation::Silu`].
+pub(crate) const ACT_SILU: u8 = 5;
+/// Compile-time code of [`Activation::Sigmoid`].
+pub(crate) const ACT_SIGMOID: u8 = 6;
 
 /// The activation of an `ACT_*` code (the inverse of the mapping [`with_act!`] performs).
 pub(crate) const fn act_of_code(code: u8) -> Activation {
@@ -32,6 +39,8 @@ pub(crate) const fn act_of_code(code: u8) -> Activation {
         ACT_RELU6 => Activation::Relu6,
         ACT_HARDSWISH => Activation::HardSwish,
         ACT_GELU => Activation::Gelu,
+        ACT_SILU => Activation::Silu,
+        ACT_SIGMOID => Activation::Sigmoid,
         _ => panic!("unknown activation code"),
     }
 }
@@ -60,6 +69,14 @@ macro_rules! with_act {
             }
             $crate::activation::Activation::Gelu => {
                 const $a: u8 = $crate::aarch64::neon::act::ACT_GELU;
+                $body
+            }
+            $crate::activation::Activation::Silu => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_SILU;
+                $body
+            }
+            $crate::activation::Activation::Sigmoid => {
+                const $a: u8 = $crate::aarch64::neon::act::ACT_SIGMOID;
                 $body
             }
         }
@@ -157,6 +174,60 @@ pub(crate) unsafe fn gelu(x: float32x4_t) -> float32x4_t {
     }
 }
 
+/// `exp(x)` by the shared scheme of [`crate::activation::exp`] (same operations, same order); NaN
+/// stays NaN.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract); register-only intrinsics.
+    unsafe {
+        // FMAX/FMIN propagate NaN, as `f32::clamp`.
+        let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(EXP_MIN)), vdupq_n_f32(EXP_MAX));
+        // Round to nearest, ties to even (FRINTN), as `round_ties_even`.
+        let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2_E)));
+        // vfmaq_f32(a, b, c) = a + b * c with one rounding: `n.mul_add(-LN2_HI, x)`.
+        let r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));
+        let r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));
+        let mut p = vdupq_n_f32(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
+            p = vfmaq_f32(vdupq_n_f32(c), p, r);
+        }
+        // n is integral in [-126, 127] (NaN aside, where p is NaN already): 2^n exactly.
+        let bits = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+        vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32::<23>(bits)))
+    }
+}
+
+/// Sigmoid by the shared scheme of [`crate::activation::sigmoid`]; NaN stays NaN.
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn sigmoid(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract, which `exp` shares).
+    unsafe {
+        let u = vabsq_f32(x);
+        let big = vcgtq_f32(u, vdupq_n_f32(SIGMOID_CUTOFF));
+        let zero = vdupq_n_f32(0.0);
+        let e = vbslq_f32(big, zero, exp(vnegq_f32(u)));
+        let one = vdupq_n_f32(1.0);
+        let d = vaddq_f32(one, e);
+        vbslq_f32(vcltq_f32(x, zero), vdivq_f32(e, d), vdivq_f32(one, d))
+    }
+}
+
+/// SiLU, `x * sigmoid(x)`, as [`crate::activation::silu`].
+///
+/// # Safety
+/// NEON must be available.
+#[inline(always)]
+pub(crate) unsafe fn silu(x: float32x4_t) -> float32x4_t {
+    // SAFETY: NEON is available (this function's contract, which `sigmoid` shares).
+    unsafe { vmulq_f32(x, sigmoid(x)) }
+}
+
 /// The activation of code `ACT` (an `ACT_*` constant of this module); resolved at compile time.
 ///
 /// # Safety
@@ -171,6 +242,8 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: float32x4_t) -> float32x4_t {
             ACT_RELU6 => relu6(x),
             ACT_HARDSWISH => hardswish(x),
             ACT_GELU => gelu(x),
+            ACT_SILU => silu(x),
+            ACT_SIGMOID => sigmoid(x),
             _ => unreachable!("unknown activation code {ACT}"),
         }
     }

@@ -16,26 +16,32 @@
 use core::arch::aarch64::*;
 
 use super::act::{self, act_of_code, with_act};
-use crate::dwconv::DwConv3x3Geom;
+use std::ops::Range;
 
-/// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block (layouts in
-/// [`DwConv3x3Geom`]). When `sums` is given it is overwritten with the per-image, per-channel sums
-/// of the activated output. Writes nothing outside `output` and `sums`, reads nothing outside the
+use crate::dwconv::DwConvGeom;
+use crate::dwconv_kxk::{self as kxk, BandArgs, DwVec, KxkTier, kxk_entry};
+
+/// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
+/// `rows` (layouts and band contract in [`DwConvGeom`]). When `sums` is given it is overwritten
+/// with the band's per-image, per-channel sums of the activated output. Writes nothing outside `output` and `sums`, reads nothing outside the
 /// inputs.
 ///
 /// # Safety
-/// NEON must be available, and [`DwConv3x3Geom::check`] must accept `g` with the lengths of the
-/// slices (the contract of [`crate::dwconv::DwConv3x3Fn`]).
+/// NEON must be available, `g.k == 3`, and [`DwConvGeom::check_rows`] must accept `g`, the band
+/// and the lengths of the slices (the contract of [`crate::dwconv::DwConvFn`]).
 pub(crate) unsafe fn dwconv3x3_c8_neon(
-    g: &DwConv3x3Geom,
+    g: &DwConvGeom,
+    rows: Range<usize>,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
     output: &mut [f32],
     sums: Option<&mut [f32]>,
 ) {
+    debug_assert!(g.k == 3);
     debug_assert!(
-        g.check(
+        g.check_rows(
+            &rows,
             input.len(),
             weights.len(),
             bias.len(),
@@ -46,17 +52,23 @@ pub(crate) unsafe fn dwconv3x3_c8_neon(
     );
     // SAFETY: NEON is available and the geometry and lengths were checked: this function's contract,
     // which is `run`'s whole contract.
-    unsafe { with_act!(g.act, |A| run::<A>(g, input, weights, bias, output, sums)) }
+    unsafe {
+        with_act!(g.act, |A| run::<A>(
+            g, rows, input, weights, bias, output, sums
+        ))
+    }
 }
 
 /// The loop nest for activation code `ACT`: images and output rows; each row goes to [`row`] with
 /// the compile-time range of its valid kernel rows.
 ///
 /// # Safety
-/// As [`dwconv3x3_c8_neon`]: NEON available, `g.check` accepts the slice lengths.
+/// As [`dwconv3x3_c8_neon`]: NEON available, `g.check_rows` accepts the band and the slice
+/// lengths.
 #[target_feature(enable = "neon")]
 unsafe fn run<const ACT: u8>(
-    g: &DwConv3x3Geom,
+    g: &DwConvGeom,
+    rows: Range<usize>,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
@@ -68,13 +80,14 @@ unsafe fn run<const ACT: u8>(
     // Output columns 1..int_end read input columns ox*s-1 ..= ox*s+1, all inside the image: the
     // interior. Column 0 is the left border; ox in int_end..ow (at most one) the right border.
     let int_end = if w >= 2 { (1 + (w - 2) / s).min(ow) } else { 1 };
-    for b in 0..g.n {
-        let mut sums_b = sums.as_deref_mut().map(|t| {
-            let t = &mut t[b * c..(b + 1) * c];
-            t.fill(0.0);
-            t
-        });
-        for oy in 0..oh {
+    if let Some(t) = sums.as_deref_mut() {
+        t.fill(0.0);
+    }
+    let r0 = rows.start;
+    for fr in rows {
+        let (b, oy) = (fr / oh, fr % oh);
+        let mut sums_b = sums.as_deref_mut().map(|t| &mut t[b * c..(b + 1) * c]);
+        {
             let top = oy * s == 0; // kernel row 0 would read input row -1
             let bottom = oy * s + 1 >= h; // kernel row 2 would read input row h
             // Start of input row oy*s + ky - 1 of image b, for the valid kernel rows ky.
@@ -90,7 +103,7 @@ unsafe fn run<const ACT: u8>(
                     row_start(1),
                     if bottom { 0 } else { row_start(2) },
                 ],
-                out: ((b * oh + oy) * ow) * c,
+                out: (fr - r0) * ow * c,
                 c,
                 w,
                 s,
@@ -100,7 +113,7 @@ unsafe fn run<const ACT: u8>(
             // SAFETY: NEON is available (this function's contract); `r` satisfies the invariants of
             // `Row` for the kernel rows each arm names: `check` validated every length, rows[ky] is
             // the start of an existing input row for each ky in that range (`top`/`bottom` exclude
-            // the others), `out` starts output row oy of image b, and `sums` is image b's `c` floats.
+            // the others), `out` starts band row fr - r0 (output row oy of image b), and `sums` is image b's `c` floats.
             unsafe {
                 match (top, bottom) {
                     (false, false) => row::<ACT, 0, 3>(&mut r),
@@ -117,7 +130,7 @@ unsafe fn run<const ACT: u8>(
 ///
 /// Invariants (established by [`run`], relied on by the `unsafe` functions below) for the kernel
 /// rows `ky` in the range `KY0..KY1` the row is processed with:
-/// - `input`, `weights`, `bias` hold `n*h*w*c`, `9*c` and `c` floats; `output` holds `n*oh*ow*c`,
+/// - `input`, `weights`, `bias` hold `n*h*w*c`, `9*c` and `c` floats; `output` holds the band's rows,
 /// - `rows[ky] + w * c <= input.len()` (`rows[ky]` starts input row `oy*s + ky - 1`),
 /// - `out + ow * c <= output.len()` (`out` starts the output row),
 /// - `sums`, when present, holds exactly `c` floats,
@@ -342,13 +355,107 @@ fn tail<const ACT: u8, const KY0: usize, const KY1: usize>(r: &mut Row<'_>, ch0:
     }
 }
 
+kxk_entry!(dwconv5x5_c8_neon, Neon, 5, "NEON");
+kxk_entry!(dwconv7x7_c8_neon, Neon, 7, "NEON");
+
+/// The k x k blocking of this tier: two `float32x4_t` per block (8 channels), steps of 8 outputs
+/// for k = 5 and 6 for k = 7: the k taps of a kernel row, the accumulators and the input column
+/// use 28 of the 32 vector registers.
+struct Neon;
+
+impl KxkTier for Neon {
+    const CH: usize = 8;
+
+    /// # Safety
+    /// As [`kxk::block`]; NEON must be available.
+    #[target_feature(enable = "neon")]
+    unsafe fn block<const K: usize, const S: usize, const ACT: u8, const MASKED: bool>(
+        a: &BandArgs,
+        cb: usize,
+        part: usize,
+    ) {
+        // SAFETY: this function is compiled with NEON, which the caller guarantees, with the rest
+        // of `block`'s contract.
+        unsafe {
+            if K == 5 {
+                kxk::block::<float32x4_t, K, S, ACT, 2, 8, MASKED>(a, cb, part)
+            } else {
+                kxk::block::<float32x4_t, K, S, ACT, 2, 6, MASKED>(a, cb, part)
+            }
+        }
+    }
+}
+
+// SAFETY: every method executes NEON instructions only (the aarch64 baseline), and touches memory
+// only within the ranges its contract names (the masked forms go through a stack copy of the
+// selected lanes).
+unsafe impl DwVec for float32x4_t {
+    const LANES: usize = 4;
+    /// The number of leading lanes selected.
+    type Mask = usize;
+
+    #[inline(always)]
+    unsafe fn mask_first(n: usize) -> usize {
+        debug_assert!(n <= 4);
+        n
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: NEON is available (contract).
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: NEON is available and `p..p + 4` is readable (contract).
+        unsafe { vld1q_f32(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: usize) -> Self {
+        let mut t = [0.0f32; 4];
+        // SAFETY: the first `m` floats at `p` are readable (contract), `m <= 4`; NEON available.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), m);
+            vld1q_f32(t.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        // SAFETY: NEON is available and `p..p + 4` is writable (contract).
+        unsafe { vst1q_f32(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: usize, v: Self) {
+        let mut t = [0.0f32; 4];
+        // SAFETY: the first `m` floats at `p` are writable (contract), `m <= 4`; NEON available.
+        unsafe {
+            vst1q_f32(t.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(t.as_ptr(), p, m);
+        }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: NEON is available (contract). `vfmaq_f32(c, a, b)` = c + a * b, one rounding.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        // SAFETY: NEON is available (contract).
+        unsafe { vaddq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn act<const ACT: u8>(v: Self) -> Self {
+        // SAFETY: NEON is available (contract).
+        unsafe { act::apply::<ACT>(v) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::activation::Activation;
-    use crate::dwconv::DwConv3x3Fn;
+    use crate::dwconv::DwConvFn;
     use crate::reference;
-    use crate::scalar::dwconv::dwconv3x3_scalar;
+    use crate::scalar::dwconv::dwconv3x3_c1_scalar as dwconv3x3_scalar;
 
     const GUARD: usize = 19;
 
@@ -370,8 +477,8 @@ mod tests {
     /// Runs `f` into an output surrounded by NaN guards (and NaN inside, so an unwritten element
     /// fails); checks the guards stay bit-identical and returns output and sums.
     fn run_guarded(
-        f: DwConv3x3Fn,
-        g: &DwConv3x3Geom,
+        f: DwConvFn,
+        g: &DwConvGeom,
         x: &[f32],
         wt: &[f32],
         bias: &[f32],
@@ -385,7 +492,8 @@ mod tests {
         let mut sums = vec![f32::from_bits(GUARD_BITS); sl + 2 * GUARD];
         let s = with_sums.then(|| &mut sums[GUARD..GUARD + sl]);
         assert!(
-            g.check(
+            g.check_rows(
+                &(0..g.rows()),
                 x.len(),
                 wt.len(),
                 bias.len(),
@@ -396,7 +504,7 @@ mod tests {
         );
         // SAFETY: NEON is part of the aarch64 baseline (`Isa::Neon.is_available()` is asserted in
         // `crate::aarch64`), and `check` accepted the geometry and every length just above.
-        unsafe { f(g, x, wt, bias, &mut out[GUARD..GUARD + len], s) };
+        unsafe { f(g, 0..g.rows(), x, wt, bias, &mut out[GUARD..GUARD + len], s) };
         for buf in [
             &out[..GUARD],
             &out[GUARD + len..],
@@ -428,11 +536,12 @@ mod tests {
     }
 
     fn check_shape(n: usize, h: usize, w: usize, c: usize, stride: usize, act: Activation) {
-        let g = DwConv3x3Geom {
+        let g = DwConvGeom {
             n,
             h,
             w,
             c,
+            k: 3,
             stride,
             act,
         };
@@ -444,7 +553,7 @@ mod tests {
         let len = g.output_shape().len();
         let mut want = vec![0.0f32; len];
         let mut want_sums = vec![0.0f32; n * c];
-        reference::dwconv3x3(&g, &x, &wt, &bias, &mut want, Some(&mut want_sums)).unwrap();
+        reference::dwconv(&g, &x, &wt, &bias, &mut want, Some(&mut want_sums)).unwrap();
         let what = format!("n{n} h{h} w{w} c{c} s{stride} {}", act.name());
         for with_sums in [false, true] {
             let (got, sums) = run_guarded(dwconv3x3_c8_neon, &g, &x, &wt, &bias, with_sums, &what);
@@ -497,11 +606,12 @@ mod tests {
 
     #[test]
     fn sums_are_overwritten_not_accumulated() {
-        let g = DwConv3x3Geom {
+        let g = DwConvGeom {
             n: 2,
             h: 3,
             w: 4,
             c: 9,
+            k: 3,
             stride: 1,
             act: Activation::Relu,
         };
@@ -513,19 +623,20 @@ mod tests {
         let mut b = vec![-7.0f32; 18];
         assert!(g.check(x.len(), 81, 9, out.len(), Some(18)).is_ok());
         // SAFETY: NEON is part of the aarch64 baseline; `check` accepted the lengths just above.
-        unsafe { dwconv3x3_c8_neon(&g, &x, &wt, &bias, &mut out, Some(&mut a)) };
+        unsafe { dwconv3x3_c8_neon(&g, 0..g.rows(), &x, &wt, &bias, &mut out, Some(&mut a)) };
         // SAFETY: as above.
-        unsafe { dwconv3x3_c8_neon(&g, &x, &wt, &bias, &mut out, Some(&mut b)) };
+        unsafe { dwconv3x3_c8_neon(&g, 0..g.rows(), &x, &wt, &bias, &mut out, Some(&mut b)) };
         assert!(same(&a, &b));
     }
 
     #[test]
     fn nan_and_inf_inputs_propagate_as_in_the_scalar_kernel() {
-        let g = DwConv3x3Geom {
+        let g = DwConvGeom {
             n: 1,
             h: 4,
             w: 5,
             c: 13,
+            k: 3,
             stride: 1,
             act: Activation::Gelu,
         };
@@ -536,7 +647,7 @@ mod tests {
         let wt = rand_vec(10, 9 * 13, 1.0);
         let bias = rand_vec(11, 13, 1.0);
         for act in Activation::ALL {
-            let g = DwConv3x3Geom { act, ..g };
+            let g = DwConvGeom { act, ..g };
             let (a, sa) = run_guarded(dwconv3x3_c8_neon, &g, &x, &wt, &bias, true, act.name());
             let (b, sb) = run_guarded(dwconv3x3_scalar, &g, &x, &wt, &bias, true, act.name());
             let eq = |p: &[f32], q: &[f32]| {

@@ -7,8 +7,13 @@
 
 use core::arch::x86_64::*;
 
-use crate::activation::{GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
-use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
+use crate::activation::{
+    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
+    SIGMOID_CUTOFF,
+};
+use crate::x86_64::{
+    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU,
+};
 
 /// `x`.
 ///
@@ -90,6 +95,64 @@ pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
     }
 }
 
+/// `exp(x)` by the shared scheme of [`crate::activation::exp`] (same operations, same order); NaN
+/// stays NaN.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[inline(always)]
+pub(crate) unsafe fn exp(x: __m256) -> __m256 {
+    // SAFETY: AVX2 and FMA are available (this function's contract); register-only intrinsics.
+    unsafe {
+        // The constant first: MINPS/MAXPS return the second operand when one is NaN.
+        let x = _mm256_min_ps(
+            _mm256_set1_ps(EXP_MAX),
+            _mm256_max_ps(_mm256_set1_ps(EXP_MIN), x),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E)),
+        );
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        // n is integral in [-126, 127] (NaN aside, where p is NaN already): 2^n exactly.
+        let bits = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
+    }
+}
+
+/// Sigmoid by the shared scheme of [`crate::activation::sigmoid`]; NaN stays NaN.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[inline(always)]
+pub(crate) unsafe fn sigmoid(x: __m256) -> __m256 {
+    // SAFETY: AVX2 and FMA are available (this function's contract, which `exp` shares).
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let u = _mm256_andnot_ps(sign, x);
+        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(u, _mm256_set1_ps(SIGMOID_CUTOFF));
+        let e = _mm256_andnot_ps(big, exp(_mm256_xor_ps(u, sign)));
+        let one = _mm256_set1_ps(1.0);
+        let d = _mm256_add_ps(one, e);
+        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+        _mm256_blendv_ps(_mm256_div_ps(one, d), _mm256_div_ps(e, d), neg)
+    }
+}
+
+/// SiLU, `x * sigmoid(x)`, as [`crate::activation::silu`].
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[inline(always)]
+pub(crate) unsafe fn silu(x: __m256) -> __m256 {
+    // SAFETY: AVX2 and FMA are available (this function's contract, which `sigmoid` shares).
+    unsafe { _mm256_mul_ps(x, sigmoid(x)) }
+}
+
 /// The activation of code `ACT` (an `ACT_*` constant of [`crate::x86_64`]); resolved at compile time.
 ///
 /// # Safety
@@ -104,6 +167,8 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m256) -> __m256 {
             ACT_RELU6 => relu6(x),
             ACT_HARDSWISH => hardswish(x),
             ACT_GELU => gelu(x),
+            ACT_SILU => silu(x),
+            ACT_SIGMOID => sigmoid(x),
             _ => unreachable!("unknown activation code {ACT}"),
         }
     }

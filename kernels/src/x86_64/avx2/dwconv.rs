@@ -3,7 +3,10 @@
 
 use core::arch::x86_64::__m256;
 
-use crate::dwconv::DwConv3x3Geom;
+use std::ops::Range;
+
+use crate::dwconv::DwConvGeom;
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, kxk_entry};
 use crate::x86_64::dwconv::{self, RowArgs, Tier};
 use crate::x86_64::with_act;
 
@@ -14,13 +17,14 @@ const T: usize = 4;
 /// Taps reloaded per step (see [`dwconv::block`]).
 const RELOAD: bool = true;
 
-/// Depthwise 3x3 convolution with AVX2+FMA ([`crate::dwconv::DwConv3x3Fn`]).
+/// Depthwise 3x3 convolution with AVX2+FMA ([`crate::dwconv::DwConvFn`]).
 ///
 /// # Safety
-/// AVX2+FMA must be available, and [`DwConv3x3Geom::check`] must accept `g` and the lengths of the
-/// slices.
+/// AVX2+FMA must be available, and [`DwConvGeom::check_rows`] must accept `g` (with `k = 3`), the band
+/// and the lengths of the slices.
 pub(crate) unsafe fn dwconv3x3_c8_avx2(
-    g: &DwConv3x3Geom,
+    g: &DwConvGeom,
+    rows: Range<usize>,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
@@ -31,13 +35,41 @@ pub(crate) unsafe fn dwconv3x3_c8_avx2(
     // which is exactly the driver's with this tier.
     unsafe {
         with_act!(g.act, |A| dwconv::dwconv3x3::<Avx2, A>(
-            g, input, weights, bias, output, sums
+            g, rows, input, weights, bias, output, sums
         ))
     }
 }
 
+kxk_entry!(dwconv5x5_c8_avx2, Avx2, 5, "AVX2+FMA");
+kxk_entry!(dwconv7x7_c8_avx2, Avx2, 7, "AVX2+FMA");
+
 /// This tier's blocking and compiled channel-block passes.
 struct Avx2;
+
+/// k x k: one `__m256` per block (8 channels); steps of 8 outputs for k = 5 and 6 for k = 7, so
+/// the k taps of a kernel row, the accumulators and the input column fit the 16 `ymm` (14 used).
+impl KxkTier for Avx2 {
+    const CH: usize = 8;
+
+    /// # Safety
+    /// As [`kxk::block`]; AVX2+FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block<const K: usize, const S: usize, const ACT: u8, const MASKED: bool>(
+        a: &BandArgs,
+        cb: usize,
+        part: usize,
+    ) {
+        // SAFETY: this function is compiled with AVX2+FMA (the features of `__m256`'s vector
+        // trait), which the caller guarantees the CPU has, with the rest of `block`'s contract.
+        unsafe {
+            if K == 5 {
+                kxk::block::<__m256, K, S, ACT, 1, 8, MASKED>(a, cb, part)
+            } else {
+                kxk::block::<__m256, K, S, ACT, 1, 6, MASKED>(a, cb, part)
+            }
+        }
+    }
+}
 
 impl Tier for Avx2 {
     const CH: usize = NV * 8;

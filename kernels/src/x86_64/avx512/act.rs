@@ -8,8 +8,13 @@
 
 use core::arch::x86_64::*;
 
-use crate::activation::{GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
-use crate::x86_64::{ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6};
+use crate::activation::{
+    EXP_MAX, EXP_MIN, EXP_TAYLOR, GELU_POLY, GELU_SCALE, GELU_SEGMENTS, LN2_HI, LN2_LO, LOG2_E,
+    SIGMOID_CUTOFF,
+};
+use crate::x86_64::{
+    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU,
+};
 
 /// `x`.
 ///
@@ -97,6 +102,68 @@ pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
     }
 }
 
+/// `exp(x)` by the shared scheme of [`crate::activation::exp`] (same operations, same order); NaN
+/// stays NaN.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn exp(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract); register-only intrinsics.
+    unsafe {
+        // The constant first: VMINPS/VMAXPS return the second operand when one is NaN.
+        let x = _mm512_min_ps(
+            _mm512_set1_ps(EXP_MAX),
+            _mm512_max_ps(_mm512_set1_ps(EXP_MIN), x),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(LOG2_E)),
+        );
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        // n is integral in [-126, 127] (NaN aside, where p is NaN already): 2^n exactly.
+        let bits = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bits)))
+    }
+}
+
+/// Sigmoid by the shared scheme of [`crate::activation::sigmoid`]; NaN stays NaN.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn sigmoid(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract, which `exp` shares).
+    unsafe {
+        let u = _mm512_abs_ps(x);
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(u, _mm512_set1_ps(SIGMOID_CUTOFF));
+        // -u by flipping the sign bit (integer XOR: AVX-512F has no float XOR).
+        let neg_u = _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(u),
+            _mm512_set1_epi32(i32::MIN),
+        ));
+        let e = _mm512_maskz_mov_ps(!big, exp(neg_u));
+        let one = _mm512_set1_ps(1.0);
+        let d = _mm512_add_ps(one, e);
+        let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+        _mm512_mask_blend_ps(neg, _mm512_div_ps(one, d), _mm512_div_ps(e, d))
+    }
+}
+
+/// SiLU, `x * sigmoid(x)`, as [`crate::activation::silu`].
+///
+/// # Safety
+/// AVX-512F must be available.
+#[inline(always)]
+pub(crate) unsafe fn silu(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (this function's contract, which `sigmoid` shares).
+    unsafe { _mm512_mul_ps(x, sigmoid(x)) }
+}
+
 /// The activation of code `ACT` (an `ACT_*` constant of [`crate::x86_64`]); resolved at compile time.
 ///
 /// # Safety
@@ -111,6 +178,8 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: __m512) -> __m512 {
             ACT_RELU6 => relu6(x),
             ACT_HARDSWISH => hardswish(x),
             ACT_GELU => gelu(x),
+            ACT_SILU => silu(x),
+            ACT_SIGMOID => sigmoid(x),
             _ => unreachable!("unknown activation code {ACT}"),
         }
     }

@@ -3,7 +3,10 @@
 
 use core::arch::x86_64::__m512;
 
-use crate::dwconv::DwConv3x3Geom;
+use std::ops::Range;
+
+use crate::dwconv::DwConvGeom;
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, kxk_entry};
 use crate::x86_64::dwconv::{self, RowArgs, Tier};
 use crate::x86_64::with_act;
 
@@ -14,13 +17,14 @@ const T: usize = 4;
 /// Taps reloaded per step (see [`dwconv::block`]).
 const RELOAD: bool = false;
 
-/// Depthwise 3x3 convolution with AVX-512F+AVX2+FMA ([`crate::dwconv::DwConv3x3Fn`]).
+/// Depthwise 3x3 convolution with AVX-512F+AVX2+FMA ([`crate::dwconv::DwConvFn`]).
 ///
 /// # Safety
-/// AVX-512F+AVX2+FMA must be available, and [`DwConv3x3Geom::check`] must accept `g` and the lengths of the
-/// slices.
+/// AVX-512F+AVX2+FMA must be available, and [`DwConvGeom::check_rows`] must accept `g` (with `k = 3`), the band
+/// and the lengths of the slices.
 pub(crate) unsafe fn dwconv3x3_c32_avx512(
-    g: &DwConv3x3Geom,
+    g: &DwConvGeom,
+    rows: Range<usize>,
     input: &[f32],
     weights: &[f32],
     bias: &[f32],
@@ -31,13 +35,37 @@ pub(crate) unsafe fn dwconv3x3_c32_avx512(
     // which is exactly the driver's with this tier.
     unsafe {
         with_act!(g.act, |A| dwconv::dwconv3x3::<Avx512, A>(
-            g, input, weights, bias, output, sums
+            g, rows, input, weights, bias, output, sums
         ))
     }
 }
 
+kxk_entry!(dwconv5x5_c16_avx512, Avx512, 5, "AVX-512F+AVX2+FMA");
+kxk_entry!(dwconv7x7_c16_avx512, Avx512, 7, "AVX-512F+AVX2+FMA");
+
 /// This tier's blocking and compiled channel-block passes.
 struct Avx512;
+
+/// k x k: one `__m512` per block (16 channels, so channel counts such as 40 and 72 waste at most
+/// half a register), steps of 8 outputs: the k taps of a kernel row, 8 accumulators and the input
+/// column use at most 16 of the 32 `zmm`.
+impl KxkTier for Avx512 {
+    const CH: usize = 16;
+
+    /// # Safety
+    /// As [`kxk::block`]; AVX-512F+AVX2+FMA must be available.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn block<const K: usize, const S: usize, const ACT: u8, const MASKED: bool>(
+        a: &BandArgs,
+        cb: usize,
+        part: usize,
+    ) {
+        // SAFETY: this function is compiled with AVX-512F+AVX2+FMA (the features of `__m512`'s
+        // vector trait), which the caller guarantees the CPU has, with the rest of `block`'s
+        // contract.
+        unsafe { kxk::block::<__m512, K, S, ACT, 1, 8, MASKED>(a, cb, part) }
+    }
+}
 
 impl Tier for Avx512 {
     const CH: usize = NV * 16;

@@ -3,4 +3,5 @@
 pub(crate) mod act;
 pub(crate) mod dwconv;
 pub(crate) mod pointwise;
+pub(crate) mod pointwise_bf16;
 mod vector;

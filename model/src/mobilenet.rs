@@ -1,0 +1,806 @@
+//! MobileNetV3 ("Searching for MobileNetV3", Howard et al. 2019) and MobileNetV2 ("MobileNetV2:
+//! Inverted Residuals and Linear Bottlenecks", Sandler et al. 2018) as timm builds them
+//! (`timm.models.mobilenetv3`, `efficientnet_blocks`; timm 1.0): a configuration table, detection
+//! from checkpoint shapes, and a builder that reads timm's keys, folds each BatchNorm and appends
+//! steps to the shared [`Graph`].
+//!
+//! Widths, kernel sizes, expansion and squeeze-excite widths come from the tensors (so width
+//! multipliers such as `mobilenetv3_large_075` load too); what tensors cannot say (strides and
+//! activations per stage, block types) comes from the family's table below, which follows timm's
+//! architecture strings (`_gen_mobilenet_v3`, `_gen_mobilenet_v2`).
+
+use std::fmt;
+
+use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
+use mobile_cnn_kernels::{Activation, Conv3x3, Kernels};
+
+use crate::checkpoint::StateDict;
+use crate::error::{Error, KernelContext, KeyDifference};
+use crate::model::{Graph, Op, Vector, depthwise, pack};
+use crate::weights::{KeyRecorder, Params, conv_bn, with_bias};
+
+/// The three MobileNets timm registers under these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MobileNetKind {
+    /// `mobilenetv3_large_*`.
+    V3Large,
+    /// `mobilenetv3_small_*`.
+    V3Small,
+    /// `mobilenetv2_*`.
+    V2,
+}
+
+/// Per stage: first block's stride, the stage's activation, blocks at multiplier 1.0 as
+/// `(kernel, expanded width, output width, squeeze-excite)`.
+struct StageSpec {
+    stride: usize,
+    act: Activation,
+    blocks: &'static [(usize, usize, usize, bool)],
+}
+
+const R: Activation = Activation::Relu;
+const HS: Activation = Activation::HardSwish;
+const R6: Activation = Activation::Relu6;
+
+const fn st(
+    stride: usize,
+    act: Activation,
+    blocks: &'static [(usize, usize, usize, bool)],
+) -> StageSpec {
+    StageSpec {
+        stride,
+        act,
+        blocks,
+    }
+}
+
+/// timm's `mobilenetv3_large_100` (stage 0: depthwise-separable; last stage: 1x1 ConvBnAct).
+const V3_LARGE: [StageSpec; 7] = [
+    st(1, R, &[(3, 16, 16, false)]),
+    st(2, R, &[(3, 64, 24, false), (3, 72, 24, false)]),
+    st(
+        2,
+        R,
+        &[(5, 72, 40, true), (5, 120, 40, true), (5, 120, 40, true)],
+    ),
+    st(
+        2,
+        HS,
+        &[
+            (3, 240, 80, false),
+            (3, 200, 80, false),
+            (3, 184, 80, false),
+            (3, 184, 80, false),
+        ],
+    ),
+    st(1, HS, &[(3, 480, 112, true), (3, 672, 112, true)]),
+    st(
+        2,
+        HS,
+        &[
+            (5, 672, 160, true),
+            (5, 960, 160, true),
+            (5, 960, 160, true),
+        ],
+    ),
+    st(1, HS, &[(1, 960, 960, false)]),
+];
+
+/// timm's `mobilenetv3_small_100`.
+const V3_SMALL: [StageSpec; 6] = [
+    st(2, R, &[(3, 16, 16, true)]),
+    st(2, R, &[(3, 72, 24, false), (3, 88, 24, false)]),
+    st(
+        2,
+        HS,
+        &[(5, 96, 40, true), (5, 240, 40, true), (5, 240, 40, true)],
+    ),
+    st(1, HS, &[(5, 120, 48, true), (5, 144, 48, true)]),
+    st(
+        2,
+        HS,
+        &[(5, 288, 96, true), (5, 576, 96, true), (5, 576, 96, true)],
+    ),
+    st(1, HS, &[(1, 576, 576, false)]),
+];
+
+/// timm's `mobilenetv2_100` (every block ReLU6, no squeeze-excite; no ConvBnAct stage).
+const V2: [StageSpec; 7] = [
+    st(1, R6, &[(3, 32, 16, false)]),
+    st(2, R6, &[(3, 96, 24, false), (3, 144, 24, false)]),
+    st(
+        2,
+        R6,
+        &[
+            (3, 144, 32, false),
+            (3, 192, 32, false),
+            (3, 192, 32, false),
+        ],
+    ),
+    st(
+        2,
+        R6,
+        &[
+            (3, 192, 64, false),
+            (3, 384, 64, false),
+            (3, 384, 64, false),
+            (3, 384, 64, false),
+        ],
+    ),
+    st(
+        1,
+        R6,
+        &[
+            (3, 384, 96, false),
+            (3, 576, 96, false),
+            (3, 576, 96, false),
+        ],
+    ),
+    st(
+        2,
+        R6,
+        &[
+            (3, 576, 160, false),
+            (3, 960, 160, false),
+            (3, 960, 160, false),
+        ],
+    ),
+    st(1, R6, &[(3, 960, 320, false)]),
+];
+
+impl MobileNetKind {
+    /// Every kind.
+    pub const ALL: [MobileNetKind; 3] = [
+        MobileNetKind::V3Large,
+        MobileNetKind::V3Small,
+        MobileNetKind::V2,
+    ];
+
+    /// timm's name of the width-1.0 model.
+    pub fn timm_name(self) -> &'static str {
+        match self {
+            MobileNetKind::V3Large => "mobilenetv3_large_100",
+            MobileNetKind::V3Small => "mobilenetv3_small_100",
+            MobileNetKind::V2 => "mobilenetv2_100",
+        }
+    }
+
+    fn stages(self) -> &'static [StageSpec] {
+        match self {
+            MobileNetKind::V3Large => &V3_LARGE,
+            MobileNetKind::V3Small => &V3_SMALL,
+            MobileNetKind::V2 => &V2,
+        }
+    }
+
+    fn is_v3(self) -> bool {
+        self != MobileNetKind::V2
+    }
+
+    /// Stem width, stem activation and `conv_head` width at multiplier 1.0.
+    fn stem_head(self) -> (usize, Activation, usize) {
+        match self {
+            MobileNetKind::V3Large => (16, HS, 1280),
+            MobileNetKind::V3Small => (16, HS, 1024),
+            MobileNetKind::V2 => (32, R6, 1280),
+        }
+    }
+
+    fn depths(self) -> Vec<usize> {
+        self.stages().iter().map(|s| s.blocks.len()).collect()
+    }
+
+    fn block_kind(self, stage: usize) -> BlockKind {
+        let last = self.stages().len() - 1;
+        match stage {
+            0 => BlockKind::DepthwiseSeparable,
+            s if s == last && self.is_v3() => BlockKind::ConvBnAct,
+            _ => BlockKind::InvertedResidual,
+        }
+    }
+}
+
+/// timm's block classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockKind {
+    /// `DepthwiseSeparableConv`: `conv_dw` + `bn1` + act, `se`, `conv_pw` + `bn2`.
+    DepthwiseSeparable,
+    /// `InvertedResidual`: `conv_pw` + `bn1` + act, `conv_dw` + `bn2` + act, `se`, `conv_pwl` +
+    /// `bn3`.
+    InvertedResidual,
+    /// `ConvBnAct`: 1x1 `conv` + `bn1` + act.
+    ConvBnAct,
+}
+
+/// One block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileNetBlock {
+    /// timm class.
+    pub kind: BlockKind,
+    /// Input channels.
+    pub cin: usize,
+    /// Depthwise channels (`cin` for a depthwise-separable block; `cout` for ConvBnAct).
+    pub mid: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Depthwise kernel size (1 for ConvBnAct).
+    pub k: usize,
+    /// Depthwise stride.
+    pub stride: usize,
+    /// Activation after the expansion and the depthwise convolution.
+    pub act: Activation,
+    /// Squeeze-excite reduced width (ReLU inside, hard-sigmoid gate), on the `mid` channels.
+    pub se: Option<usize>,
+}
+
+impl MobileNetBlock {
+    /// timm's `has_skip`: stride 1 and as many outputs as inputs.
+    pub fn has_skip(&self) -> bool {
+        self.kind != BlockKind::ConvBnAct && self.stride == 1 && self.cin == self.cout
+    }
+}
+
+/// A MobileNetV3 or V2 configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileNetConfig {
+    /// timm name when the widths are those of a registered model, else `<family> (custom)`.
+    pub name: String,
+    /// Family.
+    pub kind: MobileNetKind,
+    /// Input channels.
+    pub in_chans: usize,
+    /// Stem width (`conv_stem`, 3x3 stride 2).
+    pub stem: usize,
+    /// Stem activation.
+    pub stem_act: Activation,
+    /// Blocks per stage (`blocks.{i}.{j}`).
+    pub blocks: Vec<Vec<MobileNetBlock>>,
+    /// `conv_head` width.
+    pub head: usize,
+    /// `conv_head` activation (V3: after pooling, with bias; V2: before pooling, with `bn2`).
+    pub head_act: Activation,
+    /// Classifier outputs.
+    pub num_classes: usize,
+}
+
+impl fmt::Display for MobileNetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let widths: Vec<usize> = self
+            .blocks
+            .iter()
+            .filter_map(|s| s.last().map(|b| b.cout))
+            .collect();
+        write!(
+            f,
+            "{} (stem {}, stage widths {widths:?}, head {}, {} classes)",
+            self.name, self.stem, self.head, self.num_classes
+        )
+    }
+}
+
+impl MobileNetConfig {
+    /// The width-1.0 model of `kind` (1000 classes, 3 input channels).
+    pub fn of(kind: MobileNetKind) -> MobileNetConfig {
+        let (stem, stem_act, head) = kind.stem_head();
+        let mut cin = stem;
+        let blocks = kind
+            .stages()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &(k, mid, cout, se))| {
+                        let bk = kind.block_kind(i);
+                        let mid = match bk {
+                            BlockKind::InvertedResidual => mid,
+                            BlockKind::DepthwiseSeparable => cin,
+                            BlockKind::ConvBnAct => cout,
+                        };
+                        let b = MobileNetBlock {
+                            kind: bk,
+                            cin,
+                            mid,
+                            cout,
+                            k,
+                            stride: if j == 0 { s.stride } else { 1 },
+                            act: s.act,
+                            se: se.then(|| make_divisible(mid as f64 * 0.25, 8)),
+                        };
+                        cin = cout;
+                        b
+                    })
+                    .collect()
+            })
+            .collect();
+        MobileNetConfig {
+            name: kind.timm_name().to_string(),
+            kind,
+            in_chans: 3,
+            stem,
+            stem_act,
+            blocks,
+            head,
+            head_act: if kind.is_v3() { HS } else { R6 },
+            num_classes: 1000,
+        }
+    }
+
+    /// A registered name: `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`.
+    pub fn variant(name: &str) -> Result<MobileNetConfig, Error> {
+        MobileNetKind::ALL
+            .into_iter()
+            .find(|k| k.timm_name() == name)
+            .map(MobileNetConfig::of)
+            .ok_or_else(|| Error::UnknownVariant {
+                name: name.to_string(),
+            })
+    }
+
+    /// Whether a name belongs to this module (`mobilenetv2_*`, `mobilenetv3_*`).
+    pub fn is_family_name(name: &str) -> bool {
+        name.starts_with("mobilenetv2") || name.starts_with("mobilenetv3")
+    }
+
+    /// Channels into the classifier.
+    pub fn features(&self) -> usize {
+        self.head
+    }
+
+    /// Last block's output width (into `conv_head`).
+    fn last_width(&self) -> usize {
+        self.blocks
+            .iter()
+            .flatten()
+            .last()
+            .map_or(self.stem, |b| b.cout)
+    }
+
+    /// Reads every parameter from `p` under timm's names, folds each BatchNorm and appends the
+    /// steps (weights packed for the ISA of `k`) to `g`.
+    pub(crate) fn build(
+        &self,
+        p: &mut dyn Params,
+        k: &Kernels,
+        g: &mut Graph,
+    ) -> Result<(), Error> {
+        let stem = conv_bn(
+            p,
+            "conv_stem.weight",
+            "bn1",
+            [self.stem, self.in_chans, 3, 3],
+        )?;
+        let conv = Conv3x3::new(
+            k.isa(),
+            stem.cin,
+            stem.cout,
+            &stem.weight,
+            Some(&stem.bias),
+            2,
+            self.stem_act,
+        )
+        .layer(|| "conv_stem".into())?;
+        let mut x = g.buf();
+        g.push(
+            "conv_stem",
+            Op::Conv {
+                conv,
+                act: self.stem_act,
+                src: Graph::INPUT,
+                dst: x,
+            },
+        );
+        for (i, stage) in self.blocks.iter().enumerate() {
+            for (j, b) in stage.iter().enumerate() {
+                x = push_block(p, k, g, &format!("blocks.{i}.{j}"), b, x)?;
+            }
+        }
+        let last = self.last_width();
+        let classifier = with_bias(p, "classifier", &[self.num_classes, self.head])?;
+        if self.kind.is_v3() {
+            g.push(
+                "global_pool",
+                Op::Pool {
+                    src: x,
+                    to_out: false,
+                },
+            );
+            let head = with_bias(p, "conv_head", &[self.head, last, 1, 1])?;
+            let pw = pack(k, "conv_head", &head)?;
+            g.push(
+                "conv_head",
+                Op::PooledPw {
+                    pw,
+                    act: self.head_act,
+                },
+            );
+            push_classifier(k, g, &classifier, Vector::Head)
+        } else {
+            let head = conv_bn(p, "conv_head.weight", "bn2", [self.head, last, 1, 1])?;
+            let y = g.buf();
+            g.push(
+                "conv_head",
+                Op::Pw {
+                    pw: pack(k, "conv_head", &head)?,
+                    act: self.head_act,
+                    src: x,
+                    dst: y,
+                    residual: None,
+                },
+            );
+            g.push(
+                "global_pool",
+                Op::Pool {
+                    src: y,
+                    to_out: false,
+                },
+            );
+            push_classifier(k, g, &classifier, Vector::Pooled)
+        }
+    }
+
+    /// Every key (and shape) a checkpoint of this configuration holds, in reading order.
+    pub fn expected_keys(&self) -> Result<Vec<(String, Vec<usize>)>, Error> {
+        let mut rec = KeyRecorder::default();
+        let k = Kernels::with_isa(mobile_cnn_kernels::Isa::Scalar).layer(|| "kernels".into())?;
+        self.build(&mut rec, &k, &mut Graph::new())?;
+        Ok(rec.keys)
+    }
+
+    /// Whether two configurations describe the same network (names aside).
+    pub fn same_structure(&self, other: &MobileNetConfig) -> bool {
+        let mut o = other.clone();
+        o.name.clone_from(&self.name);
+        *self == o
+    }
+}
+
+fn push_classifier(
+    k: &Kernels,
+    g: &mut Graph,
+    f: &crate::weights::Folded,
+    src: Vector,
+) -> Result<(), Error> {
+    let linear =
+        mobile_cnn_kernels::linear::Linear::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
+            .layer(|| "classifier".into())?;
+    g.push("classifier", Op::Head { linear, src });
+    Ok(())
+}
+
+fn se_module(
+    p: &mut dyn Params,
+    k: &Kernels,
+    name: &str,
+    c: usize,
+    r: usize,
+) -> Result<SqueezeExcite, Error> {
+    let fc1 = with_bias(p, &format!("{name}.conv_reduce"), &[r, c, 1, 1])?;
+    let fc2 = with_bias(p, &format!("{name}.conv_expand"), &[c, r, 1, 1])?;
+    SqueezeExcite::new(
+        k.isa(),
+        c,
+        r,
+        &fc1.weight,
+        &fc1.bias,
+        &fc2.weight,
+        &fc2.bias,
+        Activation::Relu,
+        Gate::HardSigmoid,
+    )
+    .layer(|| name.to_string())
+}
+
+/// Appends one block reading buffer `x`; returns the buffer holding its output.
+fn push_block(
+    p: &mut dyn Params,
+    k: &Kernels,
+    g: &mut Graph,
+    name: &str,
+    b: &MobileNetBlock,
+    x: usize,
+) -> Result<usize, Error> {
+    let residual = b.has_skip().then_some(x);
+    let dw_step = |p: &mut dyn Params, g: &mut Graph, bn: &str, src: usize| {
+        let f = conv_bn(
+            p,
+            &format!("{name}.conv_dw.weight"),
+            &format!("{name}.{bn}"),
+            [b.mid, 1, b.k, b.k],
+        )?;
+        let dst = g.buf();
+        let dname = format!("{name}.conv_dw");
+        g.push(
+            dname.clone(),
+            Op::Dw {
+                conv: depthwise(&dname, &f, b.stride, b.act)?,
+                src,
+                dst,
+                sums: b.se.is_some(),
+            },
+        );
+        if let Some(r) = b.se {
+            let sname = format!("{name}.se");
+            let se = se_module(p, k, &sname, b.mid, r)?;
+            g.push(sname, Op::Se { se, t: dst });
+        }
+        Ok::<_, Error>(dst)
+    };
+    let pw_step = |p: &mut dyn Params,
+                   g: &mut Graph,
+                   conv: &str,
+                   bn: &str,
+                   shape: [usize; 4],
+                   act: Activation,
+                   src: usize,
+                   residual: Option<usize>| {
+        let f = conv_bn(
+            p,
+            &format!("{name}.{conv}.weight"),
+            &format!("{name}.{bn}"),
+            shape,
+        )?;
+        let cname = format!("{name}.{conv}");
+        let dst = g.buf();
+        g.push(
+            cname.clone(),
+            Op::Pw {
+                pw: pack(k, &cname, &f)?,
+                act,
+                src,
+                dst,
+                residual,
+            },
+        );
+        Ok::<_, Error>(dst)
+    };
+    match b.kind {
+        BlockKind::DepthwiseSeparable => {
+            let d = dw_step(p, g, "bn1", x)?;
+            pw_step(
+                p,
+                g,
+                "conv_pw",
+                "bn2",
+                [b.cout, b.mid, 1, 1],
+                Activation::Identity,
+                d,
+                residual,
+            )
+        }
+        BlockKind::InvertedResidual => {
+            let e = pw_step(p, g, "conv_pw", "bn1", [b.mid, b.cin, 1, 1], b.act, x, None)?;
+            let d = dw_step(p, g, "bn2", e)?;
+            pw_step(
+                p,
+                g,
+                "conv_pwl",
+                "bn3",
+                [b.cout, b.mid, 1, 1],
+                Activation::Identity,
+                d,
+                residual,
+            )
+        }
+        BlockKind::ConvBnAct => pw_step(p, g, "conv", "bn1", [b.cout, b.cin, 1, 1], b.act, x, None),
+    }
+}
+
+/// Detection refuses checkpoints with more blocks per stage than this.
+const MAX_BLOCKS: usize = 64;
+
+/// Whether a checkpoint looks like a timm MobileNet (it has `conv_stem.weight`).
+pub fn looks_like_mobilenet(sd: &StateDict) -> bool {
+    sd.shape("conv_stem.weight").is_some()
+}
+
+/// Reads the configuration off a checkpoint's shapes: V3 (a `conv_head.bias`) or V2 (a `bn2`
+/// after `conv_head`), Large or Small from the number of stages; widths, kernel sizes and
+/// squeeze-excite widths from the tensors; strides and activations from the family's table.
+pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
+    let not = |reason: String| Error::NotMobileNet {
+        path: sd.path().to_path_buf(),
+        reason,
+    };
+    let dims = |key: &str, rank: usize| -> Result<Vec<usize>, Error> {
+        match sd.shape(key) {
+            Some(s) if s.len() == rank => Ok(s.to_vec()),
+            Some(s) => Err(not(format!(
+                "tensor `{key}` has shape {s:?}, expected {rank} dimensions"
+            ))),
+            None => Err(not(format!("no tensor `{key}`"))),
+        }
+    };
+    let stem = dims("conv_stem.weight", 4)?;
+    let mut depth: Vec<usize> = Vec::new();
+    for key in sd.keys() {
+        let Some(rest) = key.strip_prefix("blocks.") else {
+            continue;
+        };
+        let mut it = rest.splitn(3, '.');
+        let (Some(Ok(i)), Some(Ok(j))) = (
+            it.next().map(str::parse::<usize>),
+            it.next().map(str::parse::<usize>),
+        ) else {
+            return Err(not(format!(
+                "tensor `{key}` is not `blocks.<stage>.<block>.*`"
+            )));
+        };
+        if i >= MAX_BLOCKS || j >= MAX_BLOCKS {
+            return Err(not(format!("tensor `{key}`: index beyond {MAX_BLOCKS}")));
+        }
+        if depth.len() <= i {
+            depth.resize(i + 1, 0);
+        }
+        depth[i] = depth[i].max(j + 1);
+    }
+    let v3 = sd.shape("conv_head.bias").is_some();
+    let kind = match (v3, depth.len()) {
+        (true, 7) => MobileNetKind::V3Large,
+        (true, 6) => MobileNetKind::V3Small,
+        (false, 7) if sd.shape("bn2.weight").is_some() => MobileNetKind::V2,
+        (v3, n) => {
+            return Err(not(format!(
+                "{n} stages with{} a `conv_head.bias` (V3-Large: 7 stages and a bias, V3-Small: 6, V2: 7 and `bn2`)",
+                if v3 { "" } else { "out" }
+            )));
+        }
+    };
+    if depth != kind.depths() {
+        return Err(not(format!(
+            "{}: blocks per stage {depth:?}, expected {:?}",
+            kind.timm_name(),
+            kind.depths()
+        )));
+    }
+    let (stem_c, in_chans) = (stem[0], stem[1]);
+    let mut cin = stem_c;
+    let mut blocks = Vec::new();
+    for (i, s) in kind.stages().iter().enumerate() {
+        let mut stage = Vec::new();
+        for j in 0..s.blocks.len() {
+            let pre = format!("blocks.{i}.{j}");
+            let bk = kind.block_kind(i);
+            let (mid, cout, k) = match bk {
+                BlockKind::DepthwiseSeparable => {
+                    let dw = dims(&format!("{pre}.conv_dw.weight"), 4)?;
+                    let pw = dims(&format!("{pre}.conv_pw.weight"), 4)?;
+                    (dw[0], pw[0], dw[2])
+                }
+                BlockKind::InvertedResidual => {
+                    let dw = dims(&format!("{pre}.conv_dw.weight"), 4)?;
+                    let pwl = dims(&format!("{pre}.conv_pwl.weight"), 4)?;
+                    (dw[0], pwl[0], dw[2])
+                }
+                BlockKind::ConvBnAct => {
+                    let c = dims(&format!("{pre}.conv.weight"), 4)?;
+                    (c[0], c[0], 1)
+                }
+            };
+            let se = match sd.shape(&format!("{pre}.se.conv_reduce.weight")) {
+                Some(s) if !s.is_empty() => Some(s[0]),
+                _ => None,
+            };
+            stage.push(MobileNetBlock {
+                kind: bk,
+                cin,
+                mid,
+                cout,
+                k,
+                stride: if j == 0 { s.stride } else { 1 },
+                act: s.act,
+                se,
+            });
+            cin = cout;
+        }
+        blocks.push(stage);
+    }
+    let head = dims("conv_head.weight", 4)?[0];
+    let classes = dims("classifier.weight", 2)?[0];
+    let mut cfg = MobileNetConfig {
+        name: format!("{} (custom)", kind.timm_name()),
+        kind,
+        in_chans,
+        stem: stem_c,
+        stem_act: kind.stem_head().1,
+        blocks,
+        head,
+        head_act: if kind.is_v3() { HS } else { R6 },
+        num_classes: classes,
+    };
+    let mut reference = MobileNetConfig::of(kind);
+    reference.num_classes = classes;
+    if reference.same_structure(&cfg) {
+        cfg.name = reference.name;
+    }
+    Ok(cfg)
+}
+
+/// The configuration to read `sd` with: the detected one, or the named model (with the
+/// checkpoint's class count) after checking that the checkpoint holds it.
+pub fn resolve(sd: &StateDict, name: Option<&str>) -> Result<MobileNetConfig, Error> {
+    let Some(name) = name else {
+        return detect(sd);
+    };
+    let mut want = MobileNetConfig::variant(name)?;
+    let found = match detect(sd) {
+        Ok(found) => found,
+        // Not even the stem is there: read with the requested model and report the first
+        // missing key.
+        Err(_) => return Ok(want),
+    };
+    want.num_classes = found.num_classes;
+    if want.same_structure(&found) {
+        return Ok(want);
+    }
+    let first_difference =
+        want.expected_keys()?
+            .into_iter()
+            .find_map(|(key, shape)| match sd.shape(&key) {
+                Some(s) if s == shape.as_slice() => None,
+                s => Some(Box::new(KeyDifference {
+                    key,
+                    expected: shape,
+                    found: s.map(<[usize]>::to_vec),
+                })),
+            });
+    Err(Error::WrongVariant {
+        path: sd.path().to_path_buf(),
+        expected: want.to_string(),
+        found: found.to_string(),
+        first_difference,
+    })
+}
+
+/// A state dict of random parameters for `cfg` ([`crate::weights::RandomParams`]) under timm's
+/// names.
+pub fn random_state_dict(cfg: &MobileNetConfig, seed: u64) -> Result<StateDict, Error> {
+    let mut rng = crate::weights::RandomParams::new(seed);
+    let mut sd = StateDict::new(format!("<random {} seed {seed}>", cfg.name));
+    for (key, shape) in cfg.expected_keys()? {
+        let data = rng.tensor(&key, &shape)?;
+        sd.insert(key, shape, data)?;
+    }
+    Ok(sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_match_timm_parameter_counts() {
+        // timm 1.0: sum of p.numel() over model.parameters() (BatchNorm running stats excluded).
+        for (kind, params) in [
+            (MobileNetKind::V3Large, 5_483_032),
+            (MobileNetKind::V3Small, 2_542_856),
+            (MobileNetKind::V2, 3_504_872),
+        ] {
+            let keys = MobileNetConfig::of(kind).expected_keys().unwrap();
+            let n: usize = keys
+                .iter()
+                .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(n, params, "{}", kind.timm_name());
+        }
+    }
+
+    #[test]
+    fn random_checkpoints_are_detected_as_their_model() {
+        for kind in MobileNetKind::ALL {
+            let cfg = MobileNetConfig::of(kind);
+            let sd = random_state_dict(&cfg, 3).unwrap();
+            assert_eq!(detect(&sd).unwrap(), cfg);
+            assert_eq!(resolve(&sd, Some(kind.timm_name())).unwrap(), cfg);
+        }
+    }
+
+    #[test]
+    fn the_wrong_name_is_refused_with_the_first_difference() {
+        let sd = random_state_dict(&MobileNetConfig::of(MobileNetKind::V3Small), 3).unwrap();
+        let e = resolve(&sd, Some("mobilenetv3_large_100")).unwrap_err();
+        assert!(matches!(e, Error::WrongVariant { .. }), "{e}");
+    }
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Reference fixtures for the MobileNets of the `repvit` crate, computed with timm.
+
+Default: writes small fixtures into model/tests/fixtures/, one per family, each the family's exact
+block structure (timm's own generator, `_gen_mobilenet_v3` / `_gen_mobilenet_v2`) at a reduced
+width (`channel_multiplier`), with a reduced head (conv_head to 64 channels; V2's conv_head keeps
+its BatchNorm) and 10 classes, random weights, randomised BatchNorm statistics, tensors stored as
+float16 (the reference logits are computed on the rounded weights, in float32):
+
+    mnv3_large.safetensors, mnv3_large_input.npy, mnv3_large_logits.npy   (multiplier 0.25)
+    mnv3_small.safetensors, ...                                            (multiplier 0.35)
+    mnv2.safetensors, ...                                                  (multiplier 0.25)
+
+Inputs are 2x3xHxW with odd sizes (stride-2 edges of the 3x3 and 5x5 depthwise layers).
+
+`--full` instead builds the three full-size models (timm.create_model(name), 1000 classes) with
+random weights and randomised BatchNorm statistics, writes checkpoint, input (2x3x224x224) and
+logits to /tmp/mobilenet_full_<name>/, runs
+`cargo run --release -p repvit --bin repvit -- infer --variant <name> ...` (unless --no-run),
+compares and prints a Markdown table (max |diff| <= 1e-4 * max(1, |logit|); exit status 1 if not).
+
+Run with: /work/venvs/peers/bin/python model/tools/make_mobilenet_fixtures.py [--full] [--no-run]
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import timm
+from timm.models.efficientnet import _gen_mobilenet_v2
+from timm.models.mobilenetv3 import _gen_mobilenet_v3
+from safetensors.torch import save_file
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "model" / "tests" / "fixtures"
+FULL = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100"]
+
+
+def randomise(model, seed, shape):
+    """Random BatchNorm affine parameters and conv_head/classifier biases, then BatchNorm running
+    statistics measured on random inputs of `shape` (so activations stay normalised through the
+    whole depth and the logits depend on the input), then perturbed so that folding is
+    non-trivial. The last BatchNorm of each residual branch (bn3) gets small scales, as in a
+    trained network."""
+    g = torch.Generator().manual_seed(seed)
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for name, m in bns:
+            c = m.num_features
+            lo, span = (0.1, 0.3) if name.endswith("bn3") else (0.5, 1.0)
+            m.weight.copy_(torch.rand(c, generator=g) * span + lo)
+            m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, torch.nn.Linear):
+                # timm initialises the classifier at 0.01 scale: widen it so logits are O(1).
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (3.0 / m.in_features) ** 0.5)
+        # Running statistics of the actual activations (cumulative average over 4 batches).
+        for _, m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for _ in range(4):
+            model(torch.randn(*shape, generator=g))
+        for _, m in bns:
+            c = m.num_features
+            m.momentum = 0.1
+            m.running_var.mul_(torch.rand(c, generator=g) * 0.5 + 0.75)
+            m.running_mean.add_(torch.randn(c, generator=g) * 0.1 * m.running_var.sqrt())
+    model.eval()
+
+
+def logits(model, x):
+    with torch.no_grad():
+        return model(x).float().numpy()
+
+
+def reduced(kind, mult):
+    """The family's exact block structure at `mult` width, head 64 wide, 10 classes."""
+    if kind == "v2":
+        m = _gen_mobilenet_v2("mobilenetv2_100", mult, pretrained=False, num_classes=10)
+        cin = m.conv_head.in_channels
+        m.conv_head = torch.nn.Conv2d(cin, 64, 1, bias=False)
+        m.bn2 = type(m.bn2)(64, act_layer=torch.nn.ReLU6)
+    else:
+        m = _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, num_classes=10)
+        cin = m.conv_head.in_channels
+        m.conv_head = torch.nn.Conv2d(cin, 64, 1, bias=True)
+    m.classifier = torch.nn.Linear(64, 10)
+    return m
+
+
+def write_fixture(name, model, x):
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+          if not k.endswith("num_batches_tracked")}
+    # Store float16 and compute the reference on exactly the stored values.
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    with torch.no_grad():
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    model.eval()
+    ref = logits(model, x)
+    save_file(sd, str(FIXTURES / f"{name}.safetensors"))
+    np.save(FIXTURES / f"{name}_input.npy", x.numpy().astype(np.float32))
+    np.save(FIXTURES / f"{name}_logits.npy", ref.astype(np.float32))
+    n = sum(v.numel() for v in sd.values())
+    print(f"  {name}: {n} values, logits {ref.shape}, |max| {np.abs(ref).max():.3f}, "
+          f"max |image 0 - image 1| {np.abs(ref[0] - ref[1]).max():.3f}")
+
+
+def small_fixtures():
+    for i, (name, kind, mult, hw) in enumerate([
+        ("mnv3_large", "large", 0.25, (67, 53)),
+        ("mnv3_small", "small", 0.35, (61, 75)),
+        ("mnv2", "v2", 0.25, (57, 63)),
+    ]):
+        torch.manual_seed(20 + i)
+        m = reduced(kind, mult)
+        randomise(m, 30 + i, (4, 3, *hw))
+        x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(40 + i))
+        write_fixture(name, m, x)
+    for f in sorted(FIXTURES.glob("mnv*")):
+        print(f"  {f.relative_to(ROOT)}: {f.stat().st_size} bytes")
+
+
+def full(name, run):
+    out = pathlib.Path(f"/tmp/mobilenet_full_{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(50)
+    m = timm.create_model(name, pretrained=False)
+    randomise(m, 51, (4, 3, 224, 224))
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(52))
+    ref = logits(m, x)
+    sd = {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()
+          if not k.endswith("num_batches_tracked")}
+    save_file(sd, str(out / "model.safetensors"))
+    np.save(out / "input.npy", x.numpy())
+    np.save(out / "logits.npy", ref)
+    cmd = ["cargo", "run", "--release", "-q", "-p", "repvit", "--bin", "repvit", "--", "infer",
+           "--weights", str(out / "model.safetensors"), "--variant", name,
+           "--input", str(out / "input.npy"), "--output", str(out / "ours.npy")]
+    print(f"  wrote {out}/model.safetensors, input.npy, logits.npy (|max logit| {np.abs(ref).max():.3f}, "
+          f"max |image 0 - image 1| {np.abs(ref[0] - ref[1]).max():.3f})")
+    if not run:
+        print("  compare with:\n    (cd %s && %s)" % (ROOT, " ".join(cmd)))
+        return None
+    subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ)
+    ours = np.load(out / "ours.npy")
+    d = np.abs(ours - ref)
+    return {
+        "name": name,
+        "params": sum(p.numel() for p in m.parameters()),
+        "max_abs": float(d.max()),
+        "max_rel_big": float((d / np.maximum(1.0, np.abs(ref))).max()),
+        "max_logit": float(np.abs(ref).max()),
+        "spread": float(np.abs(ref[0] - ref[1]).max()),
+        "ok": bool((d <= 1e-4 * np.maximum(1.0, np.abs(ref))).all()),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="check the full-size models instead")
+    ap.add_argument("--no-run", action="store_true", help="with --full: only write the files")
+    a = ap.parse_args()
+    print(f"timm {timm.__version__}, torch {torch.__version__}")
+    if not a.full:
+        small_fixtures()
+        return 0
+    rows = [r for r in (full(n, not a.no_run) for n in FULL) if r is not None]
+    if rows:
+        print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | "
+              "max abs (image 0 - image 1) | within 1e-4 |")
+        print("|---|---:|---:|---:|---:|---:|---|")
+        for r in rows:
+            print(f"| {r['name']} | {r['params']:,} | {r['max_abs']:.2e} | {r['max_rel_big']:.2e} | "
+                  f"{r['max_logit']:.2f} | {r['spread']:.2f} | {'yes' if r['ok'] else 'NO'} |")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
