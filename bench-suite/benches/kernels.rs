@@ -186,10 +186,16 @@ fn bench_pointwise(c: &mut Criterion) {
 }
 
 /// RepViT's two stem convolutions (3 -> C/2 at 224x224, C/2 -> C at 112x112, both stride 2), for
-/// C of every variant family, one thread; multiply-adds counted over the im2col taps.
+/// C of every variant family, one thread, and M1.0's (C = 56) on two threads (widest ISA only);
+/// multiply-adds counted over the im2col taps.
 fn bench_stem(c: &mut Criterion) {
-    let mut g = c.benchmark_group("stem_conv3x3_t1");
-    for c0 in [48, 56, 64, 80] {
+    bench_stem_threads(c, 1, &[48, 56, 64, 80]);
+    bench_stem_threads(c, 2, &[56]);
+}
+
+fn bench_stem_threads(c: &mut Criterion, threads: usize, widths: &[usize]) {
+    let mut g = c.benchmark_group(format!("stem_conv3x3_t{threads}"));
+    for &c0 in widths {
         for (hw, cin, cout) in [(224, 3, c0 / 2), (112, c0 / 2, c0)] {
             let input = Tensor::from_slice(
                 Shape::new(1, hw, hw, cin),
@@ -202,6 +208,9 @@ fn bench_stem(c: &mut Criterion) {
                 .map(|i| ((i % 5) as f32 - 2.0) * 0.05)
                 .collect();
             for isa in isas_to_bench() {
+                if threads > 1 && isa != mobile_cnn_kernels::Isa::best() {
+                    continue;
+                }
                 let Ok(conv) = Conv3x3::new(
                     isa,
                     cin,
@@ -214,7 +223,7 @@ fn bench_stem(c: &mut Criterion) {
                     continue;
                 };
                 let ks = Kernels::with_isa(isa)
-                    .and_then(|k| k.with_threads(1))
+                    .and_then(|k| k.with_threads(threads))
                     .expect("available ISA");
                 let mut out =
                     Tensor::zeros(conv.output_shape(input.shape()).expect("shape")).expect("shape");
@@ -280,9 +289,39 @@ fn bench_se(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fixed cost of one parallel call of the thread pool (`Kernels::for_each_index`): waking the
+/// workers, handing out the blocks and waiting for the last, with empty blocks, at 1 to 4 threads
+/// (1 is the serial path, no pool). `blocks_1x` gives each thread one block, `blocks_4x` four, as
+/// the pointwise split does. A layer whose work per thread is not well above this cost should not be
+/// split (see `MIN_PARALLEL_FLOPS` in the model crate).
+fn bench_pool(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool_overhead");
+    for threads in 1..=4 {
+        let k = Kernels::new()
+            .and_then(|k| k.with_threads(threads))
+            .expect("threads");
+        for per_thread in [1, 4] {
+            g.bench_function(
+                BenchmarkId::new(
+                    format!("threads_{threads}"),
+                    format!("blocks_{per_thread}x"),
+                ),
+                |b| {
+                    b.iter(|| {
+                        k.for_each_index(per_thread * threads, |slot, i| {
+                            black_box((slot, i));
+                        })
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = bench_peak, bench_dwconv, bench_pointwise, bench_stem, bench_se
+    targets = bench_peak, bench_dwconv, bench_pointwise, bench_stem, bench_se, bench_pool
 }
 criterion_main!(benches);

@@ -28,8 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
-ENGINES = ["repvit-rs", "onnxruntime", "openvino", "pytorch"]
-BATCH, SIZE, OPSET = 1, 224, 17
+ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
+SIZE, OPSET = 224, 17
+LITERT = Path(__file__).resolve().parent / "litert_peer.py"
 
 
 def short_name(name: str) -> str:
@@ -55,6 +56,10 @@ def parse_args() -> argparse.Namespace:
                    help="seconds of untimed runs before each engine's round (default 0.3; 0.05 with --quick)")
     p.add_argument("--engines", default=",".join(ENGINES),
                    help=f"comma list out of {','.join(ENGINES)} (default: all)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="images per call for every engine (default 1); the table adds images/s")
+    p.add_argument("--litert-python", default=os.environ.get("PEERS_LITERT_PYTHON"),
+                   help="python of the LiteRT venv (run.sh sets it; without it litert-xnnpack is skipped)")
     p.add_argument("--ov-bf16", action="store_true",
                    help="also time OpenVINO at its bf16 inference precision (engine openvino-bf16)")
     p.add_argument("--quick", action="store_true", help="smoke run: few iterations, short warm-ups")
@@ -86,6 +91,13 @@ def parse_args() -> argparse.Namespace:
     bad = [e for e in engines if e not in ENGINES]
     if bad or not engines:
         raise SystemExit(f"peers.py: unknown engine(s) {bad}; expected some of {ENGINES}")
+    if a.batch < 1:
+        raise SystemExit("peers.py: --batch must be at least 1")
+    if "litert-xnnpack" in engines and not a.litert_python:
+        if a.engines != ",".join(ENGINES):
+            raise SystemExit("peers.py: litert-xnnpack needs --litert-python (or PEERS_LITERT_PYTHON)")
+        log("no --litert-python: skipping litert-xnnpack")
+        engines.remove("litert-xnnpack")
     a.engine_list = [e for e in ENGINES if e in engines]
     return a
 
@@ -136,9 +148,9 @@ def build_repvit() -> tuple[str, str]:
     return exe, version
 
 
-def test_input() -> np.ndarray:
+def test_input(batch: int) -> np.ndarray:
     rng = np.random.default_rng(20240601)
-    return rng.standard_normal((BATCH, 3, SIZE, SIZE), dtype=np.float32)
+    return rng.standard_normal((batch, 3, SIZE, SIZE), dtype=np.float32)
 
 
 def write_npy(path: Path, a: np.ndarray) -> None:
@@ -199,6 +211,10 @@ def main() -> int:
     rev = cmd_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     versions["repvit-rs"] = f"{crate_version}+{rev}"
     rustc = cmd_version(["rustc", "--version"])
+    if "litert-xnnpack" in a.engine_list:
+        v = json.loads(subprocess.run([a.litert_python, str(LITERT), "versions"], check=True,
+                                      capture_output=True, text=True).stdout)
+        versions["litert-xnnpack"] = f"ai-edge-litert {v['ai-edge-litert']}, litert-torch {v['litert-torch']}"
 
     work = Path(a.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -217,6 +233,7 @@ def main() -> int:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "variants": a.variants,
         "threads": a.thread_list,
+        "batch": a.batch,
         "iters": a.iters,
         "rounds": a.rounds,
         "warmup_s": a.warmup,
@@ -235,15 +252,17 @@ def main() -> int:
         with out.open("a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    x_np = test_input()
+    x_np = test_input(a.batch)
     t_start = time.perf_counter()
     for v in a.variants:
         name = f"repvit_{v}"
         log(f"{name}: building the timm model, safetensors and ONNX")
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False).eval()
+        randomize_batchnorm(torch, model)
         st_path = work / f"{name}.safetensors"
-        onnx_path = work / f"{name}.onnx"
+        onnx_path = work / f"{name}_b{a.batch}.onnx"
+        tflite_path = work / f"{name}_b{a.batch}.tflite"
         save_file({k: t.contiguous() for k, t in model.state_dict().items()}, str(st_path))
         x_t = torch.from_numpy(x_np)
         with torch.inference_mode():
@@ -261,6 +280,17 @@ def main() -> int:
                                 "--input", str(xin), "--output", str(yout), "--threads", "1"],
                                check=True, capture_output=True)
                 diffs["repvit-rs"] = float(np.abs(np.load(yout) - ref).max())
+            if "litert-xnnpack" in a.engine_list:
+                log(f"{name}: converting to LiteRT with litert-torch (its own venv)")
+                subprocess.run([a.litert_python, str(LITERT), "convert", "--variant", v, "--weights", str(st_path),
+                                "--batch", str(a.batch), "--size", str(SIZE), "--out", str(tflite_path)],
+                               check=True, capture_output=True)
+                for threads in a.thread_list:
+                    subprocess.run([a.litert_python, str(LITERT), "infer", "--model", str(tflite_path),
+                                    "--threads", str(threads), "--input", str(xin), "--output", str(yout)],
+                                   check=True, capture_output=True)
+                    d = float(np.abs(np.load(yout) - ref).max())
+                    diffs["litert-xnnpack"] = max(diffs.get("litert-xnnpack", 0.0), d)
 
         sessions = {}
         for threads in a.thread_list:
@@ -289,7 +319,7 @@ def main() -> int:
         per_round = max(1, a.iters // a.rounds)
         for threads in a.thread_list:
             engines = sessions[threads]
-            order = [e for e in a.engine_list if e == "repvit-rs"] + list(engines)
+            order = [e for e in a.engine_list if e in ("repvit-rs", "litert-xnnpack")] + list(engines)
             stats = {e: Summary() for e in order}
             isa = None
             log(f"{name}: {threads} thread(s), {a.rounds} rounds x {per_round} iters of {', '.join(order)}")
@@ -298,7 +328,9 @@ def main() -> int:
                 k = r % len(order)
                 for e in order[k:] + order[:k]:
                     if e == "repvit-rs":
-                        med, mn, isa = time_repvit(repvit_bin, v, st_path, threads, per_round)
+                        med, mn, isa = time_repvit(repvit_bin, v, st_path, threads, per_round, a.batch)
+                    elif e == "litert-xnnpack":
+                        med, mn = time_litert(a.litert_python, tflite_path, threads, per_round, a.warmup)
                     else:
                         fn = engines[e]
                         if e == "pytorch":
@@ -313,9 +345,10 @@ def main() -> int:
                     "engine_version": engine_version(e, versions),
                     "variant": v,
                     "threads": threads,
-                    "batch": BATCH,
+                    "batch": a.batch,
                     "size": SIZE,
                     "median_ms": round(s.median, 4),
+                    "images_per_s": round(a.batch * 1e3 / s.median, 2),
                     "min_ms": round(s.min, 4),
                     "iters": s.iters,
                     "rounds": len(s.round_medians),
@@ -339,6 +372,23 @@ def main() -> int:
     print_table(lines)
     log(f"wrote {out}")
     return 0
+
+
+def randomize_batchnorm(torch, model) -> None:
+    """Gives every BatchNorm non-trivial statistics and affine parameters (seeded). timm initialises
+    the last BatchNorm of each residual branch with weight 0 (RepViT's `bn_weight_init=0`), so a fresh
+    model's channel-mixer branches output exactly zero, and a converter that folds constants (litert-
+    torch does) removes them: the converted graph then skips about half of the network's work.
+    Non-zero parameters keep every engine computing the whole network."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.05)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.05)
+                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
 
 
 def export_onnx(torch, model, x_t, path: Path) -> None:
@@ -398,10 +448,23 @@ def make_torch(torch, model, x_t):
     return run
 
 
-def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int) -> tuple[float, float, str]:
+def time_litert(py: str, model: Path, threads: int, iters: int, warmup: float) -> tuple[float, float]:
+    """One round of LiteRT (XNNPACK delegate) in a child process of the LiteRT venv; the interpreter is
+    built and warmed up before the timed calls."""
+    proc = subprocess.run([py, str(LITERT), "bench", "--model", str(model), "--threads", str(threads),
+                           "--iters", str(iters), "--warmup", str(warmup)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"peers.py: litert bench failed:\n{proc.stderr}")
+    r = json.loads([l for l in proc.stdout.splitlines() if l.startswith("{")][-1])
+    return float(r["median_ms"]), float(r["min_ms"])
+
+
+def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int,
+                batch: int) -> tuple[float, float, str]:
     """One round of repvit-rs: its own `bench` (0.3 s warm-up inside), on the same weights as the peers."""
     proc = subprocess.run([exe, "bench", "--variant", v, "--weights", str(weights), "--threads", str(threads),
-                           "--iters", str(iters), "--json", "--no-layers"], capture_output=True, text=True)
+                           "--iters", str(iters), "--batch", str(batch), "--json", "--no-layers"],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"peers.py: repvit bench failed:\n{proc.stderr}")
     recs = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
@@ -414,6 +477,8 @@ def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int) -> tu
 def engine_version(e: str, versions: dict[str, str]) -> str:
     if e.startswith("openvino"):
         return versions["openvino"]
+    if e == "litert-xnnpack":
+        return versions["litert-xnnpack"]
     return versions["torch" if e == "pytorch" else e]
 
 
@@ -421,7 +486,10 @@ def print_table(lines: list[dict]) -> None:
     recs = [r for r in lines if r.get("engine") != "machine"]
     machine = lines[0]
     print()
-    print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {BATCH}, {SIZE}x{SIZE}, f32 unless the engine says bf16")
+    batch = machine.get("batch", 1)
+    print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {batch}, {SIZE}x{SIZE}, f32 unless the engine says bf16")
+    if batch > 1:
+        print("median ms per batch of the given size; images/s = batch / median")
     print("median ms (min ms) and median relative to repvit-rs (x2.00 = takes twice as long as repvit-rs)")
     for v in dict.fromkeys(r["variant"] for r in recs):
         rv = [r for r in recs if r["variant"] == v]
@@ -438,6 +506,8 @@ def print_table(lines: list[dict]) -> None:
                     row += f"{'-':>30}"
                     continue
                 cell = f"{r['median_ms']:.2f} ({r['min_ms']:.2f})"
+                if batch > 1:
+                    cell += f" {r['images_per_s']:.0f}/s"
                 if t in base:
                     cell += f"  x{r['median_ms'] / base[t]:.2f}"
                 row += f"{cell:>30}"

@@ -9,6 +9,9 @@
 #
 # Environment:
 #   PEERS_VENV             venv folder (default: <repo>/target/peers/venv); --venv DIR overrides it
+#   PEERS_LITERT_VENV      venv of the LiteRT engine (litert-torch pins its own torch, so it cannot
+#                          share PEERS_VENV; default: <repo>/target/peers/venv-litert)
+#   PEERS_LITERT=0         skip the LiteRT (XNNPACK) engine and its venv
 #   PEERS_PYTHON           interpreter that creates the venv (default: python3)
 #   PEERS_TORCH_INDEX_URL  pip index to take torch from first, e.g. PyTorch's CPU-only wheel index
 #                          (default: empty = PyPI, whose Linux x86-64 torch also pulls the CUDA libraries)
@@ -17,6 +20,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${PEERS_VENV:-$root/target/peers/venv}"
+litert_venv="${PEERS_LITERT_VENV:-$root/target/peers/venv-litert}"
 python="${PEERS_PYTHON:-python3}"
 torch_index="${PEERS_TORCH_INDEX_URL:-}"
 
@@ -84,6 +88,25 @@ else
     log "venv $venv is up to date"
 fi
 
-# 3. The run itself (peers.py builds the repvit binary once before any timing).
+# 3. LiteRT (XNNPACK) in a venv of its own, the same way: created once, packages by stamp.
+if [[ "${PEERS_LITERT:-1}" != 0 ]]; then
+    if [[ ! -x "$litert_venv/bin/python" ]]; then
+        log "creating venv $litert_venv"
+        mkdir -p "$(dirname "$litert_venv")"
+        "$python" -m venv "$litert_venv"
+    fi
+    lreq="$here/requirements-litert.txt"
+    lstamp="$litert_venv/.peers-requirements"
+    if [[ ! -f "$lstamp" ]] || [[ "$(cat "$lstamp")" != "$(cat "$lreq")" ]]; then
+        log "installing LiteRT packages into $litert_venv (first run: a few minutes)"
+        "$litert_venv/bin/python" -m pip install --quiet -r "$lreq"
+        cat "$lreq" >"$lstamp"
+    else
+        log "venv $litert_venv is up to date"
+    fi
+    export PEERS_LITERT_PYTHON="$litert_venv/bin/python"
+fi
+
+# 4. The run itself (peers.py builds the repvit binary once before any timing).
 cd "$root"
 exec "$vpy" "$here/peers.py" "${args[@]+"${args[@]}"}"

@@ -119,8 +119,12 @@ impl Conv3x3 {
         ))
     }
 
-    /// Runs the convolution. `scratch` holds the im2col band; it grows on first use and is reused
-    /// afterwards, so steady-state calls allocate nothing.
+    /// Runs the convolution. `scratch` holds one im2col band per thread; it grows on first use and
+    /// is reused afterwards, so steady-state calls allocate nothing.
+    ///
+    /// The output rows of every image are cut into bands of a size set by the shape alone (an
+    /// im2col band of about [`BAND_FLOATS`]); the threads of `kernels` take whole bands (im2col,
+    /// then the GEMM on the same thread), so the bits do not depend on the thread count.
     pub fn run(
         &self,
         kernels: &Kernels,
@@ -132,38 +136,98 @@ impl Conv3x3 {
         if output.shape() != os {
             return Err(Error::shape("conv3x3 output", os, output.shape()));
         }
+        if kernels.isa() != self.packed.isa() {
+            return Err(Error::param(
+                "conv3x3 weights",
+                format!(
+                    "packed for {}, but the kernels in use are {}",
+                    self.packed.isa(),
+                    kernels.isa()
+                ),
+            ));
+        }
         let is = input.shape();
         let k = 9 * self.cin;
         let band_rows = (BAND_FLOATS / (os.w * k)).clamp(1, os.h);
-        if scratch.len() < band_rows * os.w * k {
-            scratch.resize(band_rows * os.w * k, 0.0);
+        let bands_per_image = os.h.div_ceil(band_rows);
+        let bands = is.n * bands_per_image;
+        let slots = kernels.threads().min(bands).max(1);
+        let band_len = band_rows * os.w * k;
+        if scratch.len() < slots * band_len {
+            scratch.resize(slots * band_len, 0.0);
         }
         let x = input.as_slice();
-        let y = output.as_mut_slice();
-        for b in 0..is.n {
-            let img = &x[b * is.h * is.w * is.c..(b + 1) * is.h * is.w * is.c];
-            let mut oy0 = 0;
-            while oy0 < os.h {
-                let rows = band_rows.min(os.h - oy0);
-                let cols = &mut scratch[..rows * os.w * k];
-                im2col_3x3(
-                    img,
-                    is.h,
-                    is.w,
-                    self.cin,
-                    self.stride,
-                    oy0..oy0 + rows,
-                    os.w,
-                    cols,
-                );
-                let o0 = ((b * os.h + oy0) * os.w) * self.cout;
-                let out = &mut y[o0..o0 + rows * os.w * self.cout];
-                self.packed
-                    .run_slices(kernels, rows * os.w, cols, out, self.act, None)?;
-                oy0 += rows;
+        let img_len = is.h * is.w * is.c;
+        let out_row = os.w * self.cout;
+        let y = SendPtr(output.as_mut_slice().as_mut_ptr());
+        let cols_base = SendPtr(scratch.as_mut_ptr());
+        let single = kernels.single_threaded();
+        let run_band = |slot: usize, band: usize| -> Result<()> {
+            let (b, oy0) = (band / bands_per_image, band % bands_per_image * band_rows);
+            let rows = band_rows.min(os.h - oy0);
+            let img = &x[b * img_len..(b + 1) * img_len];
+            assert!(slot < slots, "slot {slot} of {slots}");
+            // SAFETY: `scratch` holds `slots * band_len` floats and `slot < slots` (asserted; at
+            // most `min(threads, bands)` threads run, each with its own slot), so this band's
+            // im2col slice is in bounds and no other thread touches it during the call.
+            let cols = unsafe {
+                std::slice::from_raw_parts_mut(
+                    cols_base.get().add(slot * band_len),
+                    rows * os.w * k,
+                )
+            };
+            im2col_3x3(
+                img,
+                is.h,
+                is.w,
+                self.cin,
+                self.stride,
+                oy0..oy0 + rows,
+                os.w,
+                cols,
+            );
+            let o0 = (b * os.h + oy0) * out_row;
+            // SAFETY: `output` has shape `os` (checked above), so rows `oy0..oy0 + rows` of image
+            // `b` are in bounds; each band index is handed to exactly one call, so the output
+            // rows of concurrent calls are disjoint.
+            let out = unsafe { std::slice::from_raw_parts_mut(y.get().add(o0), rows * out_row) };
+            self.packed
+                .run_slices(&single, rows * os.w, cols, out, self.act, None)
+        };
+        if kernels.threads() <= 1 || bands <= 1 {
+            for band in 0..bands {
+                run_band(0, band)?;
             }
+            return Ok(());
         }
-        Ok(())
+        // The ISA and every length were checked above, so a band cannot fail; should one, its error
+        // is kept and returned after the call.
+        let first_error = std::sync::Mutex::new(None);
+        kernels.for_each_index(bands, |slot, band| {
+            if let Err(e) = run_band(slot, band) {
+                first_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A raw pointer that may cross to the worker threads; soundness is argued where it is dereferenced.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: dereferenced only for disjoint per-band output rows and per-slot scratch (see `run`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 

@@ -152,40 +152,171 @@ impl Kernels {
     }
 
     /// Runs `f` on every block, in parallel when more than one thread is allowed.
-    pub(crate) fn for_each_block<T: Sync>(&self, blocks: &[T], f: impl Fn(&T) + Sync + Send) {
-        if self.threads <= 1 || blocks.len() <= 1 {
-            blocks.iter().for_each(f);
+    ///
+    /// Blocks must be independent (each writes its own part of the output): which thread runs which
+    /// block, and in what order, varies from call to call.
+    pub fn for_each_block<T: Sync>(&self, blocks: &[T], f: impl Fn(&T) + Sync + Send) {
+        self.for_each_block_in_slot(blocks, |_, b| f(b));
+    }
+
+    /// As [`Kernels::for_each_block`], and tells `f` the slot of the thread running it: a number
+    /// below [`Kernels::threads`] that no other thread of this call holds at the same time (0 is the
+    /// calling thread). Callers index per-thread scratch by it, so a call allocates nothing.
+    pub fn for_each_block_in_slot<T: Sync>(
+        &self,
+        blocks: &[T],
+        f: impl Fn(usize, &T) + Sync + Send,
+    ) {
+        self.for_each_index(blocks.len(), |slot, i| f(slot, &blocks[i]));
+    }
+
+    /// Calls `f(slot, i)` once for every `i` in `0..count`, in parallel when more than one thread is
+    /// allowed; `slot` is as in [`Kernels::for_each_block_in_slot`]. Nothing is allocated: callers
+    /// compute block `i` from the index instead of listing blocks.
+    pub fn for_each_index(&self, count: usize, f: impl Fn(usize, usize) + Sync + Send) {
+        if self.threads <= 1 || count <= 1 {
+            (0..count).for_each(|i| f(0, i));
             return;
         }
-        // The calling thread works too: it and `threads - 1` pool workers pull blocks off one shared
-        // counter until none are left. One hand-off per call (waking the workers) instead of two
-        // (into the pool and back out, about 10 us per call with `install`), and uneven blocks
+        // The calling thread works too: it and `threads - 1` pool workers pull indices off one
+        // shared counter until none are left. One hand-off per call (waking the workers) instead of
+        // two (into the pool and back out, about 10 us per call with `install`), and uneven blocks
         // balance themselves.
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || {
+        let work = |slot: usize| {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match blocks.get(i) {
-                    Some(b) => f(b),
-                    None => break,
+                if i >= count {
+                    break;
                 }
+                f(slot, i);
             }
         };
-        let helpers = self.threads.min(blocks.len()) - 1;
+        let helpers = self.threads.min(count) - 1;
         let work = &work;
         macro_rules! run {
             () => {
                 |s| {
-                    for _ in 0..helpers {
-                        s.spawn(move |_| work());
+                    for slot in 1..=helpers {
+                        s.spawn(move |_| work(slot));
                     }
-                    work();
+                    work(0);
                 }
             };
         }
         match &self.pool {
             Some(pool) => pool.in_place_scope(run!()),
             None => rayon::in_place_scope(run!()),
+        }
+    }
+
+    /// Calls `f(slot, i, &mut items[i])` once for every item, in parallel when more than one thread
+    /// is allowed (`slot` as in [`Kernels::for_each_block_in_slot`]): for independent jobs that each
+    /// own their state, such as groups of images with their own buffers.
+    pub fn for_each_mut<T: Send>(&self, items: &mut [T], f: impl Fn(usize, usize, &mut T) + Sync) {
+        let base = SendMutPtr(items.as_mut_ptr());
+        let len = items.len();
+        self.for_each_index(len, |slot, i| {
+            assert!(i < len);
+            // SAFETY: `i < len` (asserted), so the element is inside `items`, which is exclusively
+            // borrowed for the whole call; `for_each_index` hands every index to exactly one call,
+            // so no two threads hold a reference to the same element.
+            let item = unsafe { &mut *base.get().add(i) };
+            f(slot, i, item)
+        });
+    }
+
+    /// Cuts `data` into consecutive chunks of `chunk_len` elements (the last may be shorter) and calls
+    /// `f(slot, i, chunk_i)` once per chunk, in parallel when more than one thread is allowed
+    /// (`slot` as in [`Kernels::for_each_block_in_slot`]). Nothing is allocated. For bands of rows
+    /// of an output tensor; a `chunk_len` of 0 is treated as 1.
+    pub fn for_each_chunk_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, usize, &mut [T]) + Sync,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let len = data.len();
+        let base = SendMutPtr(data.as_mut_ptr());
+        self.for_each_index(len.div_ceil(chunk_len), |slot, i| {
+            let start = i * chunk_len;
+            let end = (start + chunk_len).min(len);
+            assert!(start < end);
+            // SAFETY: `start < end <= len`, so the range is inside `data`, which is exclusively
+            // borrowed for the whole call; `for_each_index` hands each `i` to one call and the
+            // ranges of different `i` do not overlap, so no element is reachable from two threads.
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+            f(slot, i, chunk)
+        });
+    }
+
+    /// The same tier on the calling thread alone (no pool): for work inside one parallel block.
+    pub fn single_threaded(&self) -> Kernels {
+        Kernels {
+            isa: self.isa,
+            precision: self.precision,
+            threads: 1,
+            pool: None,
+        }
+    }
+}
+
+/// A raw element pointer that may cross to the worker threads of [`Kernels::for_each_mut`].
+struct SendMutPtr<T>(*mut T);
+// SAFETY: only used by `for_each_mut`, which hands each element to one thread (and `T: Send`).
+unsafe impl<T: Send> Send for SendMutPtr<T> {}
+// SAFETY: as above: shared use only copies the pointer; each element is reached by one thread.
+unsafe impl<T: Send> Sync for SendMutPtr<T> {}
+impl<T> SendMutPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every index, item and chunk is visited exactly once, with a slot below the thread count, for
+    /// counts below, equal to and above the thread count (and zero).
+    #[test]
+    fn parallel_helpers_visit_everything_once_with_valid_slots() {
+        for threads in 1..=4 {
+            let k = Kernels::with_isa(Isa::Scalar)
+                .unwrap()
+                .with_threads(threads)
+                .unwrap();
+            for count in [0, 1, 2, 3, 7, 64] {
+                let hits: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+                k.for_each_index(count, |slot, i| {
+                    assert!(slot < threads, "slot {slot} of {threads}");
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+
+                let mut items = vec![0usize; count];
+                k.for_each_mut(&mut items, |slot, i, v| {
+                    assert!(slot < threads);
+                    *v += i + 1;
+                });
+                assert_eq!(items, (1..=count).collect::<Vec<_>>());
+
+                for chunk in [1, 3, 5, 100] {
+                    let mut data = vec![0usize; count];
+                    k.for_each_chunk_mut(&mut data, chunk, |slot, i, part| {
+                        assert!(slot < threads);
+                        assert!(part.len() <= chunk && !part.is_empty());
+                        for v in part.iter_mut() {
+                            *v += i + 1;
+                        }
+                    });
+                    let want: Vec<usize> = (0..count).map(|j| j / chunk + 1).collect();
+                    assert_eq!(data, want, "threads {threads} count {count} chunk {chunk}");
+                }
+            }
         }
     }
 }

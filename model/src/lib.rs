@@ -42,7 +42,7 @@ pub use error::Error;
 pub use family::{Arch, Family};
 pub use mobilenet::{MobileNetConfig, MobileNetKind};
 pub use model::{
-    DistinctLayer, FeatureMap, Graph, LayerBench, LayerInfo, LayerKind, Network, RepVit,
-    distinct_layers,
+    BatchSplit, DistinctLayer, FeatureMap, Graph, LayerBench, LayerInfo, LayerKind, Network,
+    RepVit, distinct_layers,
 };
 pub use weights::{FusedWeights, Layout};

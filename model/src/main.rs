@@ -7,7 +7,7 @@
 //! ```text
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
 //! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] [--allow-truncated] IMAGE...
-//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--isa NAME] [--json] [--no-layers]
+//! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--batch-split images|layers] [--isa NAME] [--json] [--no-layers]
 //! ```
 
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels, Precision};
 use repvit::family::all_names;
 use repvit::preprocess::{imagenet_class, top_k};
-use repvit::{Arch, Error, LayerInfo, Network, npy};
+use repvit::{Arch, BatchSplit, Error, LayerInfo, Network, npy};
 
 fn cli() -> Command {
     let threads = Arg::new("threads")
@@ -105,6 +105,16 @@ fn cli() -> Command {
                         .value_parser(value_parser!(usize))
                         .default_value("1")
                         .help("images per call"),
+                )
+                .arg(
+                    Arg::new("batch-split")
+                        .long("batch-split")
+                        .value_parser(["images", "layers"])
+                        .default_value("images")
+                        .help(
+                            "batch > 1 on several threads: one group of images per thread \
+                             (images) or every layer split across the threads (layers)",
+                        ),
                 )
                 .arg(
                     Arg::new("size")
@@ -355,6 +365,18 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             .collect::<Result<_, _>>()?,
         None => vec![Network::random_arch(Arch::named(name)?, 1, &k)?],
     };
+    let split = match m.get_one::<String>("batch-split").map(String::as_str) {
+        Some("layers") => BatchSplit::Layers,
+        _ => BatchSplit::Images,
+    };
+    let models: Vec<Network> = models
+        .into_iter()
+        .map(|m| m.with_batch_split(split))
+        .collect();
+    let split_name = match split {
+        BatchSplit::Layers => "layers",
+        BatchSplit::Images => "images",
+    };
     let shape = [batch, 3, size, size];
     let x: Vec<f32> = (0..batch * 3 * size * size)
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
@@ -373,6 +395,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         let (median, min) = median_min(&mut times);
+        let images_per_s = batch as f64 * 1e3 / median;
         let layers = if m.get_flag("no-layers") {
             None
         } else {
@@ -387,7 +410,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         };
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
                 k.threads(),
                 k.isa(),
                 k.precision(),
@@ -400,10 +423,15 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             );
         } else {
             println!(
-                "{label} {} {} threads {:>2}  batch {batch}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  ({iters} iters){}",
+                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}",
                 k.isa(),
                 k.precision(),
                 k.threads(),
+                if batch > 1 {
+                    format!(" (split: {split_name})")
+                } else {
+                    String::new()
+                },
                 if finite {
                     ""
                 } else {

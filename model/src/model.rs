@@ -249,11 +249,41 @@ struct Shapes {
 pub struct Network {
     arch: Arch,
     kernels: Kernels,
+    /// The same ISA on one thread: what each group of images runs with under [`BatchSplit::Images`].
+    single: Kernels,
+    batch_split: BatchSplit,
     steps: Vec<Step>,
     num_bufs: usize,
     /// Per stage (RepViT): the index of its last step and the buffer holding its output.
     stage_out: Vec<(usize, usize)>,
     pool: Mutex<Vec<Workspace>>,
+    group_pool: Mutex<Vec<ImageGroups>>,
+}
+
+/// How a batch of more than one image is spread over the threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSplit {
+    /// Every layer is split across all threads, one layer after another, as for one image.
+    Layers,
+    /// The images are cut into one group per thread (at most one per image); each group runs the
+    /// whole network on one thread with its own buffers. No thread waits for another between layers.
+    Images,
+}
+
+/// The buffers of [`BatchSplit::Images`] for one input shape: one group per thread.
+#[derive(Debug)]
+struct ImageGroups {
+    input_shape: [usize; 4],
+    groups: Vec<ImageGroup>,
+}
+
+/// Images `first..first + ws.input_shape[0]` of the batch, their workspace, logits and outcome.
+#[derive(Debug)]
+struct ImageGroup {
+    first: usize,
+    ws: Workspace,
+    logits: Vec<f32>,
+    result: Result<(), Error>,
 }
 
 /// The name the crate started with: every family runs on the same [`Network`].
@@ -648,10 +678,13 @@ impl Network {
         let net = Network {
             arch,
             kernels: kernels.clone(),
+            single: kernels.single_threaded(),
+            batch_split: BatchSplit::Images,
             steps: g.steps,
             num_bufs: g.bufs,
             stage_out: g.stage_out,
             pool: Mutex::new(Vec::new()),
+            group_pool: Mutex::new(Vec::new()),
         };
         let s = net.arch.input_size();
         net.infer_shapes([1, net.in_chans(), s, s])?;
@@ -711,7 +744,20 @@ impl Network {
             .clone()
             .with_threads(threads)
             .layer(|| "threads".into())?;
+        self.group_pool = Mutex::new(Vec::new());
         Ok(self)
+    }
+
+    /// The same weights with batches of more than one image spread over the threads as `split`
+    /// says. The default is [`BatchSplit::Images`]; the results are bitwise the same either way.
+    pub fn with_batch_split(mut self, split: BatchSplit) -> Network {
+        self.batch_split = split;
+        self
+    }
+
+    /// How batches of more than one image are spread over the threads.
+    pub fn batch_split(&self) -> BatchSplit {
+        self.batch_split
     }
 
     /// The RepViT configuration (`None` for the other families; see [`Network::arch`]).
@@ -810,9 +856,68 @@ impl Network {
     ) -> Result<(), Error> {
         self.check_input(input.len(), shape)?;
         self.check_output(out.len(), shape)?;
+        if self.batch_split == BatchSplit::Images && shape[0] > 1 && self.kernels.threads() > 1 {
+            return self.forward_image_groups(input, shape, out);
+        }
         let mut ws = self.take_workspace(shape)?;
-        let r = self.run(&mut ws, input, out, None);
+        let r = self.run(&self.kernels, &mut ws, input, out, None);
         self.give_back(ws);
+        r
+    }
+
+    /// [`BatchSplit::Images`]: one group of images per thread, each run start to end on one thread.
+    fn forward_image_groups(
+        &self,
+        input: &[f32],
+        shape: [usize; 4],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let [n, c, h, w] = shape;
+        let mut groups = {
+            let mut pool = self.group_pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter()
+                .position(|g| g.input_shape == shape)
+                .map(|i| pool.swap_remove(i))
+        };
+        if groups.is_none() {
+            let count = self.kernels.threads().min(n);
+            let mut gs = Vec::with_capacity(count);
+            for g in 0..count {
+                let (first, end) = (n * g / count, n * (g + 1) / count);
+                gs.push(ImageGroup {
+                    first,
+                    ws: Workspace::new(self, [end - first, c, h, w])?,
+                    logits: vec![0.0; (end - first) * self.num_outputs()],
+                    result: Ok(()),
+                });
+            }
+            groups = Some(ImageGroups {
+                input_shape: shape,
+                groups: gs,
+            });
+        }
+        let mut groups = groups.expect("made above");
+        let img = c * h * w;
+        self.kernels
+            .for_each_mut(&mut groups.groups, |_, _, g: &mut ImageGroup| {
+                let count = g.ws.input_shape[0];
+                let x = &input[g.first * img..(g.first + count) * img];
+                g.result = self.run(&self.single, &mut g.ws, x, &mut g.logits, None);
+            });
+        let classes = self.num_outputs();
+        let mut r = Ok(());
+        for g in &mut groups.groups {
+            let res = std::mem::replace(&mut g.result, Ok(()));
+            if r.is_ok() {
+                r = res;
+            }
+            out[g.first * classes..g.first * classes + g.logits.len()].copy_from_slice(&g.logits);
+        }
+        let mut pool = self.group_pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() >= POOL_LIMIT {
+            pool.remove(0);
+        }
+        pool.push(groups);
         r
     }
 
@@ -869,7 +974,7 @@ impl Network {
         let mut maps: Vec<Option<FeatureMap>> = vec![None; nstages];
         let mut r = Ok(());
         for (i, step) in self.steps[..=self.stage_out[last].0].iter().enumerate() {
-            r = self.exec(step, &mut ws, input, &mut []);
+            r = self.exec(&self.kernels, step, &mut ws, input, &mut []);
             if r.is_err() {
                 break;
             }
@@ -914,7 +1019,7 @@ impl Network {
         self.check_output(out.len(), shape)?;
         self.check_times(times.len())?;
         let mut ws = self.take_workspace(shape)?;
-        let r = self.run(&mut ws, input, out, Some(times));
+        let r = self.run(&self.kernels, &mut ws, input, out, Some(times));
         self.give_back(ws);
         r
     }
@@ -1228,16 +1333,26 @@ impl Network {
         Ok(b)
     }
 
-    /// Runs step `i` on `ws`.
+    /// Runs one step on `ws` with the threads of `k`.
+    ///
+    /// Which steps split across threads (the per-layer rule): a step is split when its one-thread
+    /// time is well above the cost of one parallel call (`pool_overhead` in the kernels bench, a few
+    /// microseconds on a quiet machine). Measured on M1.0 at 224x224 (results/amd-epyc-2026-11-28,
+    /// `m1_0_layers_t1_t2.txt`): every pointwise layer takes 30 us or more on one thread and gains
+    /// 1.4-1.9x from a second thread, the classifier (113 us, bound by reading its weights) 1.8x, the
+    /// stem convolutions 380 and 890 us (split by row bands in `Conv3x3::run`); these split. The
+    /// squeeze-excite (gate and channel scale, 8-12 us) and the global pool (3 us) would save at
+    /// most half of that, no more than one parallel call costs, so they run on the calling thread.
+    /// Under [`BatchSplit::Images`] every step of a group runs on that group's thread alone.
     #[inline]
     fn exec(
         &self,
+        k: &Kernels,
         step: &Step,
         ws: &mut Workspace,
         input: &[f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let k = &self.kernels;
         let ctx = || step.name.clone();
         let disjoint = |e| Error::Config {
             reason: format!("{}: overlapping buffers ({e})", step.name),
@@ -1338,6 +1453,7 @@ impl Network {
     /// Every step in order; with `times`, each step's wall time.
     fn run(
         &self,
+        k: &Kernels,
         ws: &mut Workspace,
         input: &[f32],
         out: &mut [f32],
@@ -1346,13 +1462,13 @@ impl Network {
         match times {
             None => {
                 for step in &self.steps {
-                    self.exec(step, ws, input, out)?;
+                    self.exec(k, step, ws, input, out)?;
                 }
             }
             Some(times) => {
                 for (step, t) in self.steps.iter().zip(times.iter_mut()) {
                     let t0 = Instant::now();
-                    self.exec(step, ws, input, out)?;
+                    self.exec(k, step, ws, input, out)?;
                     *t = t0.elapsed();
                 }
             }
@@ -1411,21 +1527,36 @@ impl LayerBench<'_> {
             expected: format!("an index below {}", self.model.steps.len()),
             found: i.to_string(),
         })?;
-        self.model
-            .exec(step, &mut self.ws, &self.input, &mut self.out)
+        self.model.exec(
+            &self.model.kernels,
+            step,
+            &mut self.ws,
+            &self.input,
+            &mut self.out,
+        )
     }
 
     /// A whole forward pass on the workspace.
     pub fn forward(&mut self) -> Result<(), Error> {
-        self.model
-            .run(&mut self.ws, &self.input, &mut self.out, None)
+        self.model.run(
+            &self.model.kernels,
+            &mut self.ws,
+            &self.input,
+            &mut self.out,
+            None,
+        )
     }
 
     /// A whole forward pass, writing each step's wall time to `times` (one entry per step).
     pub fn profile(&mut self, times: &mut [Duration]) -> Result<(), Error> {
         self.model.check_times(times.len())?;
-        self.model
-            .run(&mut self.ws, &self.input, &mut self.out, Some(times))
+        self.model.run(
+            &self.model.kernels,
+            &mut self.ws,
+            &self.input,
+            &mut self.out,
+            Some(times),
+        )
     }
 
     /// The logits of the last forward pass.

@@ -3,7 +3,7 @@
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::config::VARIANTS;
 use repvit::weights::{expected_keys, random_state_dict};
-use repvit::{Config, RepVit, StateDict};
+use repvit::{BatchSplit, Config, RepVit, StateDict};
 
 #[test]
 fn every_variant_is_detected_from_its_shapes() {
@@ -116,4 +116,56 @@ fn batch_items_are_independent_and_threads_agree() {
     }
     let m2 = m.with_threads(2).unwrap();
     assert_eq!(m2.forward(&x, [2, 3, 20, 24]).unwrap(), both);
+}
+
+/// Every parallel path gives the same bits: the stem's row bands, the layers split across 1, 2 and
+/// 3 threads, a batch run as one group of images per thread or with each layer split, and each image
+/// alone. The configuration has SE blocks, a downsample and odd sizes (bands of unequal height).
+#[test]
+fn thread_count_and_batch_split_give_identical_bits() {
+    let cfg = Config::custom(&[16, 24, 40], &[2, 1, 2], true, 11, true).unwrap();
+    let (n, h, w) = (3, 45, 37);
+    let img = 3 * h * w;
+    let x: Vec<f32> = (0..n * img)
+        .map(|i| ((i * 37 % 41) as f32 - 20.0) / 13.0)
+        .collect();
+    for isa in Isa::available() {
+        let k1 = Kernels::with_isa(isa).unwrap().with_threads(1).unwrap();
+        let m1 = RepVit::random(&cfg, 4, &k1).unwrap();
+        let want = m1.forward(&x, [n, 3, h, w]).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert!(want.iter().all(|v| v.is_finite()));
+        for i in 0..n {
+            let one = m1
+                .forward(&x[i * img..(i + 1) * img], [1, 3, h, w])
+                .unwrap();
+            assert_eq!(
+                bits(&one),
+                bits(&want[i * 11..(i + 1) * 11]),
+                "{isa}: image {i} alone differs from it in the batch"
+            );
+        }
+        let mut m = m1;
+        for threads in [2, 3] {
+            m = m.with_threads(threads).unwrap();
+            for split in [BatchSplit::Layers, BatchSplit::Images] {
+                m = m.with_batch_split(split);
+                // Twice: the second call reuses the pooled buffers.
+                for call in 0..2 {
+                    let got = m.forward(&x, [n, 3, h, w]).unwrap();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{isa}: {threads} threads, {split:?}, call {call}"
+                    );
+                }
+                let two = m.forward(&x[..2 * img], [2, 3, h, w]).unwrap();
+                assert_eq!(
+                    bits(&two),
+                    bits(&want[..22]),
+                    "{isa}: {threads} threads, {split:?}, batch 2"
+                );
+            }
+        }
+    }
 }

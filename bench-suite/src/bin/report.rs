@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bench_suite::charts::{bars_against_peak, stacked_bars};
+use bench_suite::charts::{bars_against_peak, grouped_bars, stacked_bars};
 use bench_suite::criterion_results::{BenchResult, read_all};
 use bench_suite::estimate::{ASSUMPTIONS, Prediction, latency_table, parse_latency};
 use bench_suite::machine::{Machine, today};
 use bench_suite::report::{
-    PAPER, Peers, comparisons, md_table, num, parse_peers, percent_of_peak, verdicts,
+    OURS, PAPER, Peers, comparisons, md_table, num, parse_peers, percent_of_peak, verdicts,
 };
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::family::all_names;
@@ -672,6 +672,37 @@ fn model_report(
             let mut right = vec![true; h.len()];
             right[0] = false;
             md.push_str(&md_table(&h, &right, &rows));
+            // The same figures as charts, one per thread count: ms per variant, one bar per engine.
+            let mut thread_counts: Vec<usize> = comps.iter().map(|c| c.threads).collect();
+            thread_counts.sort_unstable();
+            thread_counts.dedup();
+            let mut series = vec![OURS.to_string()];
+            series.extend(others.iter().cloned());
+            for t in thread_counts {
+                let cs: Vec<_> = comps.iter().filter(|c| c.threads == t).collect();
+                let groups: Vec<String> = cs.iter().map(|c| c.variant.clone()).collect();
+                let values: Vec<Vec<Option<f64>>> = cs
+                    .iter()
+                    .map(|c| {
+                        std::iter::once(c.ours_ms)
+                            .chain(others.iter().map(|e| c.others.get(e).copied()))
+                            .collect()
+                    })
+                    .collect();
+                let name = format!("peers_t{t}.svg");
+                let svg = grouped_bars(
+                    &format!(
+                        "Median ms per image, {t} thread{}, batch 1 (lower is faster)",
+                        if t == 1 { "" } else { "s" }
+                    ),
+                    "ms",
+                    &groups,
+                    &series,
+                    &values,
+                )?;
+                let _ = writeln!(md, "\n![peers at {t} threads]({name})");
+                files.push((name, svg));
+            }
             let _ = writeln!(md, "\n### Speed targets (issue 6)\n");
             for v in verdicts(&comps) {
                 let _ = writeln!(md, "- {}", v.sentence());
