@@ -204,12 +204,15 @@ pub(crate) fn run_block(
     body.to_vec()
 }
 
-/// Lipschitz constant of each activation (GELU's slope peaks at about 1.1289, hard-swish's at 1.5).
+/// Lipschitz constant of each activation (GELU's slope peaks at about 1.1289, hard-swish's at 1.5,
+/// SiLU's at about 1.0998, sigmoid's at 1/4).
 fn lipschitz(act: Activation) -> f64 {
     match act {
         Activation::Identity | Activation::Relu | Activation::Relu6 => 1.0,
         Activation::HardSwish => 1.5,
         Activation::Gelu => 1.13,
+        Activation::Silu => 1.1,
+        Activation::Sigmoid => 0.25,
     }
 }
 
