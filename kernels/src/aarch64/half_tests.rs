@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use super::half_model;
-use crate::activation::{Activation, GELU_ABS_TOLERANCE};
+use crate::activation::{Activation, GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
 use crate::pointwise::PointwiseGeom;
 
 /// A half-precision pointwise block function (the shape of `PointwiseHalfFn`).
@@ -314,10 +314,14 @@ pub(crate) fn check_with(
                 let res = r.map_or(0.0, |r| f64::from(r[row * n + j]));
                 let exact = y + res;
                 let u32_ = f64::powi(2.0, -24);
-                let gelu = if c.act == Activation::Gelu {
-                    f64::from(GELU_ABS_TOLERANCE)
-                } else {
-                    0.0
+                // The approximation's own error (it differs between two nearby inputs by up to
+                // twice this beyond the Lipschitz term).
+                let gelu = match c.act {
+                    Activation::Gelu => f64::from(GELU_ABS_TOLERANCE),
+                    Activation::Silu | Activation::Sigmoid => {
+                        f64::from(SIGMOID_REL_TOLERANCE) * y.abs() + 1e-35
+                    }
+                    _ => 0.0,
                 };
                 let e = spec.acc_bound(k, s, t);
                 // The oracle's own f32 activation: its input rounding and evaluation error count
