@@ -5,7 +5,8 @@ checkpoint: timm RepViTs of tiny widths and several structures (1 to 4 stages, d
     legacy or not, one or two heads, headless, other class counts and input channels, mlp_ratio 2
     or 3), each saved in several kinds: training layout, deployed (`fuse()`), official key names,
     a `module.` wrapper, f16/bf16 tensors (the rarer kinds for a few structures only, to keep the
-    corpus small).
+    corpus small). MobileNetV3-Large/-Small and V2 in timm's exact block structure at the
+    narrowest width (one f16, one headless).
 npy: small arrays as float32/float64/float16, both byte orders, C and Fortran order, 0-d to 4-d,
     format versions 1.0 and 2.0.
 image: PNGs (RGB, RGBA, grey, grey+alpha, palette, 16-bit RGB and grey) and JPEGs (baseline,
@@ -26,7 +27,7 @@ from safetensors.torch import save_file
 from timm.models.repvit import RepVit
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "model" / "tools"))
+sys.path.insert(0, str(HERE.parent / "model" / "tools"))  # make_fixtures, make_mobilenet_fixtures
 from make_fixtures import official_names, randomise  # noqa: E402
 
 SEEDS = HERE / "seeds"
@@ -64,6 +65,32 @@ def checkpoints():
         save_file(fused, str(out / f"c{i}_fused.safetensors"))
         if i == 4:
             save_file(official_names(fused, depth), str(out / f"c{i}_fused_official.safetensors"))
+
+
+def mobilenets():
+    """MobileNetV3-Large/-Small and V2 in their exact block structure at the narrowest width
+    timm rounds to (multiplier 0.1: 8-channel minimum), head 16 wide, 3 classes; one stored f16,
+    one deployed without its classifier (num_classes=0)."""
+    from make_mobilenet_fixtures import randomise as randomise_mnv, reduced
+
+    out = SEEDS / "checkpoint"
+    for i, kind in enumerate(["large", "small", "v2"]):
+        torch.manual_seed(300 + i)
+        m = reduced(kind, 0.1)
+        cin = m.conv_head.in_channels
+        m.conv_head = torch.nn.Conv2d(cin, 16, 1, bias=kind != "v2")
+        if kind == "v2":
+            m.bn2 = type(m.bn2)(16, act_layer=torch.nn.ReLU6)
+        m.classifier = torch.nn.Linear(16, 3)
+        randomise_mnv(m, 310 + i, (2, 3, 33, 29))
+        sd = {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()
+              if not k.endswith("num_batches_tracked")}
+        save_file(sd, str(out / f"mnv_{kind}.safetensors"))
+        if i == 0:
+            save_file({k: v.half() for k, v in sd.items()}, str(out / f"mnv_{kind}_half.safetensors"))
+        if i == 1:
+            headless = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
+            save_file(headless, str(out / f"mnv_{kind}_headless.safetensors"))
 
 
 def npys():
@@ -134,6 +161,7 @@ def images():
 
 if __name__ == "__main__":
     checkpoints()
+    mobilenets()
     npys()
     images()
     for d in sorted(SEEDS.iterdir()):

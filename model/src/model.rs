@@ -989,6 +989,12 @@ impl Network {
         Ok(stages.iter().filter_map(|&s| maps[s].clone()).collect())
     }
 
+    /// How many stages [`Network::forward_features`] can return (4 for the published RepViT
+    /// variants; the MobileNets' stages are timm's `feature_info` entries).
+    pub fn num_stages(&self) -> usize {
+        self.stage_out.len()
+    }
+
     /// Checks `out` against the batch of `shape`.
     fn check_output(&self, len: usize, shape: [usize; 4]) -> Result<(), Error> {
         let want = shape[0] * self.num_outputs();
