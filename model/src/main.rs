@@ -55,7 +55,9 @@ fn cli() -> Command {
                 ))
                 .arg(Arg::new("output").long("output").required(true).help(
                     "float32 .npy to write: logits [N, classes], or for a headless \
-                             checkpoint (num_classes=0) the pooled features [N, C_last]",
+                             checkpoint (num_classes=0) what timm's model returns: the pooled \
+                             features [N, C_last] (RepViT), the pooled conv_head features \
+                             [N, 1280] (MobileNetV3-Large, V2; 1024 for V3-Small)",
                 ))
                 .arg(
                     Arg::new("features")
@@ -65,10 +67,12 @@ fn cli() -> Command {
                         .value_parser(value_parser!(usize))
                         .help(
                             "instead of logits, write the feature maps of these stages \
-                             (comma-separated, 0-based, like timm's out_indices): one float32 NCHW \
-                             .npy per stage, [N, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))] \
-                             (stride 4, 8, 16, 32 for stages 0..3), named after --output: \
-                             `feats.npy` gives `feats_stage0.npy`, `feats_stage2.npy`, ...",
+                             (comma-separated, 0-based, like timm's out_indices; timm's \
+                             features_only=True stages): one float32 NCHW .npy per stage, \
+                             [N, C_i, ceil(H / r_i), ceil(W / r_i)] with stride r_i = 4, 8, 16, 32 \
+                             for RepViT's stages 0..3 and 2, 4, 8, 16, 32 for the MobileNets' \
+                             stages 0..4, named after --output: `feats.npy` gives \
+                             `feats_stage0.npy`, `feats_stage2.npy`, ...",
                         ),
                 )
                 .arg(threads.clone())
@@ -174,11 +178,13 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
 }
 
 /// The checkpoint kinds `--weights` accepts.
-const WEIGHTS_HELP: &str = "RepViT safetensors checkpoint: timm's model.safetensors or a \
-    state_dict saved with safetensors (keys optionally under a wrapper prefix such as `module.`, \
-    `model.` or `state_dict.`); timm's names or the official repository's; trained (BatchNorm) \
-    or deployed (after timm's fuse() or the official replace_batchnorm); with a classifier or \
-    headless (num_classes=0); f32, f16 or bf16 tensors. The variant is detected from the shapes";
+const WEIGHTS_HELP: &str = "safetensors checkpoint of RepViT, MobileNetV3 or MobileNetV2: \
+    timm's model.safetensors or a state_dict saved with safetensors (keys optionally under a \
+    wrapper prefix such as `module.`, `model.` or `state_dict.`); f32, f16 or bf16 tensors; \
+    with a classifier or headless (num_classes=0). RepViT: timm's names or the official \
+    repository's, trained (BatchNorm) or deployed (after timm's fuse() or the official \
+    replace_batchnorm). MobileNets: timm's names, trained (BatchNorm folded at load). Family and \
+    variant are detected from the shapes";
 
 fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
     Command::new("classify")

@@ -259,7 +259,8 @@ pub struct MobileNetConfig {
     pub head: usize,
     /// `conv_head` activation (V3: after pooling, with bias; V2: before pooling, with `bn2`).
     pub head_act: Activation,
-    /// Classifier outputs.
+    /// Classifier outputs (0: headless, timm's `num_classes=0`, the output is the pooled
+    /// `conv_head` features).
     pub num_classes: usize,
 }
 
@@ -343,7 +344,7 @@ impl MobileNetConfig {
         name.starts_with("mobilenetv2") || name.starts_with("mobilenetv3")
     }
 
-    /// Channels into the classifier.
+    /// Channels into the classifier: the output width of a headless model (`num_classes == 0`).
     pub fn features(&self) -> usize {
         self.head
     }
@@ -391,13 +392,32 @@ impl MobileNetConfig {
                 dst: x,
             },
         );
+        // Feature stages as timm's EfficientNetBuilder records them (`feature_info`): the stem
+        // when the first block has stride 2, then every stage followed by a stride-2 stage, and
+        // the last stage.
+        let first_stride = |i: usize| self.blocks.get(i).and_then(|s| s.first()).map(|b| b.stride);
+        let mut reduction = 2;
+        if first_stride(0).is_some_and(|s| s > 1) {
+            g.end_stage(x, reduction);
+        }
         for (i, stage) in self.blocks.iter().enumerate() {
             for (j, b) in stage.iter().enumerate() {
                 x = push_block(p, k, g, &format!("blocks.{i}.{j}"), b, x)?;
+                reduction *= b.stride;
+            }
+            if i + 1 == self.blocks.len() || first_stride(i + 1).is_some_and(|s| s > 1) {
+                g.end_stage(x, reduction);
             }
         }
         let last = self.last_width();
-        let classifier = with_bias(p, "classifier", &[self.num_classes, self.head])?;
+        // Headless (timm's `num_classes=0`, classifier = Identity): the output is the pooled
+        // features after `conv_head` and its activation, [N, head].
+        let headless = self.num_classes == 0;
+        let classifier = if headless {
+            None
+        } else {
+            Some(with_bias(p, "classifier", &[self.num_classes, self.head])?)
+        };
         if self.kind.is_v3() {
             g.push(
                 "global_pool",
@@ -413,9 +433,13 @@ impl MobileNetConfig {
                 Op::PooledPw {
                     pw,
                     act: self.head_act,
+                    to_out: headless,
                 },
             );
-            push_classifier(k, g, &classifier, Vector::Head)
+            match classifier {
+                Some(c) => push_classifier(k, g, &c, Vector::Head),
+                None => Ok(()),
+            }
         } else {
             let head = conv_bn(p, "conv_head.weight", "bn2", [self.head, last, 1, 1])?;
             let y = g.buf();
@@ -433,10 +457,13 @@ impl MobileNetConfig {
                 "global_pool",
                 Op::Pool {
                     src: y,
-                    to_out: false,
+                    to_out: headless,
                 },
             );
-            push_classifier(k, g, &classifier, Vector::Pooled)
+            match classifier {
+                Some(c) => push_classifier(k, g, &c, Vector::Pooled),
+                None => Ok(()),
+            }
         }
     }
 
@@ -697,7 +724,13 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
         blocks.push(stage);
     }
     let head = dims("conv_head.weight", 4)?[0];
-    let classes = dims("classifier.weight", 2)?[0];
+    // timm's `num_classes=0` saves no classifier tensors (the classifier is Identity).
+    let headless = sd.shape("classifier.weight").is_none() && sd.shape("classifier.bias").is_none();
+    let classes = if headless {
+        0
+    } else {
+        dims("classifier.weight", 2)?[0]
+    };
     let mut cfg = MobileNetConfig {
         name: format!("{} (custom)", kind.timm_name()),
         kind,

@@ -158,10 +158,12 @@ pub(crate) enum Op {
     /// Global average pool into the workspace (`to_out`: into the output, for a headless model).
     Pool { src: usize, to_out: bool },
     /// A 1x1 convolution of the pooled features (MobileNetV3's `conv_head` with bias and
-    /// activation): [`Vector::Pooled`] to [`Vector::Head`].
+    /// activation): [`Vector::Pooled`] to [`Vector::Head`] (`to_out`: into the output, for a
+    /// headless model).
     PooledPw {
         pw: PackedPointwise,
         act: Activation,
+        to_out: bool,
     },
     /// The classifier, from the feature vector `src`, into the logits.
     Head { linear: Linear, src: Vector },
@@ -183,6 +185,8 @@ pub struct Graph {
     pub(crate) bufs: usize,
     /// Per stage, as marked by [`Graph::end_stage`]: its last step and its output buffer.
     pub(crate) stage_out: Vec<(usize, usize)>,
+    /// Per stage: its output stride (input pixels per feature-map pixel, timm's `reduction`).
+    pub(crate) stage_reduction: Vec<usize>,
 }
 
 impl Default for Graph {
@@ -201,6 +205,7 @@ impl Graph {
             }],
             bufs: 1,
             stage_out: Vec::new(),
+            stage_reduction: Vec::new(),
         }
     }
 
@@ -213,10 +218,11 @@ impl Graph {
         self.bufs - 1
     }
 
-    /// Marks the last step pushed as the end of a stage whose output is `buf` (the feature maps
-    /// of [`Network::forward_features`]).
-    pub(crate) fn end_stage(&mut self, buf: usize) {
+    /// Marks the last step pushed as the end of a stage whose output is `buf`, at output stride
+    /// `reduction` (the feature maps of [`Network::forward_features`]).
+    pub(crate) fn end_stage(&mut self, buf: usize, reduction: usize) {
         self.stage_out.push((self.steps.len() - 1, buf));
+        self.stage_reduction.push(reduction);
     }
 
     /// Appends a step.
@@ -254,8 +260,10 @@ pub struct Network {
     batch_split: BatchSplit,
     steps: Vec<Step>,
     num_bufs: usize,
-    /// Per stage (RepViT): the index of its last step and the buffer holding its output.
+    /// Per feature stage: the index of its last step and the buffer holding its output.
     stage_out: Vec<(usize, usize)>,
+    /// Per feature stage: its output stride.
+    stage_reduction: Vec<usize>,
     pool: Mutex<Vec<Workspace>>,
     group_pool: Mutex<Vec<ImageGroups>>,
 }
@@ -294,9 +302,11 @@ pub type RepVit = Network;
 pub struct FeatureMap {
     /// Stage index (0-based, as timm's `out_indices`).
     pub stage: usize,
-    /// `[N, C_stage, H_stage, W_stage]`: `H_stage = ceil(H / 2^(stage + 2))` (each of the stem's
-    /// two and each downsample's stride-2 3x3 convolution with padding 1 maps `h` to
-    /// `(h - 1) / 2 + 1`), likewise for `W`.
+    /// The stage's output stride `r` (timm's `feature_info` `reduction`): RepViT `2^(stage + 2)`
+    /// (4, 8, 16, 32); MobileNetV3/V2 `2^(stage + 1)` (2, 4, 8, 16, 32).
+    pub reduction: usize,
+    /// `[N, C_stage, H_stage, W_stage]`: `H_stage = ceil(H / r)` (each stride-2 convolution
+    /// with padding `k / 2` maps `h` to `(h - 1) / 2 + 1`), likewise for `W`.
     pub shape: [usize; 4],
     /// Elements, row-major over `shape`.
     pub data: Vec<f32>,
@@ -622,7 +632,7 @@ pub(crate) fn push_repvit(fw: &FusedWeights, k: &Kernels, g: &mut Graph) -> Resu
         for (j, b) in sw.blocks.iter().enumerate() {
             push_block(k, g, &format!("stages.{i}.blocks.{j}"), b, cur)?;
         }
-        g.end_stage(cur.x);
+        g.end_stage(cur.x, 4 << i);
     }
     let last = stage_bufs[stage_bufs.len() - 1].x;
     // Headless (timm's `num_classes=0`): the pooled features are the output.
@@ -683,6 +693,7 @@ impl Network {
             steps: g.steps,
             num_bufs: g.bufs,
             stage_out: g.stage_out,
+            stage_reduction: g.stage_reduction,
             pool: Mutex::new(Vec::new()),
             group_pool: Mutex::new(Vec::new()),
         };
@@ -798,6 +809,7 @@ impl Network {
     pub fn num_outputs(&self) -> usize {
         match (&self.arch, self.arch.num_classes()) {
             (Arch::RepVit(c), 0) => c.features(),
+            (Arch::MobileNet(c), 0) => c.features(),
             (_, n) => n,
         }
     }
@@ -941,13 +953,23 @@ impl Network {
 
     /// The feature maps of `stages` (indices into the stages, 0-based, as timm's `out_indices`;
     /// any order, repeats allowed) for an NCHW f32 batch of shape `[n, c, h, w]`, any `h, w >= 1`:
-    /// one NCHW [`FeatureMap`] per requested stage, in the order asked. Stage `i` has stride
-    /// `2^(i + 2)` (4, 8, 16, 32 for the four stages of the published variants) and
-    /// `embed_dim[i]` channels. Like timm's `forward_intermediates(x, indices=stages,
-    /// intermediates_only=True, stop_early=True)` and `features_only=True`: the stages after the
-    /// last one asked are not run.
+    /// one NCHW [`FeatureMap`] per requested stage, in the order asked, as timm's
+    /// `features_only=True` model returns them. The stages are timm's `feature_info` entries
+    /// ([`Network::stage_reductions`] gives their strides):
+    /// - RepViT: 4 stages, stride 4, 8, 16, 32, `embed_dim[i]` channels (also timm's
+    ///   `forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)`).
+    /// - MobileNetV3-Large and MobileNetV2: 5 stages, stride 2, 4, 8, 16, 32: the outputs of
+    ///   `blocks.0`, `blocks.1`, `blocks.2`, `blocks.4`, `blocks.6` (V3-Large's `blocks.6` is the
+    ///   1x1 ConvBnAct to 960 channels; V2's is the last inverted residual, 320 channels; neither
+    ///   includes `conv_head`).
+    /// - MobileNetV3-Small: 5 stages, stride 2, 4, 8, 16, 32: the stem (`bn1` after its
+    ///   activation, since `blocks.0` has stride 2), `blocks.0`, `blocks.1`, `blocks.3`,
+    ///   `blocks.5` (the ConvBnAct to 576 channels).
     ///
-    /// Errors: a stage index `>=` the number of stages, no stage asked, or a bad input shape.
+    /// The steps after the last stage asked are not run.
+    ///
+    /// Errors: a model without feature stages, a stage index `>=` the number of stages, no stage
+    /// asked, or a bad input shape.
     pub fn forward_features(
         &self,
         input: &[f32],
@@ -956,6 +978,13 @@ impl Network {
     ) -> Result<Vec<FeatureMap>, Error> {
         self.check_input(input.len(), shape)?;
         let nstages = self.stage_out.len();
+        if nstages == 0 {
+            return Err(Error::Input {
+                what: "feature stages".into(),
+                expected: "a model with feature stages".into(),
+                found: format!("{} marks no stage ends", self.name()),
+            });
+        }
         let Some(&last) = stages.iter().max() else {
             return Err(Error::Input {
                 what: "feature stages".into(),
@@ -981,7 +1010,8 @@ impl Network {
             if let Some(s) = self.stage_out.iter().position(|&(end, _)| end == i)
                 && stages.contains(&s)
             {
-                maps[s] = Some(to_nchw(s, &ws.bufs[ws.slot[self.stage_out[s].1]]));
+                let t = &ws.bufs[ws.slot[self.stage_out[s].1]];
+                maps[s] = Some(to_nchw(s, self.stage_reduction[s], t));
             }
         }
         self.give_back(ws);
@@ -990,9 +1020,16 @@ impl Network {
     }
 
     /// How many stages [`Network::forward_features`] can return (4 for the published RepViT
-    /// variants; the MobileNets' stages are timm's `feature_info` entries).
+    /// variants, 5 for the MobileNets: timm's `feature_info` entries).
     pub fn num_stages(&self) -> usize {
         self.stage_out.len()
+    }
+
+    /// The output stride of each stage of [`Network::forward_features`] (timm's
+    /// `feature_info.reduction()`): `[4, 8, 16, 32]` for RepViT, `[2, 4, 8, 16, 32]` for the
+    /// MobileNets.
+    pub fn stage_reductions(&self) -> &[usize] {
+        &self.stage_reduction
     }
 
     /// Checks `out` against the batch of `shape`.
@@ -1293,7 +1330,7 @@ impl Network {
                         format!("pool_{}x{}x{}", i.h, i.w, i.c),
                     )
                 }
-                Op::PooledPw { pw, act } => (
+                Op::PooledPw { pw, act, .. } => (
                     LayerKind::Pointwise,
                     Shape::new(n, 1, 1, pw.k()),
                     Shape::new(n, 1, 1, pw.n()),
@@ -1441,10 +1478,10 @@ impl Network {
                 let dst = if *to_out { out } else { &mut ws.pooled };
                 global_avg_pool(k, &ws.bufs[ws.slot[*src]], dst).layer(ctx)
             }
-            Op::PooledPw { pw, act } => {
+            Op::PooledPw { pw, act, to_out } => {
                 let n = ws.input_shape[0];
-                pw.run_slices(k, n, &ws.pooled, &mut ws.head, *act, None)
-                    .layer(ctx)
+                let dst = if *to_out { out } else { &mut ws.head };
+                pw.run_slices(k, n, &ws.pooled, dst, *act, None).layer(ctx)
             }
             Op::Head { linear, src } => {
                 let x = match src {
@@ -1483,8 +1520,8 @@ impl Network {
     }
 }
 
-/// An NHWC activation as stage `stage`'s NCHW [`FeatureMap`].
-fn to_nchw(stage: usize, t: &Tensor) -> FeatureMap {
+/// An NHWC activation as stage `stage`'s NCHW [`FeatureMap`] (output stride `reduction`).
+fn to_nchw(stage: usize, reduction: usize, t: &Tensor) -> FeatureMap {
     let Shape { n, h, w, c } = t.shape();
     let src = t.as_slice();
     let mut data = vec![0.0; n * c * h * w];
@@ -1498,6 +1535,7 @@ fn to_nchw(stage: usize, t: &Tensor) -> FeatureMap {
     }
     FeatureMap {
         stage,
+        reduction,
         shape: [n, c, h, w],
         data,
     }
@@ -1579,5 +1617,21 @@ mod tests {
     fn model_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Network>();
+    }
+
+    #[test]
+    fn a_model_without_feature_stages_says_so() {
+        let k = Kernels::with_isa(mobile_cnn_kernels::Isa::Scalar).unwrap();
+        let arch = Arch::named("mobilenetv3_small_100").unwrap();
+        let mut m = Network::random_arch(arch, 1, &k).unwrap();
+        assert_eq!(m.num_stages(), 5);
+        m.stage_out.clear();
+        m.stage_reduction.clear();
+        let e = m
+            .forward_features(&[0.0; 3 * 8 * 8], [1, 3, 8, 8], &[0])
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("marks no stage ends"), "{msg}");
+        assert!(!msg.contains("below 0"), "{msg}");
     }
 }

@@ -219,3 +219,148 @@ fn a_checkpoint_with_a_stage_missing_is_not_a_mobilenet() {
     assert!(matches!(e, Error::NotMobileNet { .. }), "{e}");
     assert!(e.to_string().contains("6 stages"), "{e}");
 }
+
+/// Channels of timm's `feature_info` of each reduced fixture (`features_only=True`).
+fn feature_channels(name: &str) -> [usize; 5] {
+    match name {
+        "mnv3_large" => [8, 8, 16, 32, 240],
+        "mnv3_small" => [16, 8, 8, 16, 200],
+        "mnv2" => [8, 8, 8, 24, 80],
+        _ => unreachable!("{name}"),
+    }
+}
+
+/// Max |ours - timm| over the feature maps of `stages`, asserting 1e-4 absolute (relative where
+/// |value| > 1), the NCHW shapes (`ceil(H / r)`) and strides 2..32.
+fn compare_features(name: &str, kernels: &Kernels, stages: &[usize]) -> f32 {
+    let model = Network::load(fixture(&format!("{name}.safetensors")), None, kernels).unwrap();
+    assert_eq!(model.num_stages(), 5, "{name}");
+    assert_eq!(model.stage_reductions(), [2, 4, 8, 16, 32], "{name}");
+    let x = npy::read(fixture(&format!("{name}_input.npy"))).unwrap();
+    let shape: [usize; 4] = x.shape.clone().try_into().unwrap();
+    let maps = model.forward_features(&x.data, shape, stages).unwrap();
+    assert_eq!(maps.len(), stages.len());
+    let mut worst = 0.0f32;
+    for (f, &s) in maps.iter().zip(stages) {
+        let want = npy::read(fixture(&format!("{name}_features{s}.npy"))).unwrap();
+        let r = 2 << s;
+        assert_eq!((f.stage, f.reduction), (s, r));
+        let c = feature_channels(name)[s];
+        assert_eq!(
+            f.shape.to_vec(),
+            [shape[0], c, shape[2].div_ceil(r), shape[3].div_ceil(r)]
+        );
+        assert_eq!(f.shape.to_vec(), want.shape, "{name} stage {s}");
+        for (i, (g, w)) in f.data.iter().zip(&want.data).enumerate() {
+            let d = (g - w).abs();
+            assert!(
+                d <= 1e-4 * w.abs().max(1.0),
+                "{name} on {}: stage {s} value {i}: ours {g}, timm {w}",
+                kernels.isa()
+            );
+            worst = worst.max(d);
+        }
+        // The map carries signal (not all zero after the activation).
+        assert!(want.data.iter().any(|v| v.abs() > 0.1), "{name} stage {s}");
+    }
+    worst
+}
+
+fn features_on_every_isa(name: &str) {
+    for isa in Isa::available() {
+        let k = Kernels::with_isa(isa).unwrap().with_threads(1).unwrap();
+        let d = compare_features(name, &k, &[0, 1, 2, 3, 4]);
+        println!("{name} features ({isa}): max |diff| {d:e}");
+    }
+    let k = Kernels::new().unwrap().with_threads(2).unwrap();
+    // A subset in another order, on two threads: only the stages asked, in the order asked.
+    compare_features(name, &k, &[3, 0]);
+}
+
+#[test]
+fn mobilenetv3_large_feature_maps_match_timm_features_only() {
+    features_on_every_isa("mnv3_large");
+}
+
+#[test]
+fn mobilenetv3_small_feature_maps_match_timm_features_only_with_the_stem_stage() {
+    features_on_every_isa("mnv3_small");
+}
+
+#[test]
+fn mobilenetv2_feature_maps_match_timm_features_only() {
+    features_on_every_isa("mnv2");
+}
+
+#[test]
+fn feature_stage_five_of_a_mobilenet_is_an_error_naming_the_count() {
+    let k = Kernels::new().unwrap();
+    let m = Network::load(fixture("mnv2.safetensors"), None, &k).unwrap();
+    let e = m
+        .forward_features(&[0.0; 3 * 8 * 8], [1, 3, 8, 8], &[5])
+        .unwrap_err();
+    assert!(e.to_string().contains("below 5"), "{e}");
+}
+
+/// The checkpoint without its classifier tensors: what timm saves with `num_classes=0`.
+fn headless(name: &str) -> StateDict {
+    let mut sd = StateDict::read(fixture(&format!("{name}.safetensors"))).unwrap();
+    assert!(sd.remove("classifier.weight").is_some());
+    assert!(sd.remove("classifier.bias").is_some());
+    sd
+}
+
+#[test]
+fn headless_mobilenets_output_timm_pooled_conv_head_features() {
+    for name in ["mnv3_large", "mnv3_small", "mnv2"] {
+        let want = npy::read(fixture(&format!("{name}_headless.npy"))).unwrap();
+        let x = npy::read(fixture(&format!("{name}_input.npy"))).unwrap();
+        let shape: [usize; 4] = x.shape.clone().try_into().unwrap();
+        for isa in Isa::available() {
+            let k = Kernels::with_isa(isa).unwrap();
+            let m = Network::from_state_dict(headless(name), None, &k).unwrap();
+            assert_eq!((m.num_classes(), m.num_outputs()), (0, 64), "{name}");
+            let got = m.forward(&x.data, shape).unwrap();
+            assert_eq!(vec![shape[0], m.num_outputs()], want.shape);
+            for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{name} headless on {isa}: feature {i}: ours {g}, timm {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn headless_checkpoint_loads_by_name_and_the_fuzz_seed_loads() {
+    let k = Kernels::new().unwrap();
+    // A full-size headless model under its timm name.
+    let cfg = MobileNetConfig {
+        num_classes: 0,
+        ..MobileNetConfig::variant("mobilenetv3_large_100").unwrap()
+    };
+    let sd = repvit::mobilenet::random_state_dict(&cfg, 7).unwrap();
+    assert!(sd.keys().all(|k| !k.starts_with("classifier")));
+    let m = Network::from_state_dict(sd, Some("mobilenetv3_large_100"), &k).unwrap();
+    assert_eq!((m.num_classes(), m.num_outputs()), (0, 1280));
+    let y = m.forward(&vec![0.5; 3 * 64 * 48], [1, 3, 64, 48]).unwrap();
+    assert!(y.len() == 1280 && y.iter().all(|v| v.is_finite()));
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/seeds/checkpoint/mnv_small_headless.safetensors");
+    let m = Network::load(seed, None, &k).unwrap();
+    assert_eq!(
+        (m.name(), m.num_classes()),
+        ("mobilenetv3_small_100 (custom)", 0)
+    );
+    assert_eq!(m.num_outputs(), 16);
+}
+
+#[test]
+fn a_classifier_bias_without_its_weight_is_refused() {
+    let k = Kernels::new().unwrap();
+    let mut sd = StateDict::read(fixture("mnv3_small.safetensors")).unwrap();
+    sd.remove("classifier.weight").unwrap();
+    let e = Network::from_state_dict(sd, None, &k).unwrap_err();
+    assert!(e.to_string().contains("classifier"), "{e}");
+}

@@ -13,13 +13,22 @@ float16 (the reference logits are computed on the rounded weights, in float32):
 
 Inputs are 2x3xHxW with odd sizes (stride-2 edges of the 3x3 and 5x5 depthwise layers).
 
-`--full` instead builds the three full-size models (timm.create_model(name), 1000 classes) with
-random weights and randomised BatchNorm statistics, writes checkpoint, input (2x3x224x224) and
-logits to /tmp/mobilenet_full_<name>/, runs
-`cargo run --release -p repvit --bin repvit -- infer --variant <name> ...` (unless --no-run),
-compares and prints a Markdown table (max |diff| <= 1e-4 * max(1, |logit|); exit status 1 if not).
+Each small fixture also gets timm's `features_only=True` feature maps of the same weights
+(`<name>_features{0..4}.npy`, NCHW, strides 2, 4, 8, 16, 32) and the output of the same model
+with `num_classes=0` (`<name>_headless.npy`, the pooled conv_head features).
 
-Run with: /work/venvs/peers/bin/python model/tools/make_mobilenet_fixtures.py [--full] [--no-run]
+`--full` instead builds the three full-size models (timm.create_model(name), 1000 classes) with
+random weights and randomised BatchNorm statistics, writes checkpoint, input (2x3xHxW, `--size`,
+default 224x224; seeds from `--seed`, default 50) and logits to
+/tmp/mobilenet_full_<name>_<H>x<W>_s<seed>/, runs
+`cargo run --release -p repvit --bin repvit -- infer --variant <name> ...` (unless --no-run) for
+the logits and with `--features 0,1,2,3,4` for the feature maps (against timm's
+`features_only=True` model loaded with the same weights), compares and prints a Markdown table
+(max |diff| <= 1e-4 * max(1, |value|); exit status 1 if the logits are not; the feature maps are
+reported beside the distance of ours and of timm's float32 to timm in float64).
+
+Run with: /work/venvs/peers/bin/python model/tools/make_mobilenet_fixtures.py \
+    [--full [--size HxW] [--seed N]] [--no-run]
 """
 import argparse
 import os
@@ -112,6 +121,43 @@ def write_fixture(name, model, x):
           f"max |image 0 - image 1| {np.abs(ref[0] - ref[1]).max():.3f}")
 
 
+def features_only(kind, mult):
+    """timm's `features_only=True` model of the family at `mult` width (MobileNetV3Features,
+    EfficientNetFeatures): the stem and blocks of `reduced(kind, mult)`, no head."""
+    if kind == "v2":
+        return _gen_mobilenet_v2("mobilenetv2_100", mult, pretrained=False, features_only=True)
+    return _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, features_only=True)
+
+
+def write_features(name, kind, mult, model, x):
+    """`{name}_features{i}.npy`: timm's `features_only=True` outputs (NCHW, one per
+    `feature_info` entry, reductions 2, 4, 8, 16, 32) on the weights `model` holds (already the
+    stored float16 values)."""
+    fm = features_only(kind, mult)
+    missing, unexpected = fm.load_state_dict(model.state_dict(), strict=False)
+    assert not missing, missing
+    assert all(k.split(".")[0] in ("conv_head", "bn2", "classifier") for k in unexpected), unexpected
+    fm.eval()
+    with torch.no_grad():
+        feats = fm(x)
+    for i, f in enumerate(feats):
+        np.save(FIXTURES / f"{name}_features{i}.npy", f.float().numpy())
+    print(f"  {name}: features {[tuple(f.shape) for f in feats]}, "
+          f"reductions {fm.feature_info.reduction()}")
+
+
+def write_headless(name, model, x):
+    """`{name}_headless.npy`: the output of the same model with timm's `num_classes=0`
+    (`reset_classifier(0)`: the classifier becomes Identity, so the output is the pooled
+    features after `conv_head`, [N, head width])."""
+    model.reset_classifier(0)
+    model.eval()
+    with torch.no_grad():
+        y = model(x).float().numpy()
+    np.save(FIXTURES / f"{name}_headless.npy", y)
+    print(f"  {name}: headless output {y.shape}")
+
+
 def small_fixtures():
     for i, (name, kind, mult, hw) in enumerate([
         ("mnv3_large", "large", 0.25, (67, 53)),
@@ -123,17 +169,19 @@ def small_fixtures():
         randomise(m, 30 + i, (4, 3, *hw))
         x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(40 + i))
         write_fixture(name, m, x)
+        write_features(name, kind, mult, m, x)
+        write_headless(name, m, x)
     for f in sorted(FIXTURES.glob("mnv*")):
         print(f"  {f.relative_to(ROOT)}: {f.stat().st_size} bytes")
 
 
-def full(name, run):
-    out = pathlib.Path(f"/tmp/mobilenet_full_{name}")
+def full(name, run, hw=(224, 224), seed=50):
+    out = pathlib.Path(f"/tmp/mobilenet_full_{name}_{hw[0]}x{hw[1]}_s{seed}")
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(50)
+    torch.manual_seed(seed)
     m = timm.create_model(name, pretrained=False)
-    randomise(m, 51, (4, 3, 224, 224))
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(52))
+    randomise(m, seed + 1, (4, 3, *hw))
+    x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(seed + 2))
     ref = logits(m, x)
     sd = {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()
           if not k.endswith("num_batches_tracked")}
@@ -151,8 +199,33 @@ def full(name, run):
     subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ)
     ours = np.load(out / "ours.npy")
     d = np.abs(ours - ref)
+    # Feature maps: timm's features_only=True model with the same weights, against `--features`.
+    fm = timm.create_model(name, pretrained=False, features_only=True)
+    missing, _ = fm.load_state_dict(m.state_dict(), strict=False)
+    assert not missing, missing
+    fm.eval()
+    with torch.no_grad():
+        feats = [f.numpy() for f in fm(x)]
+        # timm's own float32 error, against the same model in float64: the noise floor of deep
+        # feature maps (summation order), which the logits average away in the global pool.
+        exact = [f.numpy() for f in fm.double()(x.double())]
+    fcmd = cmd[:-1] + [str(out / "feats.npy"), "--features", "0,1,2,3,4"]
+    subprocess.run(fcmd, cwd=ROOT, check=True, env=os.environ)
+    fworst, f64_ours, f64_timm = 0.0, 0.0, 0.0
+    fok = True
+    for i, (f, e) in enumerate(zip(feats, exact)):
+        o = np.load(out / f"feats_stage{i}.npy")
+        assert o.shape == f.shape, (name, i, o.shape, f.shape)
+        fd = np.abs(o - f)
+        fworst = max(fworst, float((fd / np.maximum(1.0, np.abs(f))).max()))
+        fok &= bool((fd <= 1e-4 * np.maximum(1.0, np.abs(f))).all())
+        den = np.maximum(1.0, np.abs(e))
+        f64_ours = max(f64_ours, float((np.abs(o - e) / den).max()))
+        f64_timm = max(f64_timm, float((np.abs(f - e) / den).max()))
     return {
         "name": name,
+        "features": f"{fworst:.2e} ({'yes' if fok else 'NO'}); vs float64: ours {f64_ours:.2e}, "
+                    f"timm float32 {f64_timm:.2e}",
         "params": sum(p.numel() for p in m.parameters()),
         "max_abs": float(d.max()),
         "max_rel_big": float((d / np.maximum(1.0, np.abs(ref))).max()),
@@ -166,19 +239,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="check the full-size models instead")
     ap.add_argument("--no-run", action="store_true", help="with --full: only write the files")
+    ap.add_argument("--size", default="224x224", help="with --full: input HxW (default 224x224)")
+    ap.add_argument("--seed", type=int, default=50, help="with --full: first seed (default 50)")
     a = ap.parse_args()
+    hw = tuple(int(v) for v in a.size.lower().split("x"))
     print(f"timm {timm.__version__}, torch {torch.__version__}")
     if not a.full:
         small_fixtures()
         return 0
-    rows = [r for r in (full(n, not a.no_run) for n in FULL) if r is not None]
+    rows = [r for r in (full(n, not a.no_run, hw, a.seed) for n in FULL) if r is not None]
     if rows:
+        print(f"\ninput 2x3x{hw[0]}x{hw[1]}, seed {a.seed}")
         print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | "
-              "max abs (image 0 - image 1) | within 1e-4 |")
-        print("|---|---:|---:|---:|---:|---:|---|")
+              "max abs (image 0 - image 1) | logits within 1e-4 | feature maps 0-4: max diff / max(1, abs value) "
+              "(within 1e-4?) |")
+        print("|---|---:|---:|---:|---:|---:|---|---|")
         for r in rows:
             print(f"| {r['name']} | {r['params']:,} | {r['max_abs']:.2e} | {r['max_rel_big']:.2e} | "
-                  f"{r['max_logit']:.2f} | {r['spread']:.2f} | {'yes' if r['ok'] else 'NO'} |")
+                  f"{r['max_logit']:.2f} | {r['spread']:.2f} | {'yes' if r['ok'] else 'NO'} | {r['features']} |")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
