@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peer comparison: RepViT latency on repvit-rs, ONNX Runtime, OpenVINO and PyTorch eager, in one run.
+"""Peer comparison: RepViT and MobileNet latency on repvit-rs, ONNX Runtime, OpenVINO and PyTorch eager, in one run.
 
 Normally started by run.sh, which prepares the venv. For each variant: build timm's model with random
 weights (eval mode), save its state dict as safetensors (so repvit-rs runs the very same weights), export
@@ -28,24 +28,37 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
+# timm's MobileNets that repvit-rs runs (`--variant mobilenets` selects all three).
+MOBILENETS = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100"]
 ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
 SIZE, OPSET = 224, 17
 LITERT = Path(__file__).resolve().parent / "litert_peer.py"
 
 
 def short_name(name: str) -> str:
+    """RepViT's short variant name (m1_0), or a MobileNet's timm name as it is."""
     v = name.strip().lower()
+    if v in MOBILENETS:
+        return v
     v = v.removeprefix("repvit_").replace(".", "_")
     if v not in ALL_VARIANTS:
-        raise SystemExit(f"peers.py: unknown variant {name!r}; expected one of {', '.join(ALL_VARIANTS)} or all")
+        raise SystemExit(f"peers.py: unknown variant {name!r}; expected one of "
+                         f"{', '.join(ALL_VARIANTS + MOBILENETS)}, all (RepViT) or mobilenets")
     return v
+
+
+def timm_name(v: str) -> str:
+    """timm's model name of a variant as short_name gives it."""
+    return v if v in MOBILENETS else f"repvit_{v}"
 
 
 def parse_args() -> argparse.Namespace:
     nproc = os.cpu_count() or 1
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", action="append", default=None,
-                   help="variant (m1_0 or repvit_m1_0), comma list, or all; repeatable (default: m1_0)")
+                   help="variant (m1_0 or repvit_m1_0, or a MobileNet: mobilenetv3_large_100, "
+                        "mobilenetv3_small_100, mobilenetv2_100), comma list, all (every RepViT) or "
+                        "mobilenets (the three); repeatable (default: m1_0)")
     p.add_argument("--threads", default=None,
                    help=f"comma list of thread counts (default: 1,{nproc} = 1 and nproc)")
     p.add_argument("--iters", type=int, default=None,
@@ -73,7 +86,9 @@ def parse_args() -> argparse.Namespace:
     variants: list[str] = []
     for item in names:
         for n in item.split(","):
-            for v in ALL_VARIANTS if n.strip().lower() == "all" else [short_name(n)]:
+            key = n.strip().lower()
+            group = {"all": ALL_VARIANTS, "mobilenets": MOBILENETS}.get(key)
+            for v in group if group else [short_name(n)]:
                 if v not in variants:
                     variants.append(v)
     a.variants = variants
@@ -255,7 +270,7 @@ def main() -> int:
     x_np = test_input(a.batch)
     t_start = time.perf_counter()
     for v in a.variants:
-        name = f"repvit_{v}"
+        name = timm_name(v)
         log(f"{name}: building the timm model, safetensors and ONNX")
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False).eval()
@@ -495,7 +510,7 @@ def print_table(lines: list[dict]) -> None:
         rv = [r for r in recs if r["variant"] == v]
         threads = list(dict.fromkeys(r["threads"] for r in rv))
         base = {r["threads"]: r["median_ms"] for r in rv if r["engine"] == "repvit-rs"}
-        head = f"{'repvit_' + v:<16}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>30}" for t in threads)
+        head = f"{timm_name(v):<22}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>30}" for t in threads)
         print()
         print(head)
         for e in dict.fromkeys(r["engine"] for r in rv):
