@@ -1365,6 +1365,18 @@ impl Network {
     /// stem convolutions 380 and 890 us (split by row bands in `Conv3x3::run`); these split. The
     /// squeeze-excite (gate and channel scale, 8-12 us) and the global pool (3 us) would save at
     /// most half of that, no more than one parallel call costs, so they run on the calling thread.
+    ///
+    /// Depthwise steps always run in row bands chosen from the shape ([`DwBands`], about
+    /// [`DW_BAND_MACS`] each), so the squeeze-excite sums come out the same whatever runs them;
+    /// the bands are shared among the threads when the step has at least [`DW_PARALLEL_MACS`]
+    /// multiply-adds. From the same record: the depthwise steps run at about 40 multiply-adds per
+    /// ns on one thread (stride 2 at about 10), so 300k multiply-adds are about 7.5 us or more, and
+    /// halving that saves more than the few-us parallel call costs; the 14x14x224 token mixers
+    /// (395k, 10 us) split, the 7x7x448 ones (198k, 6-8 us) do not. At two threads the record
+    /// also shows the unsplit depthwise steps slower than at one (0.74 vs 0.49 ms in all), from
+    /// reading what the previous pointwise step left in the other core's cache; banding lets each
+    /// core read only its rows' neighbourhood.
+    ///
     /// Under [`BatchSplit::Images`] every step of a group runs on that group's thread alone.
     #[inline]
     fn exec(

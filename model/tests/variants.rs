@@ -119,9 +119,24 @@ fn batch_items_are_independent_and_threads_agree() {
     assert_eq!(m2.forward(&x, [2, 3, 20, 24]).unwrap(), both);
 }
 
-/// The bits of a float slice.
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|f| f.to_bits()).collect()
+/// Asserts that `got` and `want` hold the same floats bit for bit; on failure names the first
+/// differing element and how many differ (not the whole vectors).
+#[track_caller]
+fn assert_same_bits(got: &[f32], want: &[f32], ctx: std::fmt::Arguments) {
+    assert_eq!(got.len(), want.len(), "{ctx}: lengths");
+    let differ = got
+        .iter()
+        .zip(want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!(
+            "{ctx}: {differ} of {} outputs differ, first at {i}: {} vs {}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
 }
 
 /// Asserts that `make(kernels)` gives the same bits on batch `x` of NCHW `shape` whatever the
@@ -160,10 +175,10 @@ fn assert_threads_and_splits_agree(
             let one = m1
                 .forward(&x[i * img..(i + 1) * img], [1, c, h, w])
                 .unwrap();
-            assert_eq!(
-                bits(&one),
-                bits(&want[i * outs..(i + 1) * outs]),
-                "{isa}: image {i} alone differs from it in the batch"
+            assert_same_bits(
+                &one,
+                &want[i * outs..(i + 1) * outs],
+                format_args!("{isa}: image {i} alone differs from it in the batch"),
             );
         }
         let mut m = m1;
@@ -174,26 +189,26 @@ fn assert_threads_and_splits_agree(
                 // Twice: the second call reuses the pooled buffers.
                 for call in 0..2 {
                     let got = m.forward(x, shape).unwrap();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "{} {isa}: {threads} threads, {split:?}, call {call}",
-                        m.name()
+                    assert_same_bits(
+                        &got,
+                        &want,
+                        format_args!(
+                            "{} {isa}: {threads} threads, {split:?}, call {call}",
+                            m.name()
+                        ),
                     );
                 }
                 let two = m.forward(&x[..2 * img], [2, c, h, w]).unwrap();
-                assert_eq!(
-                    bits(&two),
-                    bits(&want[..2 * outs]),
-                    "{} {isa}: {threads} threads, {split:?}, batch 2",
-                    m.name()
+                assert_same_bits(
+                    &two,
+                    &want[..2 * outs],
+                    format_args!("{} {isa}: {threads} threads, {split:?}, batch 2", m.name()),
                 );
                 let one = m.forward(&x[img..2 * img], [1, c, h, w]).unwrap();
-                assert_eq!(
-                    bits(&one),
-                    bits(&want[outs..2 * outs]),
-                    "{} {isa}: {threads} threads, image 1 alone",
-                    m.name()
+                assert_same_bits(
+                    &one,
+                    &want[outs..2 * outs],
+                    format_args!("{} {isa}: {threads} threads, image 1 alone", m.name()),
                 );
             }
         }
