@@ -5,8 +5,12 @@
 //! Weights are packed once, when a model is loaded, into panels of `nr` output channels, each laid
 //! out as `[nr biases][K x nr weights]` (zero-padded past N), the form every micro-kernel streams.
 //! The packed form remembers the kernel that packed it (ISA, precision, tile), not just the ISA.
-//! Half-precision kernels ([`PointwiseHalfFn`]) keep activations, biases and accumulators in f32
-//! and store weights as `u16` bit patterns in their own layout. A per-input-channel scale
+//! Half-precision kernels ([`PointwiseHalfFn`]) keep activations between layers and biases in f32
+//! and store weights as `u16` bit patterns in their own layout. The bf16 kernels (`vdpbf16ps`,
+//! `bfdot`) accumulate in f32; the NEON f16 kernel (`fmla .8h`) accumulates in f16, as ncnn's and
+//! XNNPACK's f16 GEMMs do, and widens to f32 for the epilogue (rounding model:
+//! `kernels/src/aarch64/half_model.rs`; error bound against the f64 oracle: the header of
+//! `kernels/src/aarch64/half_tests.rs`). A per-input-channel scale
 //! (the excite half of squeeze-excite) is applied by [`PackedPointwise::scale_rows_into`], which
 //! writes a per-call copy with row k scaled by `scale[k]`: `K x N` work instead of `P x K`.
 //!
