@@ -1426,7 +1426,7 @@ impl Network {
                 let g = conv.geom(x.shape()).layer(ctx)?;
                 let bands = DwBands::of(&g);
                 let parallel =
-                    k.threads() > 1 && g.n * bands.per_image > 1 && g.macs() >= dw_parallel_macs();
+                    k.threads() > 1 && g.n * bands.per_image > 1 && g.macs() >= DW_PARALLEL_MACS;
                 if !*sums && !parallel {
                     // Without sums the bits do not depend on the bands: one call.
                     return conv.run(k, x, y, None).layer(ctx);
@@ -1505,107 +1505,6 @@ impl Network {
         }
     }
 
-    /// EXPERIMENT (locality): a depthwise step without sums and the pointwise step reading its
-    /// output, run as one parallel call of one part per thread: each part computes its rows of the
-    /// depthwise output, then the pointwise convolution of those same pixels, so the pointwise
-    /// reads what its own core just wrote.
-    fn exec_dw_pw(
-        &self,
-        k: &Kernels,
-        dw_step: &Step,
-        pw_step: &Step,
-        ws: &mut Workspace,
-    ) -> Result<(), Error> {
-        let (
-            Op::Dw { conv, src, dst, .. },
-            Op::Pw {
-                pw,
-                act,
-                dst: pw_dst,
-                residual,
-                ..
-            },
-        ) = (&dw_step.op, &pw_step.op)
-        else {
-            return Err(Error::Config {
-                reason: format!("{}: not a depthwise step", dw_step.name),
-            });
-        };
-        let ctx = || format!("{} + {}", dw_step.name, pw_step.name);
-        let disjoint = |e| Error::Config {
-            reason: format!("{}: overlapping buffers ({e})", ctx()),
-        };
-        let (a, b, c) = (ws.slot[*src], ws.slot[*dst], ws.slot[*pw_dst]);
-        let (x, t, h, res) = match residual {
-            // The residual is the depthwise input (MobileNet's block without expansion).
-            Some(r) if ws.slot[*r] == a => {
-                let [x, t, h] = ws.bufs.get_disjoint_mut([a, b, c]).map_err(disjoint)?;
-                let x = &*x;
-                (x, t, h, Some(x.as_slice()))
-            }
-            Some(r) => {
-                let [x, t, h, r] = ws
-                    .bufs
-                    .get_disjoint_mut([a, b, c, ws.slot[*r]])
-                    .map_err(disjoint)?;
-                (&*x, t, h, Some(r.as_slice()))
-            }
-            None => {
-                let [x, t, h] = ws.bufs.get_disjoint_mut([a, b, c]).map_err(disjoint)?;
-                (&*x, t, h, None)
-            }
-        };
-        let g = conv.geom(x.shape()).layer(ctx)?;
-        let ts = t.shape();
-        if ts != g.output_shape() || h.shape() != Shape::new(ts.n, ts.h, ts.w, pw.n()) {
-            return Err(Error::Config {
-                reason: format!("{}: buffer shapes", ctx()),
-            });
-        }
-        let kernel = registry::find(KernelOp::DwConv { k: g.k }, k.isa())
-            .and_then(|e| e.dwconv())
-            .layer(ctx)?;
-        let total = g.rows();
-        let ow = g.ow();
-        let (kc, nc) = (g.c, pw.n());
-        let parts = k.threads().min(total);
-        let (x, tp, hp) = (
-            x.as_slice(),
-            SendPtr(t.as_mut_slice().as_mut_ptr()),
-            SendPtr(h.as_mut_slice().as_mut_ptr()),
-        );
-        let single = k.single_threaded();
-        let first_error = Mutex::new(None);
-        k.for_each_index(parts, |_, part| {
-            let (r0, r1) = (total * part / parts, total * (part + 1) / parts);
-            // SAFETY: parts cover disjoint flat rows `r0..r1` of `t` and `h` (each part handed to
-            // one call); both are exclusively borrowed for the whole call and their shapes were
-            // checked above, so the ranges are in bounds.
-            let (tb, hb) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(tp.get().add(r0 * ow * kc), (r1 - r0) * ow * kc),
-                    std::slice::from_raw_parts_mut(hp.get().add(r0 * ow * nc), (r1 - r0) * ow * nc),
-                )
-            };
-            let r = kernel
-                .run_rows(&g, r0..r1, x, conv.weights(), conv.bias(), tb, None)
-                .and_then(|()| {
-                    let rb = res.map(|r| &r[r0 * ow * nc..r1 * ow * nc]);
-                    pw.run_slices(&single, (r1 - r0) * ow, tb, hb, *act, rb)
-                });
-            if let Err(e) = r {
-                first_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(e);
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e).layer(ctx),
-            None => Ok(()),
-        }
-    }
-
     /// Every step in order; with `times`, each step's wall time.
     fn run(
         &self,
@@ -1615,32 +1514,19 @@ impl Network {
         out: &mut [f32],
         times: Option<&mut [Duration]>,
     ) -> Result<(), Error> {
-        let fuse = k.threads() > 1 && fuse_dw_pw();
-        let mut times = times;
-        let mut i = 0;
-        while i < self.steps.len() {
-            let t0 = Instant::now();
-            let pair = fuse
-                .then(|| self.steps.get(i + 1))
-                .flatten()
-                .filter(|next| fusable(&self.steps[i], next));
-            let done = match pair {
-                Some(next) => {
-                    self.exec_dw_pw(k, &self.steps[i], next, ws)?;
-                    2
-                }
-                None => {
-                    self.exec(k, &self.steps[i], ws, input, out)?;
-                    1
-                }
-            };
-            if let Some(times) = times.as_deref_mut() {
-                times[i] = t0.elapsed();
-                if done == 2 {
-                    times[i + 1] = Duration::ZERO;
+        match times {
+            None => {
+                for step in &self.steps {
+                    self.exec(k, step, ws, input, out)?;
                 }
             }
-            i += done;
+            Some(times) => {
+                for (step, t) in self.steps.iter().zip(times.iter_mut()) {
+                    let t0 = Instant::now();
+                    self.exec(k, step, ws, input, out)?;
+                    *t = t0.elapsed();
+                }
+            }
         }
         Ok(())
     }
@@ -1656,17 +1542,6 @@ const DW_BAND_MACS: usize = 1 << 16;
 /// allowed (see the rule at `Network::exec`); steps of at least this many (a [`LayerInfo`]'s
 /// `flops` is twice the multiply-adds) share their row bands among the threads.
 pub const DW_PARALLEL_MACS: u64 = 300_000;
-
-fn dw_parallel_macs() -> u64 {
-    // TEMPORARY (measuring): override.
-    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("REPVIT_DW_PAR_MACS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DW_PARALLEL_MACS)
-    })
-}
 
 /// How the output rows of a depthwise step are cut into bands: every image's `oh` rows into
 /// `per_image` bands of `rows` rows (the last may be shorter). Chosen from the shape alone (never
@@ -1796,17 +1671,6 @@ fn run_dw_bands(
         }
     }
     Ok(())
-}
-
-/// EXPERIMENT switch (locality, measuring only): `REPVIT_FUSE_DW_PW=1`.
-fn fuse_dw_pw() -> bool {
-    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("REPVIT_FUSE_DW_PW").is_ok_and(|v| v == "1"))
-}
-
-/// A depthwise step without sums followed by the pointwise step that reads its output.
-fn fusable(a: &Step, b: &Step) -> bool {
-    matches!((&a.op, &b.op), (Op::Dw { dst, sums: false, .. }, Op::Pw { src, .. }) if dst == src)
 }
 
 /// An NHWC activation as stage `stage`'s NCHW [`FeatureMap`].
