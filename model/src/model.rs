@@ -1443,8 +1443,19 @@ impl Network {
                 }
                 let sums = if *sums {
                     let nc = g.n * g.c;
-                    let partials = g.n * bands.per_image * g.c;
-                    Some((&mut ws.sums[..nc], &mut ws.dw_partials[..partials]))
+                    // With one band per image the band writes `sums` itself (no partials).
+                    let partials = if bands.per_image > 1 {
+                        g.n * bands.per_image * g.c
+                    } else {
+                        0
+                    };
+                    let short = || Error::Config {
+                        reason: format!("{}: workspace too small for the channel sums", step.name),
+                    };
+                    Some((
+                        ws.sums.get_mut(..nc).ok_or_else(short)?,
+                        ws.dw_partials.get_mut(..partials).ok_or_else(short)?,
+                    ))
                 } else {
                     None
                 };
