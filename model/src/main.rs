@@ -8,7 +8,12 @@
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
 //! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] [--allow-truncated] IMAGE...
 //! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--batch-split images|layers] [--isa NAME] [--json] [--no-layers]
+//! repvit bench [--variant m1_0|all] --layers-at 1,2 [--iters N] [--batch N] ...
 //! ```
+//!
+//! `--layers-at 1,2` times the model at one and at two threads in alternating rounds and prints one
+//! per-layer table: every step's median ms at each count and the speed-up of the last count over
+//! the first, then per-kind totals and the end-to-end medians.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
