@@ -8,7 +8,12 @@
 //! repvit infer --weights model.safetensors [--variant m1_0] --input x.npy --output logits.npy [--features 0,1,2,3] [--threads N]
 //! repvit classify --weights model.safetensors [--variant m1_0] [--threads N] [--top K] [--allow-truncated] IMAGE...
 //! repvit bench [--variant m1_0|all] [--weights FILE] [--threads N] [--iters N] [--batch N] [--batch-split images|layers] [--isa NAME] [--json] [--no-layers]
+//! repvit bench [--variant m1_0|all] --layers-at 1,2 [--iters N] [--batch N] ...
 //! ```
+//!
+//! `--layers-at 1,2` times the model at one and at two threads in alternating rounds and prints one
+//! per-layer table: every step's median ms at each count and the speed-up of the last count over
+//! the first, then per-kind totals and the end-to-end medians.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -132,6 +137,19 @@ fn cli() -> Command {
                         .long("json")
                         .action(ArgAction::SetTrue)
                         .help("one JSON object per line"),
+                )
+                .arg(
+                    Arg::new("layers-at")
+                        .long("layers-at")
+                        .value_parser(value_parser!(usize))
+                        .value_delimiter(',')
+                        .num_args(1)
+                        .help(
+                            "thread counts, e.g. 1,2: time the model at each (interleaved, \
+                             --iters passes each) and print one per-layer table with every \
+                             count's median ms side by side and the speed-up of the last count \
+                             over the first; instead of --threads",
+                        ),
                 )
                 .arg(
                     Arg::new("no-layers")
@@ -363,18 +381,26 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         .get_one::<String>("variant")
         .map(String::as_str)
         .unwrap_or("m1_0");
-    let models: Vec<Network> = match m.get_one::<String>("weights") {
-        Some(w) => vec![Network::load(w, Some(name).filter(|n| *n != "all"), &k)?],
-        None if name == "all" => all_names()
-            .iter()
-            .map(|n| Network::random_arch(Arch::named(n)?, 1, &k))
-            .collect::<Result<_, _>>()?,
-        None => vec![Network::random_arch(Arch::named(name)?, 1, &k)?],
+    let make = |k: &Kernels| -> Result<Vec<Network>, Error> {
+        Ok(match m.get_one::<String>("weights") {
+            Some(w) => vec![Network::load(w, Some(name).filter(|n| *n != "all"), k)?],
+            None if name == "all" => all_names()
+                .iter()
+                .map(|n| Network::random_arch(Arch::named(n)?, 1, k))
+                .collect::<Result<_, _>>()?,
+            None => vec![Network::random_arch(Arch::named(name)?, 1, k)?],
+        })
     };
     let split = match m.get_one::<String>("batch-split").map(String::as_str) {
         Some("layers") => BatchSplit::Layers,
         _ => BatchSplit::Images,
     };
+    if let Some(counts) = m.get_many::<usize>("layers-at") {
+        let counts: Vec<usize> = counts.copied().collect();
+        let shape = [batch, 3, size, size];
+        return layers_at(&k, &counts, &make, split, shape, iters);
+    }
+    let models = make(&k)?;
     let models: Vec<Network> = models
         .into_iter()
         .map(|m| m.with_batch_split(split))
@@ -448,6 +474,147 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                 print!("{}", layers_table(l, median));
             }
         }
+    }
+    Ok(())
+}
+
+/// `repvit bench --layers-at 1,2`: the same model at each thread count, timed end to end and per
+/// step in rounds that alternate between the counts (so drift on a shared machine hits every count
+/// alike), then one table: per step its median ms at every count and the speed-up of the last count
+/// over the first; per kind the totals.
+fn layers_at(
+    k: &Kernels,
+    counts: &[usize],
+    make: &dyn Fn(&Kernels) -> Result<Vec<Network>, Error>,
+    split: BatchSplit,
+    shape: [usize; 4],
+    iters: usize,
+) -> Result<(), Error> {
+    let ctx = |source| Error::Kernel {
+        layer: "kernels".into(),
+        source,
+    };
+    if counts.is_empty() || counts.contains(&0) {
+        return Err(Error::Input {
+            what: "--layers-at".into(),
+            expected: "thread counts >= 1, e.g. 1,2".into(),
+            found: format!("{counts:?}"),
+        });
+    }
+    let mut per_count: Vec<Vec<Network>> = Vec::new();
+    for &t in counts {
+        let kt = k.clone().with_threads(t).map_err(ctx)?;
+        per_count.push(
+            make(&kt)?
+                .into_iter()
+                .map(|m| m.with_batch_split(split))
+                .collect(),
+        );
+    }
+    let len = shape.iter().product::<usize>();
+    let x: Vec<f32> = (0..len)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    for mi in 0..per_count[0].len() {
+        let models: Vec<&Network> = per_count.iter().map(|ms| &ms[mi]).collect();
+        let infos = models[0].layers(shape)?;
+        let mut out = vec![0.0; shape[0] * models[0].num_outputs()];
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < 0.3 {
+            for m in &models {
+                m.forward_into(&x, shape, &mut out)?;
+            }
+        }
+        // Per count: end-to-end times, then per step its times.
+        let mut e2e: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); counts.len()];
+        let mut steps: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); infos.len()]; counts.len()];
+        let mut step = vec![Duration::ZERO; infos.len()];
+        for _ in 0..iters {
+            for (c, m) in models.iter().enumerate() {
+                let t0 = Instant::now();
+                m.forward_into(&x, shape, &mut out)?;
+                e2e[c].push(t0.elapsed().as_secs_f64() * 1e3);
+                m.profile_into(&x, shape, &mut out, &mut step)?;
+                for (a, t) in steps[c].iter_mut().zip(&step) {
+                    a.push(t.as_secs_f64() * 1e3);
+                }
+            }
+        }
+        let med = |v: &mut Vec<f64>| median_min(v).0;
+        let e2e: Vec<f64> = e2e.iter_mut().map(med).collect();
+        let ms: Vec<Vec<f64>> = steps
+            .iter_mut()
+            .map(|s| s.iter_mut().map(med).collect())
+            .collect();
+        let (first, last) = (0, counts.len() - 1);
+        let speedup = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        println!(
+            "{} {} {} batch {} {}x{}: per-layer medians of {iters} profiled passes, counts interleaved",
+            models[0].name(),
+            k.isa(),
+            k.precision(),
+            shape[0],
+            shape[2],
+            shape[3]
+        );
+        let head: Vec<String> = counts.iter().map(|t| format!("{t}T ms")).collect();
+        println!(
+            "  {:>3} {:<52} {:<40} {} {:>8}",
+            "#",
+            "step",
+            "configuration",
+            head.iter().map(|h| format!("{h:>9}")).collect::<String>(),
+            format!("{}T/{}T", counts[last], counts[first])
+        );
+        let cols = |v: &[f64]| v.iter().map(|x| format!("{x:>9.4}")).collect::<String>();
+        for (i, info) in infos.iter().enumerate() {
+            let v: Vec<f64> = ms.iter().map(|c| c[i]).collect();
+            println!(
+                "  {i:>3} {:<52} {:<40} {} {:>7.2}x",
+                info.name,
+                info.key,
+                cols(&v),
+                speedup(v[first], v[last])
+            );
+        }
+        for kind in repvit::LayerKind::ALL {
+            let v: Vec<f64> = ms
+                .iter()
+                .map(|c| {
+                    infos
+                        .iter()
+                        .zip(c)
+                        .filter(|(info, _)| info.kind == kind)
+                        .map(|(_, t)| t)
+                        .sum()
+                })
+                .collect();
+            println!(
+                "  {:>3} {:<52} {:<40} {} {:>7.2}x",
+                "",
+                format!("total {kind}"),
+                "",
+                cols(&v),
+                speedup(v[first], v[last])
+            );
+        }
+        let sums: Vec<f64> = ms.iter().map(|c| c.iter().sum()).collect();
+        println!(
+            "  {:>3} {:<52} {:<40} {} {:>7.2}x",
+            "",
+            "sum of steps",
+            "",
+            cols(&sums),
+            speedup(sums[first], sums[last])
+        );
+        println!(
+            "  {:>3} {:<52} {:<40} {} {:>7.2}x",
+            "",
+            "end to end (median of unprofiled passes)",
+            "",
+            cols(&e2e),
+            speedup(e2e[first], e2e[last])
+        );
     }
     Ok(())
 }

@@ -251,10 +251,15 @@ fn compare_features(name: &str, kernels: &Kernels, stages: &[usize]) -> f32 {
             [shape[0], c, shape[2].div_ceil(r), shape[3].div_ceil(r)]
         );
         assert_eq!(f.shape.to_vec(), want.shape, "{name} stage {s}");
+        // 1e-4 (relative above 1), as the logits; 2e-4 for the last stage, the 1x1 ConvBnAct
+        // after 14 blocks, before any pooling: MobileNetV3-Large's is at 1.03e-4 on the scalar
+        // tier since the threaded depthwise sums SE partials band by band (1.0e-4 before), a
+        // summation-order effect (results/mobilenet_timm_match.md); its logits hold 1e-4.
+        let tol = if s == 4 { 2e-4 } else { 1e-4 };
         for (i, (g, w)) in f.data.iter().zip(&want.data).enumerate() {
             let d = (g - w).abs();
             assert!(
-                d <= 1e-4 * w.abs().max(1.0),
+                d <= tol * w.abs().max(1.0),
                 "{name} on {}: stage {s} value {i}: ours {g}, timm {w}",
                 kernels.isa()
             );
@@ -333,7 +338,7 @@ fn headless_mobilenets_output_timm_pooled_conv_head_features() {
 }
 
 #[test]
-fn headless_checkpoint_loads_by_name_and_the_fuzz_seed_loads() {
+fn headless_checkpoints_load_by_name_and_from_a_file() {
     let k = Kernels::new().unwrap();
     // A full-size headless model under its timm name.
     let cfg = MobileNetConfig {
@@ -346,14 +351,18 @@ fn headless_checkpoint_loads_by_name_and_the_fuzz_seed_loads() {
     assert_eq!((m.num_classes(), m.num_outputs()), (0, 1280));
     let y = m.forward(&vec![0.5; 3 * 64 * 48], [1, 3, 64, 48]).unwrap();
     assert!(y.len() == 1280 && y.iter().all(|v| v.is_finite()));
-    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/seeds/checkpoint/mnv_small_headless.safetensors");
-    let m = Network::load(seed, None, &k).unwrap();
+    // Through a file, detected: the reduced V3-Small without its classifier.
+    let path =
+        std::env::temp_dir().join(format!("mnv_headless_{}.safetensors", std::process::id()));
+    headless("mnv3_small").write(&path).unwrap();
+    let m = Network::load(&path, None, &k);
+    std::fs::remove_file(&path).unwrap();
+    let m = m.unwrap();
     assert_eq!(
         (m.name(), m.num_classes()),
         ("mobilenetv3_small_100 (custom)", 0)
     );
-    assert_eq!(m.num_outputs(), 16);
+    assert_eq!(m.num_outputs(), 64);
 }
 
 #[test]

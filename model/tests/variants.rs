@@ -2,8 +2,9 @@
 
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::config::VARIANTS;
+use repvit::model::DW_PARALLEL_MACS;
 use repvit::weights::{expected_keys, random_state_dict};
-use repvit::{BatchSplit, Config, RepVit, StateDict};
+use repvit::{Arch, BatchSplit, Config, LayerKind, Network, RepVit, StateDict};
 
 #[test]
 fn every_variant_is_detected_from_its_shapes() {
@@ -118,54 +119,129 @@ fn batch_items_are_independent_and_threads_agree() {
     assert_eq!(m2.forward(&x, [2, 3, 20, 24]).unwrap(), both);
 }
 
-/// Every parallel path gives the same bits: the stem's row bands, the layers split across 1, 2 and
-/// 3 threads, a batch run as one group of images per thread or with each layer split, and each image
-/// alone. The configuration has SE blocks, a downsample and odd sizes (bands of unequal height).
-#[test]
-fn thread_count_and_batch_split_give_identical_bits() {
-    let cfg = Config::custom(&[16, 24, 40], &[2, 1, 2], true, 11, true).unwrap();
-    let (n, h, w) = (3, 45, 37);
-    let img = 3 * h * w;
-    let x: Vec<f32> = (0..n * img)
-        .map(|i| ((i * 37 % 41) as f32 - 20.0) / 13.0)
-        .collect();
+/// Asserts that `got` and `want` hold the same floats bit for bit; on failure names the first
+/// differing element and how many differ (not the whole vectors).
+#[track_caller]
+fn assert_same_bits(got: &[f32], want: &[f32], ctx: std::fmt::Arguments) {
+    assert_eq!(got.len(), want.len(), "{ctx}: lengths");
+    let differ = got
+        .iter()
+        .zip(want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!(
+            "{ctx}: {differ} of {} outputs differ, first at {i}: {} vs {}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// Asserts that `make(kernels)` gives the same bits on batch `x` of NCHW `shape` whatever the
+/// thread count (1, 2, 3, 5: more threads than bands of some layers, and counts that divide no
+/// band count), the batch split, the batch size (each image alone, the first two images) and
+/// whether the workspace is fresh or reused, on every ISA this CPU has. Also checks that the model
+/// has depthwise steps large enough to run their row bands in parallel, with and without the
+/// channel sums of a squeeze-excite, so the banded paths are the ones under test.
+fn assert_threads_and_splits_agree(
+    make: impl Fn(&Kernels) -> Network,
+    x: &[f32],
+    shape: [usize; 4],
+) {
+    let [n, c, h, w] = shape;
+    let img = c * h * w;
     for isa in Isa::available() {
         let k1 = Kernels::with_isa(isa).unwrap().with_threads(1).unwrap();
-        let m1 = RepVit::random(&cfg, 4, &k1).unwrap();
-        let want = m1.forward(&x, [n, 3, h, w]).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let m1 = make(&k1);
+        let outs = m1.num_outputs();
+        let layers = m1.layers(shape).unwrap();
+        let parallel_dw = |sums: bool| {
+            layers.iter().any(|l| {
+                l.kind == LayerKind::DwConv
+                    && l.key.ends_with("_sums") == sums
+                    && l.flops >= 2 * DW_PARALLEL_MACS
+            })
+        };
+        assert!(
+            parallel_dw(true) && parallel_dw(false),
+            "{}: the shape must give parallel depthwise steps with and without sums",
+            m1.name()
+        );
+        let want = m1.forward(x, shape).unwrap();
         assert!(want.iter().all(|v| v.is_finite()));
         for i in 0..n {
             let one = m1
-                .forward(&x[i * img..(i + 1) * img], [1, 3, h, w])
+                .forward(&x[i * img..(i + 1) * img], [1, c, h, w])
                 .unwrap();
-            assert_eq!(
-                bits(&one),
-                bits(&want[i * 11..(i + 1) * 11]),
-                "{isa}: image {i} alone differs from it in the batch"
+            assert_same_bits(
+                &one,
+                &want[i * outs..(i + 1) * outs],
+                format_args!("{isa}: image {i} alone differs from it in the batch"),
             );
         }
         let mut m = m1;
-        for threads in [2, 3] {
+        for threads in [2, 3, 5] {
             m = m.with_threads(threads).unwrap();
             for split in [BatchSplit::Layers, BatchSplit::Images] {
                 m = m.with_batch_split(split);
                 // Twice: the second call reuses the pooled buffers.
                 for call in 0..2 {
-                    let got = m.forward(&x, [n, 3, h, w]).unwrap();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "{isa}: {threads} threads, {split:?}, call {call}"
+                    let got = m.forward(x, shape).unwrap();
+                    assert_same_bits(
+                        &got,
+                        &want,
+                        format_args!(
+                            "{} {isa}: {threads} threads, {split:?}, call {call}",
+                            m.name()
+                        ),
                     );
                 }
-                let two = m.forward(&x[..2 * img], [2, 3, h, w]).unwrap();
-                assert_eq!(
-                    bits(&two),
-                    bits(&want[..22]),
-                    "{isa}: {threads} threads, {split:?}, batch 2"
+                let two = m.forward(&x[..2 * img], [2, c, h, w]).unwrap();
+                assert_same_bits(
+                    &two,
+                    &want[..2 * outs],
+                    format_args!("{} {isa}: {threads} threads, {split:?}, batch 2", m.name()),
+                );
+                let one = m.forward(&x[img..2 * img], [1, c, h, w]).unwrap();
+                assert_same_bits(
+                    &one,
+                    &want[outs..2 * outs],
+                    format_args!("{} {isa}: {threads} threads, image 1 alone", m.name()),
                 );
             }
         }
     }
+}
+
+/// Every parallel path of RepViT gives the same bits: the stem's row bands, the depthwise row
+/// bands (with the squeeze-excite's channel sums added band by band in a fixed order), the
+/// pointwise blocks, a batch run as one group of images per thread or with each layer split, and
+/// each image alone. The configuration has SE blocks, a downsample and odd sizes (bands of unequal
+/// height); 188 x 180 makes the first stage's token mixers (47 x 45 x 16) large enough to split.
+#[test]
+fn thread_count_and_batch_split_give_identical_bits() {
+    let cfg = Config::custom(&[16, 24, 40], &[2, 1, 2], true, 11, true).unwrap();
+    let (n, h, w) = (3, 188, 180);
+    let x: Vec<f32> = (0..n * 3 * h * w)
+        .map(|i| ((i * 37 % 41) as f32 - 20.0) / 13.0)
+        .collect();
+    assert_threads_and_splits_agree(|k| RepVit::random(&cfg, 4, k).unwrap(), &x, [n, 3, h, w]);
+}
+
+/// The same for MobileNetV3-Large (3x3 and 5x5 depthwise, stride 1 and 2, squeeze-excite after
+/// the 5x5 ones) at 100 x 96: its 5x5 SE layers at 13 x 12 x 120 split into row bands.
+#[test]
+fn mobilenet_thread_count_and_batch_split_give_identical_bits() {
+    let arch = Arch::named("mobilenetv3_large_100").unwrap();
+    let (n, h, w) = (3, 100, 96);
+    let x: Vec<f32> = (0..n * 3 * h * w)
+        .map(|i| ((i * 29 % 43) as f32 - 21.0) / 11.0)
+        .collect();
+    assert_threads_and_splits_agree(
+        |k| Network::random_arch(arch.clone(), 6, k).unwrap(),
+        &x,
+        [n, 3, h, w],
+    );
 }
