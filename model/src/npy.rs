@@ -71,10 +71,55 @@ fn check_prefix(path: &Path, bytes: &[u8]) -> Result<(usize, usize), Error> {
     }
 }
 
+/// The deepest bracket nesting the header of an array of numbers needs: the header dict, the
+/// `shape` tuple, and (for dtypes we refuse later with a clear message) a structured `descr`'s list
+/// of field tuples with a subarray shape.
+const MAX_HEADER_NESTING: usize = 4;
+
+/// How deep `(`, `[` and `{` nest in `text`, outside quoted strings. `py_literal`'s parser (which
+/// `npyz` also uses) backtracks exponentially on deep nesting: fuzzing found a 190-byte file with
+/// 16 `[` that took 30 s to refuse (results/fuzz.md), so the depth is checked first.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
+}
+
 /// The element count of the header's `shape`, checked: `npyz` multiplies without checking.
 fn checked_count(path: &Path, header: &[u8]) -> Result<(Vec<usize>, usize), Error> {
     let text =
         std::str::from_utf8(header).map_err(|_| bad(path, "a UTF-8 header", "invalid UTF-8"))?;
+    let depth = nesting_depth(text);
+    if depth > MAX_HEADER_NESTING {
+        return Err(bad(
+            path,
+            &format!("a header dict nesting brackets at most {MAX_HEADER_NESTING} deep"),
+            format!("{depth} levels"),
+        ));
+    }
     let value: py_literal::Value = text
         .trim_end()
         .parse()
@@ -303,6 +348,16 @@ pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings() {
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+        assert_eq!(nesting_depth(header), 2);
+        assert_eq!(nesting_depth("{'a': '[[[(', \"b\": \"{{\\\"((\"}"), 1);
+        assert_eq!(nesting_depth("[[[[[{'shape': (3,)}]]]]]"), 7);
+        assert_eq!(nesting_depth("{'descr': [('a', '<f4', (2,))]}"), 4);
+        assert_eq!(nesting_depth("))]]{"), 1);
+    }
 
     #[test]
     fn round_trip_and_errors() {

@@ -453,6 +453,16 @@ fn npy_bad_files_are_clear_errors() {
             vec!["bad.npy", "dict"],
         ),
         (
+            // Found by the npy fuzz target: py_literal backtracks exponentially on deep nesting
+            // (this took 30 s to refuse before the depth check).
+            "brackets nested 16 deep",
+            npy_bytes(
+                "[[[[[[[[[[[[[[[[{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                &[0; 12],
+            ),
+            vec!["bad.npy", "at most 4 deep", "18 levels"],
+        ),
+        (
             "version 9",
             b"\x93NUMPY\x09\x00\x00\x00".to_vec(),
             vec!["bad.npy", "version 9.0"],
