@@ -8,7 +8,7 @@
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::pointwise::PackedPointwise;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{SendPtr, Shape, Tensor};
 use crate::{Isa, Kernels};
 
 /// Target size of one band's im2col buffer, in floats (256 KiB).
@@ -215,19 +215,6 @@ impl Conv3x3 {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// A raw pointer that may cross to the worker threads; soundness is argued where it is dereferenced.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: dereferenced only for disjoint per-band output rows and per-slot scratch (see `run`).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -50,7 +50,7 @@ pub use dwconv::{DwConv, DwConv3x3, DwConvGeom, dwconv};
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision};
 pub use pointwise::{PackedPointwise, PointwiseGeom, PointwiseHalfFn};
-pub use tensor::{ALIGN, AlignedBuf, Shape, Tensor};
+pub use tensor::{ALIGN, AlignedBuf, SendPtr, Shape, Tensor};
 
 /// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
 ///

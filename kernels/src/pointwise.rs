@@ -26,6 +26,7 @@ use crate::activation::Activation;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::registry::{self, HalfTile, KernelInfo, KernelKey, Op, PointwiseEntry};
+use crate::tensor::SendPtr;
 use crate::tensor::{ALIGN, AlignedBuf, Shape, Tensor, aligned_zeros};
 use crate::{Isa, Kernels, Precision};
 
@@ -515,19 +516,6 @@ pub(crate) fn half_panel_len(t: HalfTile, k: usize) -> usize {
 fn half_index(t: HalfTile, k: usize, j: usize, kk: usize) -> usize {
     let (panel, lane) = (j / t.nr, j % t.nr);
     panel * half_panel_len(t, k) + (kk / t.kpack) * t.nr * t.kpack + lane * t.kpack + kk % t.kpack
-}
-
-/// A raw pointer that may cross to the worker threads; soundness is argued where it is dereferenced.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only dereferenced by kernels on disjoint output blocks (see `run_slices`).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above; shared use only reads the input and residual.
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Row granularity of the work split: a multiple of the AVX-512, NEON and scalar row tiles (8, 8

@@ -215,3 +215,22 @@ mod tests {
         assert!(t.reshape(Shape::new(1, 1, 1, 9)).is_err());
     }
 }
+
+/// A raw `*mut f32` that may be moved to the worker threads of [`crate::Kernels`]' thread pool
+/// (for outputs split into disjoint blocks, rows or bands across threads). Holding or sending one
+/// is harmless; dereferencing it stays `unsafe`, and each caller argues there that the threads
+/// touch disjoint elements.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPtr(pub *mut f32);
+// SAFETY: the wrapper only carries the address; every dereference is an `unsafe` operation whose
+// caller guarantees that no two threads access the same elements (see the uses in conv.rs,
+// pointwise.rs and the model crate's banded depthwise).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; shared use only copies the pointer.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    /// The pointer.
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -13,7 +13,7 @@ use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::registry::{self, Op as KernelOp};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
 use mobile_cnn_kernels::{
-    Activation, Conv3x3, DwConv, DwConvGeom, Kernels, PackedPointwise, Shape, Tensor,
+    Activation, Conv3x3, DwConv, DwConvGeom, Kernels, PackedPointwise, SendPtr, Shape, Tensor,
 };
 
 use crate::checkpoint::StateDict;
@@ -1613,21 +1613,6 @@ impl DwBands {
             rows,
             per_image: oh.div_ceil(rows),
         }
-    }
-}
-
-/// A raw pointer that may cross to the worker threads of [`Kernels::for_each_index`]; soundness
-/// is argued where it is dereferenced.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: dereferenced only for the disjoint per-band output rows and partial sums of
-// `run_dw_bands`, each band handed to one thread.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above; shared use only copies the pointer.
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
