@@ -20,6 +20,10 @@
 #
 #   scripts/bench-aarch64.sh
 #
+# BUILD_PROFILE (default: bench for the benches, release for the report, which share target/release)
+# picks one cargo profile for both; CI passes `ci` (Cargo.toml), the profile scripts/test-aarch64.sh
+# has just built with, so only the bench binaries and the report are compiled here.
+#
 # Artefacts: $AARCH64_TARGET_DIR (default target/aarch64-debian, shared with scripts/test-aarch64.sh);
 # criterion output in $AARCH64_TARGET_DIR/criterion (removed first, so the report sees this run only).
 set -euo pipefail
@@ -47,24 +51,30 @@ criterion_dir=$CARGO_TARGET_DIR/criterion
 test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|dwconv3x3_s|pointwise_t|stem_conv3x3_t|se_gate_t|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
 filter=${BENCH_AARCH64_FILTER:-'^(peak_fma/|dwconv3x3_s1/neon/56x56x48$|pointwise_t1/neon/3136x48x96$|stem_conv3x3_t1/neon/112x112x24to48$|se_gate_t1/neon/56x56x56$|model_e2e_t1/neon/m0_9$|layers_m0_9_t1/)'}
 start=$SECONDS
+if [[ -n ${BUILD_PROFILE:-} ]]; then
+    bench_profile=(--profile "$BUILD_PROFILE") report_profile=(--profile "$BUILD_PROFILE")
+    report_dir=$BUILD_PROFILE
+else
+    bench_profile=() report_profile=(--release) report_dir=release
+fi
 
 log "$("$RUSTC" --version) for $TARGET: building the benches and the report (release)"
 # `--bench '*'`: the criterion targets only (the library's and binaries' libtest harnesses would
 # reject criterion's options).
-"$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' --no-run
-"$CARGO" build --locked --release --target "$TARGET" -p bench-suite --bin report
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' --no-run
+"$CARGO" build "${report_profile[@]}" --locked --target "$TARGET" -p bench-suite --bin report
 
 log "benchmarks once under qemu (QEMU_CPU=$QEMU_CPU): cargo bench -- --test $test_filter"
-"$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' -- --test "$test_filter"
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' -- --test "$test_filter"
 
 log "measuring a subset under qemu (criterion --quick, 10 ms): $filter"
 rm -rf "$criterion_dir"
-"$CARGO" bench --locked --target "$TARGET" -p bench-suite --bench '*' -- \
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' -- \
     --quick --measurement-time 0.01 --nresamples 1000 "$filter"
 
 out=${BENCH_AARCH64_OUT:-$(mktemp -d)}
 log "report (aarch64 build, under qemu) on $criterion_dir -> $out"
-qemu-aarch64 "$CARGO_TARGET_DIR/$TARGET/release/report" --criterion-dir "$criterion_dir" --out "$out"
+qemu-aarch64 "$CARGO_TARGET_DIR/$TARGET/$report_dir/report" --criterion-dir "$criterion_dir" --out "$out"
 record=$(find "$out" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 for f in kernels.md kernels.csv report.md layers.csv; do
     [[ -s $record/$f ]] || {

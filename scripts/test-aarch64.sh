@@ -15,6 +15,8 @@
 #   KERNELS_ISA is unset for both, so dispatch picks the widest tier (neon); a last step checks that
 #   NEON is detected inside qemu and that KERNELS_ISA=neon is accepted.
 # - With AARCH64_CLIPPY=1, also runs clippy for aarch64 (installing Debian's rust-web-clippy if needed).
+# - BUILD_PROFILE (default: test) picks the cargo profile; CI passes `ci` (Cargo.toml), which
+#   scripts/bench-aarch64.sh then reuses instead of building the workspace a second time.
 # - Artefacts go to $AARCH64_TARGET_DIR (default target/aarch64-debian), apart from the host (rustup)
 #   build, so the two compilers never invalidate each other's artefacts.
 #
@@ -86,14 +88,15 @@ export CARGO_TARGET_DIR=${AARCH64_TARGET_DIR:-$repo/target/aarch64-debian}
 export REPVIT_TEST_RUNNER=qemu-aarch64
 # A loader prefix would make qemu load the cross sysroot's libc (see above).
 unset QEMU_LD_PREFIX
-log "$("$RUSTC" --version) for $TARGET, $("$CARGO" --version), target dir $CARGO_TARGET_DIR"
+profile=(--profile "${BUILD_PROFILE:-test}")
+log "$("$RUSTC" --version) for $TARGET, $("$CARGO" --version), target dir $CARGO_TARGET_DIR, ${profile[*]}"
 
 run_tests() {
     local cpu=$1
     shift
     log "cargo test $* --target $TARGET under QEMU_CPU=$cpu"
     env -u KERNELS_ISA QEMU_CPU="$cpu" \
-        "$CARGO" test --locked --target "$TARGET" "$@"
+        "$CARGO" test "${profile[@]}" --locked --target "$TARGET" "$@"
 }
 
 start=$SECONDS
@@ -110,12 +113,12 @@ run_tests cortex-a53 -p mobile-cnn-kernels -p conformance "$@"
 # tests of the aarch64 module: the binaries are those built above, and this takes about 15 s.
 log "cargo test --workspace --lib -- aarch64:: under QEMU_CPU=cortex-a76 (FP16, no BF16)"
 env -u KERNELS_ISA QEMU_CPU=cortex-a76 \
-    "$CARGO" test --workspace --locked --target "$TARGET" --lib -- aarch64::
+    "$CARGO" test "${profile[@]}" --workspace --locked --target "$TARGET" --lib -- aarch64::
 
 # The tests above already fail if NEON is not detected; this shows it, per emulated core, and checks
 # that KERNELS_ISA is honoured inside qemu (`--workspace`, as above, so nothing is rebuilt).
 for cpu in cortex-a53 max; do
-    out=$(QEMU_CPU=$cpu KERNELS_ISA=neon "$CARGO" test -q --locked --workspace --lib \
+    out=$(QEMU_CPU=$cpu KERNELS_ISA=neon "$CARGO" test "${profile[@]}" -q --locked --workspace --lib \
         --target "$TARGET" -- --exact aarch64::tests::neon_is_detected_and_dispatched --nocapture 2>&1) || {
         printf '%s\n' "$out" >&2
         exit 1
