@@ -33,6 +33,7 @@ pub mod error;
 pub mod isa;
 pub mod linear;
 pub mod pointwise;
+mod pool;
 pub mod reference;
 pub mod registry;
 pub mod se;
@@ -55,13 +56,31 @@ pub use tensor::{ALIGN, AlignedBuf, SendPtr, Shape, Tensor};
 /// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
 ///
 /// Threads split an operation into disjoint output blocks (never a reduction), so results are
-/// bitwise the same for any thread count. The default uses rayon's global pool (all cores).
+/// bitwise the same for any thread count. The default uses one process-wide pool with a thread per
+/// core ([`std::thread::available_parallelism`]); [`Kernels::with_threads`] starts a pool of its own.
+/// The pool's threads spin for a moment after each call before they sleep (see `pool.rs`).
 #[derive(Clone)]
 pub struct Kernels {
     isa: Isa,
     precision: Precision,
     threads: usize,
-    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    pool: Option<std::sync::Arc<pool::SpinPool>>,
+}
+
+/// The process-wide pool of [`Kernels::new`] and [`Kernels::with_isa`]: a thread per core, started
+/// on first use; none on one core (or if the threads cannot be started: everything then runs on the
+/// calling thread, with the same results).
+fn global_pool() -> Option<std::sync::Arc<pool::SpinPool>> {
+    static GLOBAL: std::sync::OnceLock<Option<std::sync::Arc<pool::SpinPool>>> =
+        std::sync::OnceLock::new();
+    GLOBAL
+        .get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (threads > 1)
+                .then(|| pool::SpinPool::new(threads).ok().map(std::sync::Arc::new))
+                .flatten()
+        })
+        .clone()
 }
 
 impl std::fmt::Debug for Kernels {
@@ -83,9 +102,19 @@ impl Kernels {
         Ok(Kernels {
             isa,
             precision: Precision::selected()?.check_on(isa, "KERNELS_PRECISION")?,
-            threads: rayon::current_num_threads(),
-            pool: None,
+            ..Kernels::on_global_pool()
         })
+    }
+
+    /// Scalar f32 on the process-wide pool (the caller sets the tier and precision).
+    fn on_global_pool() -> Kernels {
+        let pool = global_pool();
+        Kernels {
+            isa: Isa::Scalar,
+            precision: Precision::F32,
+            threads: pool.as_ref().map_or(1, |p| p.threads()),
+            pool,
+        }
     }
 
     /// An explicit tier, f32; an error if this CPU or target cannot run it. All cores.
@@ -93,8 +122,7 @@ impl Kernels {
         Ok(Kernels {
             isa: isa.check("the API")?,
             precision: Precision::F32,
-            threads: rayon::current_num_threads(),
-            pool: None,
+            ..Kernels::on_global_pool()
         })
     }
 
@@ -122,15 +150,11 @@ impl Kernels {
         let pool = if threads == 1 {
             None
         } else {
-            // The calling thread is the other one: it takes a share of every parallel call.
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads - 1)
-                .thread_name(|i| format!("mobile-cnn-kernels-{i}"))
-                .build()
-                .map_err(|e| Error::Param {
-                    what: "threads",
-                    reason: format!("cannot start {threads} threads: {e}"),
-                })?;
+            // The calling thread is one of them: it takes a share of every parallel call.
+            let pool = pool::SpinPool::new(threads).map_err(|e| Error::Param {
+                what: "threads",
+                reason: format!("cannot start {threads} threads: {e}"),
+            })?;
             Some(std::sync::Arc::new(pool))
         };
         Ok(Kernels {
@@ -160,7 +184,7 @@ impl Kernels {
     }
 
     /// As [`Kernels::for_each_block`], and tells `f` the slot of the thread running it: a number
-    /// below [`Kernels::threads`] that no other thread of this call holds at the same time (0 is the
+    /// below [`Kernels::threads`] and below the number of blocks, that no other thread of this call holds at the same time (0 is the
     /// calling thread). Callers index per-thread scratch by it, so a call allocates nothing.
     pub fn for_each_block_in_slot<T: Sync>(
         &self,
@@ -174,39 +198,11 @@ impl Kernels {
     /// allowed; `slot` is as in [`Kernels::for_each_block_in_slot`]. Nothing is allocated: callers
     /// compute block `i` from the index instead of listing blocks.
     pub fn for_each_index(&self, count: usize, f: impl Fn(usize, usize) + Sync + Send) {
-        if self.threads <= 1 || count <= 1 {
-            (0..count).for_each(|i| f(0, i));
-            return;
-        }
-        // The calling thread works too: it and `threads - 1` pool workers pull indices off one
-        // shared counter until none are left. One hand-off per call (waking the workers) instead of
-        // two (into the pool and back out, about 10 us per call with `install`), and uneven blocks
-        // balance themselves.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = |slot: usize| {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                f(slot, i);
-            }
-        };
-        let helpers = self.threads.min(count) - 1;
-        let work = &work;
-        macro_rules! run {
-            () => {
-                |s| {
-                    for slot in 1..=helpers {
-                        s.spawn(move |_| work(slot));
-                    }
-                    work(0);
-                }
-            };
-        }
         match &self.pool {
-            Some(pool) => pool.in_place_scope(run!()),
-            None => rayon::in_place_scope(run!()),
+            // The calling thread works too (slot 0); every thread first runs its own contiguous
+            // share of the indices, then helps with the others' (see `pool.rs`).
+            Some(pool) if count > 1 => pool.run(count, &f),
+            _ => (0..count).for_each(|i| f(0, i)),
         }
     }
 
@@ -292,7 +288,10 @@ mod tests {
             for count in [0, 1, 2, 3, 7, 64] {
                 let hits: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
                 k.for_each_index(count, |slot, i| {
-                    assert!(slot < threads, "slot {slot} of {threads}");
+                    assert!(
+                        slot < threads.min(count),
+                        "slot {slot} of {threads}, {count} blocks"
+                    );
                     hits[i].fetch_add(1, Ordering::Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
