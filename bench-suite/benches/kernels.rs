@@ -293,7 +293,7 @@ fn bench_se(c: &mut Criterion) {
 /// workers, handing out the blocks and waiting for the last, with empty blocks, at 1 to 4 threads
 /// (1 is the serial path, no pool). `blocks_1x` gives each thread one block, `blocks_4x` four, as
 /// the pointwise split does. A layer whose work per thread is not well above this cost should not be
-/// split (see `MIN_PARALLEL_FLOPS` in the model crate).
+/// split (the per-layer rule at `Network::exec` in the model crate).
 fn bench_pool(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool_overhead");
     for threads in 1..=4 {

@@ -436,11 +436,12 @@ impl PackedPointwise {
         let out = SendPtr(output.as_mut_ptr());
         let res = SendPtr(residual.map_or(std::ptr::null(), <[f32]>::as_ptr) as *mut f32);
         let inp = SendPtr(input.as_ptr() as *mut f32);
-        let blocks = split_blocks(p, panels, kernels.threads());
-        let run_block = |(rows, pan): &(Range<usize>, Range<usize>)| {
+        let grid = BlockGrid::new(p, panels, self.nr, kernels.threads());
+        let run_block = |_slot: usize, i: usize| {
+            let (rows, pan) = grid.block(i);
             // SAFETY: the ISA and precision were checked available and the weights were packed by
             // `pack_for` for this kernel (`f` comes from the same registry entry); `check` validated
-            // every length against the geometry; `split_blocks` returns disjoint blocks inside the
+            // every length against the geometry; `BlockGrid` gives disjoint blocks inside the
             // problem, so no two calls write the same output element; `input` and `residual` are
             // shared borrows distinct from the exclusive `output` borrow, so they cannot alias it.
             unsafe {
@@ -469,7 +470,7 @@ impl PackedPointwise {
                 }
             }
         };
-        kernels.for_each_block(&blocks, run_block);
+        kernels.for_each_index(grid.len(), run_block);
         Ok(())
     }
 
@@ -524,39 +525,77 @@ fn half_index(t: HalfTile, k: usize, j: usize, kk: usize) -> usize {
 /// (784 rows: 392 + 392 instead of 384 + 400), 1.89x -> 1.93x at 784x112x224 (AVX-512, GELU).
 const ROW_QUANTUM: usize = 8;
 
-/// Splits `p` rows x `panels` panels into disjoint blocks, about four per thread so uneven blocks
-/// balance; never splits K. One block when `threads == 1`. Rows go in whole quanta, the last row
-/// group taking the rows past the last whole quantum too: a block of a sliver of rows would stream
-/// its panels' weights for almost no work (with 24, 24 and 1 rows, 49x896x448 ran 1.25x faster on
-/// 2 threads than on 1; with whole quanta 1.87x).
-pub(crate) fn split_blocks(
+/// How [`PackedPointwise::run_slices`] splits `p` rows x `panels` panels (of `nr` columns) into disjoint blocks, about four per thread
+/// so uneven blocks balance; never splits K. One block when `threads == 1`.
+///
+/// The grid (row groups x panel groups) is the one that moves the fewest bytes: a block reads its
+/// rows' input once (it stays in L2 while the block's panels pass over it) and its panels' weights
+/// once per row chunk, so a grid of `rg x pg` blocks reads about `K * (p * pg + n * rg)` floats. Tall
+/// problems (56x56: p = 3136, n <= 160) split by rows only, as before; at 7x7 (p = 49, n up to 1280)
+/// a row split made every block stream all the weights for 8 rows (6 blocks: six times the weights
+/// of one thread), so the 7x7 layers of RepViT-M1.0 gained only 1.23-1.32x from a second core;
+/// they now split by panels, each thread streaming its half of the weights once.
+///
+/// Blocks are listed row group by row group, panel groups inside: the threads' contiguous shares of
+/// the list (`pool.rs`) are then row halves (or thirds...) when rows are split, the same rows a
+/// depthwise step before or after gives the same thread.
+///
+/// Rows go in whole quanta, the last row group taking the rows past the last whole quantum too: a
+/// block of a sliver of rows would stream its panels' weights for almost no work. Blocks are
+/// computed from their index, so a call allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockGrid {
     p: usize,
     panels: usize,
-    threads: usize,
-) -> Vec<(Range<usize>, Range<usize>)> {
-    if threads <= 1 {
-        return vec![(0..p, 0..panels)];
+    row_tiles: usize,
+    row_groups: usize,
+    panel_groups: usize,
+}
+
+impl BlockGrid {
+    /// The grid for `p` rows and `panels` panels of `nr` columns at `threads` threads.
+    pub(crate) fn new(p: usize, panels: usize, nr: usize, threads: usize) -> BlockGrid {
+        let row_tiles = (p / ROW_QUANTUM).max(1);
+        let panels_1 = panels.max(1);
+        let (row_groups, panel_groups) = if threads <= 1 {
+            (1, 1)
+        } else {
+            let want = 4 * threads;
+            let n = panels * nr;
+            (1..=row_tiles.min(want))
+                .map(|rg| (rg, want.div_ceil(rg).clamp(1, panels_1)))
+                .min_by_key(|&(rg, pg)| (p * pg + n * rg, std::cmp::Reverse(rg * pg)))
+                .unwrap_or((1, 1))
+        };
+        BlockGrid {
+            p,
+            panels,
+            row_tiles,
+            row_groups,
+            panel_groups,
+        }
     }
-    let want = 4 * threads;
-    let row_tiles = (p / ROW_QUANTUM).max(1);
-    let row_groups = row_tiles.min(want);
-    let panel_groups = (want / row_groups).clamp(1, panels);
-    let mut blocks = Vec::with_capacity(row_groups * panel_groups);
-    for rg in 0..row_groups {
-        let r0 = row_tiles * rg / row_groups * ROW_QUANTUM;
+
+    /// Number of blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.row_groups * self.panel_groups
+    }
+
+    /// Block `i < len()`: its rows and panels (disjoint from every other block's; empty only when
+    /// the problem is).
+    pub(crate) fn block(&self, i: usize) -> (Range<usize>, Range<usize>) {
+        let (rg, pg) = (i / self.panel_groups, i % self.panel_groups);
+        let (row_tiles, row_groups) = (self.row_tiles, self.row_groups);
+        let r0 = (row_tiles * rg / row_groups * ROW_QUANTUM).min(self.p);
         let r1 = if rg + 1 == row_groups {
-            p
+            self.p
         } else {
             row_tiles * (rg + 1) / row_groups * ROW_QUANTUM
         };
-        for pg in 0..panel_groups {
-            let (c0, c1) = (panels * pg / panel_groups, panels * (pg + 1) / panel_groups);
-            if r0 < r1 && c0 < c1 {
-                blocks.push((r0..r1, c0..c1));
-            }
-        }
+        let pgs = self.panel_groups;
+        let (c0, c1) = (self.panels * pg / pgs, self.panels * (pg + 1) / pgs);
+        (r0..r1, c0..c1)
     }
-    blocks
 }
 
 #[cfg(test)]
@@ -565,10 +604,20 @@ mod tests {
 
     #[test]
     fn blocks_cover_the_problem_exactly_once() {
-        for (p, panels) in [(1, 1), (49, 14), (3136, 4), (196, 7), (7, 40), (1000, 1)] {
+        for (p, panels) in [
+            (1, 1),
+            (49, 14),
+            (49, 56),
+            (3136, 4),
+            (196, 7),
+            (196, 28),
+            (7, 40),
+            (1000, 1),
+        ] {
             for threads in 1..=5 {
                 let mut seen = vec![0u8; p * panels];
-                for (rows, pans) in split_blocks(p, panels, threads) {
+                let grid = BlockGrid::new(p, panels, 16, threads);
+                for (rows, pans) in (0..grid.len()).map(|i| grid.block(i)) {
                     assert!(
                         rows.start % ROW_QUANTUM == 0 && rows.len() >= ROW_QUANTUM.min(p),
                         "p={p} threads={threads}: block rows {rows:?}"
@@ -585,5 +634,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The grid moves the fewest bytes: 56x56 layers split by rows only, 7x7 layers by panels only
+    /// (each thread streams its share of the weights once), 14x14 in between.
+    #[test]
+    fn grid_splits_tall_problems_by_rows_and_wide_ones_by_panels() {
+        let grid = |p, n: usize| {
+            let g = BlockGrid::new(p, n.div_ceil(16), 16, 2);
+            (g.row_groups, g.panel_groups)
+        };
+        assert_eq!(grid(3136, 112), (8, 1));
+        assert_eq!(grid(49, 896), (1, 8));
+        assert_eq!(grid(49, 448), (1, 8));
+        assert_eq!(grid(196, 448), (2, 4));
+        assert_eq!(BlockGrid::new(1000, 5, 16, 1).len(), 1);
     }
 }

@@ -1395,24 +1395,25 @@ impl Network {
     /// Runs one step on `ws` with the threads of `k`.
     ///
     /// Which steps split across threads (the per-layer rule): a step is split when its one-thread
-    /// time is well above the cost of one parallel call (`pool_overhead` in the kernels bench, a few
-    /// microseconds on a quiet machine). Measured on M1.0 at 224x224 (results/amd-epyc-2026-11-28,
-    /// `m1_0_layers_t1_t2.txt`): every pointwise layer takes 30 us or more on one thread and gains
-    /// 1.4-1.9x from a second thread, the classifier (113 us, bound by reading its weights) 1.8x, the
-    /// stem convolutions 380 and 890 us (split by row bands in `Conv3x3::run`); these split. The
-    /// squeeze-excite (gate and channel scale, 8-12 us) and the global pool (3 us) would save at
-    /// most half of that, no more than one parallel call costs, so they run on the calling thread.
+    /// time is well above the cost of one parallel call. The kernels' pool threads spin between
+    /// calls (`pool.rs`), so a call costs about a microsecond (`pool_overhead` in the kernels
+    /// bench), and each thread takes the same contiguous share of every step, so splitting also
+    /// keeps each core on the rows it wrote in the step before. Measured on M1.0 at 224x224 (Zen 3,
+    /// AVX2, `repvit bench --layers-at 1,2`; results/amd-epyc-zen3-2026-11-30): every pointwise
+    /// layer (30 us or more on one thread) gains 1.9-2.0x from a second thread, the stem
+    /// convolutions 1.7-2.0x, the input transpose (0.1 ms) 1.6x, the channel scale of squeeze-excite
+    /// 1.2-1.6x (split above 2^14 elements in `scale_channels_in_place`); these split. The
+    /// squeeze-excite gate (a few us) and the global pool (3 us) run on the calling thread.
     ///
     /// Depthwise steps always run in row bands chosen from the shape ([`DwBands`], about
     /// [`DW_BAND_MACS`] each), so the squeeze-excite sums come out the same whatever runs them;
     /// the bands are shared among the threads when the step has at least [`DW_PARALLEL_MACS`]
-    /// multiply-adds. From the same record: the depthwise steps run at about 40 multiply-adds per
-    /// ns on one thread (stride 2 at about 10), so 300k multiply-adds are about 7.5 us or more, and
-    /// halving that saves more than the few-us parallel call costs; the 14x14x224 token mixers
-    /// (395k, 10 us) split, the 7x7x448 ones (198k, 6-8 us) do not. At two threads the record
-    /// also shows the unsplit depthwise steps slower than at one (0.74 vs 0.49 ms in all), from
-    /// reading what the previous pointwise step left in the other core's cache; banding lets each
-    /// core read only its rows' neighbourhood.
+    /// multiply-adds. The depthwise steps run at about 40 multiply-adds per ns on one thread
+    /// (stride 2 at about 10), so 100k multiply-adds are 2.5 us or more. With rayon's pool (a wake-up
+    /// per call, blocks to whichever thread came first) the threshold was 300k and the unsplit steps
+    /// ran slower at two threads than at one, reading half of their input from the other core's
+    /// cache; with the spinning pool and contiguous shares, 28x28x112 stride 2 and 7x7x448 (about
+    /// 200k) gain 1.2-1.6x split.
     ///
     /// Under [`BatchSplit::Images`] every step of a group runs on that group's thread alone.
     #[inline]
@@ -1431,16 +1432,31 @@ impl Network {
         match &step.op {
             Op::ToNhwc => {
                 let [n, c, h, w] = ws.input_shape;
-                // NCHW -> NHWC (a copy; no arithmetic).
+                // NCHW -> NHWC (a copy; no arithmetic), in one contiguous run of output pixels per
+                // thread (the rows the same thread's share of the stem then reads). About 0.1 ms on
+                // one core at 224x224, so it splits whenever there are threads.
                 let dst = ws.bufs[ws.slot[Graph::INPUT]].as_mut_slice();
-                for b in 0..n {
-                    for ch in 0..c {
-                        let plane = &input[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
-                        for (p, &v) in plane.iter().enumerate() {
-                            dst[(b * h * w + p) * c + ch] = v;
+                let (hw, c1) = (h * w, c.max(1));
+                if input.len() < n * c * hw || dst.len() < n * c * hw {
+                    return Err(Error::Config {
+                        reason: format!(
+                            "{}: input of {} values for {n}x{c}x{h}x{w}",
+                            step.name,
+                            input.len()
+                        ),
+                    });
+                }
+                let pixels = n * hw;
+                let per_part = pixels.div_ceil(k.threads()).max(1);
+                k.for_each_chunk_mut(&mut dst[..n * c * hw], per_part * c1, |_, i, part| {
+                    for (j, px) in part.chunks_exact_mut(c1).enumerate() {
+                        let q = i * per_part + j;
+                        let (b, p) = (q / hw, q % hw);
+                        for (ch, d) in px.iter_mut().enumerate() {
+                            *d = input[(b * c + ch) * hw + p];
                         }
                     }
-                }
+                });
                 Ok(())
             }
             Op::Conv { conv, src, dst, .. } => {
@@ -1589,7 +1605,7 @@ const DW_BAND_MACS: usize = 1 << 16;
 /// Depthwise steps of fewer multiply-adds run on the calling thread even when more threads are
 /// allowed (see the rule at `Network::exec`); steps of at least this many (a [`LayerInfo`]'s
 /// `flops` is twice the multiply-adds) share their row bands among the threads.
-pub const DW_PARALLEL_MACS: u64 = 300_000;
+pub const DW_PARALLEL_MACS: u64 = 100_000;
 
 /// How the output rows of a depthwise step are cut into bands: every image's `oh` rows into
 /// `per_image` bands of `rows` rows (the last may be shorter). Chosen from the shape alone (never

@@ -423,6 +423,18 @@ fn add_scale_and_reductions_edge_shapes() {
                 (h * w + c) as u64,
             ));
         }
+        // Large enough for the channel scale to split across threads (2^14 elements and up), with
+        // per-thread runs of pixels that start and end inside an image (99 pixels per image).
+        for threads in [1, 2, 3, 5] {
+            let kt = k.clone().with_threads(threads).unwrap();
+            for (n, c) in [(1, 200), (3, 64), (2, 169)] {
+                ok(check_reductions_and_scale(
+                    &kt,
+                    Shape::new(n, 9, 11, c),
+                    (threads * c) as u64,
+                ));
+            }
+        }
     }
 }
 
