@@ -383,7 +383,19 @@ pub(crate) unsafe fn block<
                 w,
                 c,
             };
-            if ow >= 2 * T || ow == T {
+            if ow % T == 0 {
+                row::<V, K, S, ACT, NB, T, MASKED>(&r, ow, xl, xr);
+            } else if K == 5 && S == 1 && T >= 6 && ow % 7 == 0 {
+                // Every map of a 224x224 network (112, 56, 28, 14, 7) is a multiple of 7: steps of
+                // 7 cover such a row exactly, where steps of 8 recompute up to 4 outputs in the
+                // last step (or, on a 7- or 14-wide map, run steps of 4 over it). Registers: 7
+                // accumulators + 5 taps + 1 input per register of the block. Measured on Zen 3
+                // (AVX2, one thread, same run): 5x5 stride 1 at 7x7x576 34.8 -> 24.8 us, 7x7x960
+                // 57.1 -> 41.8, 14x14x240 47.1 -> 36.7, 28x28x120 74.5 -> 69.2 (1.08-1.41x). Not
+                // for stride 2 (2.0-2.6x slower) nor 7x7 (1.05-1.47x slower): their steps of 7 no
+                // longer fit the 16 AVX2 registers.
+                row::<V, K, S, ACT, NB, 7, MASKED>(&r, ow, xl, xr);
+            } else if ow >= 2 * T {
                 row::<V, K, S, ACT, NB, T, MASKED>(&r, ow, xl, xr);
             } else if ow >= 4 {
                 row::<V, K, S, ACT, NB, 4, MASKED>(&r, ow, xl, xr);

@@ -243,6 +243,25 @@ fn kernel_larger_than_height_or_width() {
     );
 }
 
+/// Widths that are multiples of 7 (every map of a 224x224 network), where the 5x5 stride-1
+/// kernels run steps of 7 columns: one step (7), two (14), three (21) and five (35), with full
+/// and partial channel blocks, sums and a batch of two.
+#[test]
+fn widths_in_steps_of_seven() {
+    run_all(
+        [(7, 7), (5, 14), (3, 21), (9, 35), (2, 28)]
+            .into_iter()
+            .flat_map(|(h, w)| {
+                [5, 8, 17, 40].map(|c| Case {
+                    g: geom(2, h, w, c, 1, Activation::HardSwish),
+                    seed: (h * 64 + w + c) as u64,
+                    with_sums: true,
+                    shift: 3,
+                })
+            }),
+    );
+}
+
 #[test]
 fn odd_sizes() {
     run_all(
