@@ -4,7 +4,8 @@
 # scripts/test-aarch64.sh, which installs it), then under qemu-user:
 #
 #   1. runs the benchmarks once (`cargo bench -- --test`: each routine runs once, nothing measured):
-#      every kernel benchmark, and the model benchmarks of RepViT-M0.9 (end to end at 1 and all
+#      every NEON kernel benchmark (f32, f16, bf16; not the scalar ones, whose code the x86 run and
+#      the aarch64 tests already cover, and which cost the most under emulation), and the model benchmarks of RepViT-M0.9 (end to end at 1 and all
 #      threads, every layer); the other variants run the same code on other shapes and cost minutes
 #      each under emulation (BENCH_AARCH64_TEST_FILTER overrides, e.g. '.' for everything);
 #   2. measures a small subset for real, so that criterion writes its estimates as on a board:
@@ -48,7 +49,7 @@ unset QEMU_LD_PREFIX KERNELS_ISA BENCH_QUICK CRITERION_HOME
 # Every NEON feature qemu emulates (as a recent core would offer); the kernels dispatch to NEON.
 export QEMU_CPU=${QEMU_CPU:-max}
 criterion_dir=$CARGO_TARGET_DIR/criterion
-test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|dwconv3x3_s|pointwise_t|stem_conv3x3_t|se_gate_t|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
+test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|(dwconv[357]x[357]_s[12]|pointwise_t[12]|stem_conv3x3_t[12]|se_gate_t1)/neon|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
 filter=${BENCH_AARCH64_FILTER:-'^(peak_fma/|dwconv3x3_s1/neon/56x56x48$|pointwise_t1/neon/3136x48x96$|stem_conv3x3_t1/neon/112x112x24to48$|se_gate_t1/neon/56x56x56$|model_e2e_t1/neon/m0_9$|layers_m0_9_t1/)'}
 start=$SECONDS
 if [[ -n ${BUILD_PROFILE:-} ]]; then
@@ -60,16 +61,17 @@ fi
 
 log "$("$RUSTC" --version) for $TARGET: building the benches and the report (release)"
 # `--bench '*'`: the criterion targets only (the library's and binaries' libtest harnesses would
-# reject criterion's options).
-"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' --no-run
+# reject criterion's options). `--workspace`, as in scripts/test-aarch64.sh, so that cargo resolves
+# the same features and reuses that build (with `-p bench-suite` it rebuilt image, regex and more).
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" --workspace --bench '*' --no-run
 "$CARGO" build "${report_profile[@]}" --locked --target "$TARGET" -p bench-suite --bin report
 
 log "benchmarks once under qemu (QEMU_CPU=$QEMU_CPU): cargo bench -- --test $test_filter"
-"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' -- --test "$test_filter"
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" --workspace --bench '*' -- --test "$test_filter"
 
 log "measuring a subset under qemu (criterion --quick, 10 ms): $filter"
 rm -rf "$criterion_dir"
-"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" -p bench-suite --bench '*' -- \
+"$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" --workspace --bench '*' -- \
     --quick --measurement-time 0.01 --nresamples 1000 "$filter"
 
 out=${BENCH_AARCH64_OUT:-$(mktemp -d)}

@@ -9,7 +9,7 @@
 #   which also pulls in the arm64 libc that qemu loads), the cross gcc used as linker, qemu-user.
 # - Builds once and runs the tests twice: QEMU_CPU=max (every feature qemu emulates, FP16 and BF16
 #   included; the whole workspace) and QEMU_CPU=cortex-a53 (an in-order ARMv8.0 core; the kernel
-#   and conformance tests). The second `cargo test` rebuilds nothing. Then the kernels' aarch64
+#   and conformance test binaries of the first build, run directly). Nothing is built twice. Then the kernels' aarch64
 #   tests once more under QEMU_CPU=cortex-a76 (FP16 without BF16), where the f16 kernels run and
 #   bf16 must be refused.
 #   KERNELS_ISA is unset for both, so dispatch picks the widest tier (neon); a last step checks that
@@ -106,7 +106,42 @@ start=$SECONDS
 # The model crate's tests run the same f32 kernels, so they run once, under max; cortex-a53 would
 # add nothing to them but emulation time.
 run_tests max --workspace "$@"
-run_tests cortex-a53 -p mobile-cnn-kernels -p conformance "$@"
+
+# cortex-a53: the kernel and conformance test binaries built above, run directly under qemu (as
+# cargo's runner would, from their package's folder). Through `cargo test -p ...` instead, cargo
+# would resolve the features of two packages rather than the workspace's and rebuild the kernel crate
+# and its dependencies (9.5 of CI's minutes).
+cargo_args=() test_args=()
+for ((i = 1; i <= $#; i++)); do
+    if [[ ${!i} == -- ]]; then
+        test_args=("${@:i+1}")
+        break
+    fi
+    cargo_args+=("${!i}")
+done
+log "kernel and conformance test binaries under QEMU_CPU=cortex-a53"
+mapfile -t bins < <("$CARGO" test "${profile[@]}" --locked --target "$TARGET" --workspace \
+    "${cargo_args[@]}" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    if m["package_id"].split("#")[-1].split("@")[0] in ("mobile-cnn-kernels", "conformance"):
+        print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])
+')
+[[ ${#bins[@]} -ge 2 ]] || {
+    echo "error: found ${#bins[@]} kernel and conformance test binaries, expected the lib's and the conformance tests'" >&2
+    exit 1
+}
+for entry in "${bins[@]}"; do
+    dir=${entry%%$'\t'*} bin=${entry#*$'\t'}
+    printf '%s\n' "-- ${bin##*/}" >&2
+    (cd "$dir" && env -u KERNELS_ISA QEMU_CPU=cortex-a53 qemu-aarch64 "$bin" "${test_args[@]}")
+done
 
 # A core with FEAT_FP16 but not FEAT_BF16 (Armv8.2-A): the f16 kernels run, and bf16 must be
 # reported unavailable and refused (`half_precision_*` tests in kernels/src/aarch64). Only the lib
