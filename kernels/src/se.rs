@@ -99,7 +99,9 @@ fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// Outputs `j0..j0 + B` of `y = bias + x . wt` (`wt` is `[x.len()][n]`), summed in a local array
-/// the compiler keeps in vector registers.
+/// the compiler keeps in vector registers, into `y`, which holds columns `base..` (`base <= j0`).
+/// Each output is its bias, then one multiply-add per row in row order, whatever `B` and the window:
+/// a split into windows gives the same bits.
 #[inline(always)]
 fn gemv_cols<const B: usize, const FUSED: bool>(
     x: &[f32],
@@ -108,6 +110,7 @@ fn gemv_cols<const B: usize, const FUSED: bool>(
     j0: usize,
     bias: &[f32],
     y: &mut [f32],
+    base: usize,
 ) {
     let mut acc = [0.0f32; B];
     acc.copy_from_slice(&bias[j0..j0 + B]);
@@ -117,77 +120,103 @@ fn gemv_cols<const B: usize, const FUSED: bool>(
             *a = madd::<FUSED>(wv, xi, *a);
         }
     }
-    y[j0..j0 + B].copy_from_slice(&acc);
+    y[j0 - base..j0 - base + B].copy_from_slice(&acc);
 }
 
-/// `y = bias + x . wt`, `wt` `[x.len()][y.len()]`, in blocks of at most `MAX` outputs.
+/// Columns `base..base + y.len()` of `bias + x . wt` (`wt` `[x.len()][n]`, `bias` `[n]`) into `y`,
+/// in blocks of at most `MAX` outputs.
 #[inline(always)]
 fn gemv_body<const MAX: usize, const FUSED: bool>(
     x: &[f32],
     wt: &[f32],
+    n: usize,
     bias: &[f32],
     y: &mut [f32],
+    base: usize,
 ) {
-    let n = y.len();
-    let mut j0 = 0;
-    while n - j0 >= MAX {
-        gemv_cols::<MAX, FUSED>(x, wt, n, j0, bias, y);
+    let end = base + y.len();
+    let mut j0 = base;
+    while end - j0 >= MAX {
+        gemv_cols::<MAX, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += MAX;
     }
     // The rest in blocks of halving width (64, 32, 16, 8), then single columns.
-    if MAX > 64 && n - j0 >= 64 {
-        gemv_cols::<64, FUSED>(x, wt, n, j0, bias, y);
+    if MAX > 64 && end - j0 >= 64 {
+        gemv_cols::<64, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += 64;
     }
-    if n - j0 >= 32 {
-        gemv_cols::<32, FUSED>(x, wt, n, j0, bias, y);
+    if end - j0 >= 32 {
+        gemv_cols::<32, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += 32;
     }
-    if n - j0 >= 16 {
-        gemv_cols::<16, FUSED>(x, wt, n, j0, bias, y);
+    if end - j0 >= 16 {
+        gemv_cols::<16, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += 16;
     }
-    if n - j0 >= 8 {
-        gemv_cols::<8, FUSED>(x, wt, n, j0, bias, y);
+    if end - j0 >= 8 {
+        gemv_cols::<8, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += 8;
     }
-    while j0 < n {
-        gemv_cols::<1, FUSED>(x, wt, n, j0, bias, y);
+    while j0 < end {
+        gemv_cols::<1, FUSED>(x, wt, n, j0, bias, y, base);
         j0 += 1;
     }
 }
 
-/// `y = bias + x . wt` compiled for `isa` (`wt` is `[x.len()][y.len()]`; lengths checked by the
-/// caller, see [`SqueezeExcite::new`]).
-fn gemv(isa: Isa, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
-    debug_assert!(wt.len() == x.len() * y.len() && bias.len() == y.len());
+/// Bytes of weights from which [`gemv_split`] shares the columns among the threads: the gate's
+/// matrix-vector products stream their weights (MobileNetV3-L's 960x240 pair is 1.8 MB, about
+/// 0.14 ms on one Zen 3 core, where the weights come from beyond L2), so two cores pulling halves
+/// finish sooner; below 64 KiB (RepViT's 56x16 pairs) one parallel call would cost more than it
+/// saves.
+const GEMV_PARALLEL_BYTES: usize = 64 * 1024;
+
+/// `y = bias + x . wt` (`wt` `[x.len()][y.len()]`) with the threads of `kernels`: one contiguous
+/// window of columns (a multiple of 8) per thread when the weights are large enough. Results are the
+/// same bits for any split (see [`gemv_cols`]).
+fn gemv_split(kernels: &Kernels, isa: Isa, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+    let n = y.len();
+    let parts = if wt.len() * 4 >= GEMV_PARALLEL_BYTES {
+        kernels.threads()
+    } else {
+        1
+    };
+    let window = n.div_ceil(parts.max(1)).next_multiple_of(8).max(8);
+    kernels.for_each_chunk_mut(y, window, |_, i, win| {
+        gemv(isa, x, wt, n, bias, win, i * window)
+    });
+}
+
+/// Columns `base..base + y.len()` of `bias + x . wt` compiled for `isa` (`wt` is `[x.len()][n]`,
+/// `bias` `[n]`; lengths checked by the caller, see [`SqueezeExcite::new`]).
+fn gemv(isa: Isa, x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
+    debug_assert!(wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n);
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn avx2(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
-        gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, bias, y)
+    fn avx2(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
+        gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, n, bias, y, base)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
-        gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, bias, y)
+    fn avx512(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
+        gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, n, bias, y, base)
     }
     #[cfg(target_arch = "aarch64")]
     #[target_feature(enable = "neon")]
-    fn neon(x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
-        gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, bias, y)
+    fn neon(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
+        gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, n, bias, y, base)
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the tier was checked available just now (AVX2 implies FMA in `isa.rs`); the body
         // is safe code.
-        Isa::Avx2 if isa.is_available() => unsafe { avx2(x, wt, bias, y) },
+        Isa::Avx2 if isa.is_available() => unsafe { avx2(x, wt, n, bias, y, base) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; the AVX-512 tier implies AVX-512F, AVX2 and FMA.
-        Isa::Avx512 if isa.is_available() => unsafe { avx512(x, wt, bias, y) },
+        Isa::Avx512 if isa.is_available() => unsafe { avx512(x, wt, n, bias, y, base) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above, NEON was detected.
-        Isa::Neon if isa.is_available() => unsafe { neon(x, wt, bias, y) },
-        _ => gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, bias, y),
+        Isa::Neon if isa.is_available() => unsafe { neon(x, wt, n, bias, y, base) },
+        _ => gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, n, bias, y, base),
     }
 }
 
@@ -326,8 +355,9 @@ impl SqueezeExcite {
     }
 
     /// From per-image channel sums `[n, c]` over `pixels` pixels, writes the per-image channel scales
-    /// `[n, c]`. `scratch` is grown as needed and reused (no allocation in steady state). Runs on the
-    /// calling thread whatever `kernels`' thread count (it is a few microseconds of work).
+    /// `[n, c]`. `scratch` is grown as needed and reused (no allocation in steady state). The two
+    /// matrix-vector products share their columns among `kernels`' threads when their weights
+    /// exceed 64 KiB (`GEMV_PARALLEL_BYTES`); the bits do not depend on the thread count.
     pub fn scale_from_sums(
         &self,
         kernels: &Kernels,
@@ -383,9 +413,9 @@ impl SqueezeExcite {
             for (m, &v) in mean.iter_mut().zip(s) {
                 *m = v * inv;
             }
-            gemv(self.isa, mean, &self.w1t, &self.b1, hidden);
+            gemv_split(kernels, self.isa, mean, &self.w1t, &self.b1, hidden);
             activation_in_place(kernels, self.inner, hidden);
-            gemv(self.isa, hidden, &self.w2t, &self.b2, out);
+            gemv_split(kernels, self.isa, hidden, &self.w2t, &self.b2, out);
             match self.gate {
                 Gate::Sigmoid => sigmoid_isa(self.isa, out),
                 Gate::HardSigmoid => hard_sigmoid_isa(self.isa, out),

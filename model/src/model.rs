@@ -1402,8 +1402,9 @@ impl Network {
     /// AVX2, `repvit bench --layers-at 1,2`; results/amd-epyc-zen3-2026-11-30): every pointwise
     /// layer (30 us or more on one thread) gains 1.9-2.0x from a second thread, the stem
     /// convolutions 1.7-2.0x, the input transpose (0.1 ms) 1.6x, the channel scale of squeeze-excite
-    /// 1.2-1.6x (split above 2^14 elements in `scale_channels_in_place`); these split. The
-    /// squeeze-excite gate (a few us) and the global pool (3 us) run on the calling thread.
+    /// 1.2-1.6x (split above 2^14 elements in `scale_channels_in_place`); these split. So do the
+    /// squeeze-excite gate's matrix-vector products above 64 KiB of weights (`se.rs`; MobileNetV3-L
+    /// at two threads 4.0 -> 3.8 ms). The global pool (3 us) runs on the calling thread.
     ///
     /// Depthwise steps always run in row bands chosen from the shape ([`DwBands`], about
     /// [`DW_BAND_MACS`] each), so the squeeze-excite sums come out the same whatever runs them;

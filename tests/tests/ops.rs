@@ -460,6 +460,37 @@ fn squeeze_excite_edge_shapes_gates_and_inner_activations() {
     }
 }
 
+/// The gate's matrix-vector products share their columns among the threads above 64 KiB of
+/// weights (MobileNetV3-L's 960x240 pair, RepViT's 448x112): every thread count gives the same bits
+/// (and the reference is checked at each, with two images).
+#[test]
+fn squeeze_excite_gate_is_the_same_bits_at_any_thread_count() {
+    for k in tiers_under_test() {
+        for (c, r) in [(960, 240), (448, 112), (200, 129), (56, 16)] {
+            let case = SeCase::new(c, r, Activation::Relu, Gate::HardSigmoid, (c + r) as u64);
+            let sums = rand_vec(c as u64, 2 * c, 98.0);
+            let mut first: Option<Vec<u32>> = None;
+            for threads in [1, 2, 3, 5] {
+                let kt = k.clone().with_threads(threads).unwrap();
+                ok(check_se_gate(&kt, &case, 2, 49, r as u64, 0));
+                let se = case.build(&kt);
+                let mut scale = vec![0.0; 2 * c];
+                se.scale_from_sums(&kt, &sums, 49, &mut scale, &mut Vec::new())
+                    .unwrap();
+                let bits: Vec<u32> = scale.iter().map(|v| v.to_bits()).collect();
+                match &first {
+                    None => first = Some(bits),
+                    Some(f) => assert!(
+                        *f == bits,
+                        "{:?} c={c} r={r}: {threads} threads differ from 1",
+                        k.isa()
+                    ),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn squeeze_excite_bad_input_is_an_error() {
     for k in tiers_under_test() {
