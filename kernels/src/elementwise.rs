@@ -123,28 +123,16 @@ pub fn scale_channels_in_place(kernels: &Kernels, t: &mut Tensor, scale: &[f32])
     if scale.len() != s.n * s.c {
         return Err(Error::shape("channel scale [n, c]", s.n * s.c, scale.len()));
     }
-    let (c, hw) = (s.c.max(1), (s.h * s.w).max(1));
+    let c = s.c.max(1);
     let data = t.as_mut_slice();
-    let pixels = data.len() / c;
     let parts = if data.len() >= SCALE_PARALLEL_ELEMS {
         kernels.threads()
     } else {
         1
     };
-    let per_part = pixels.div_ceil(parts.max(1)).max(1);
     let isa = kernels.isa();
-    kernels.for_each_chunk_mut(data, per_part * c, |_, i, part| {
-        // Pixels p0.. of the whole batch; each image's run gets that image's scales.
-        let mut p = i * per_part;
-        let mut rest = part;
-        while !rest.is_empty() {
-            let img = p / hw;
-            let run = (hw - p % hw).min(rest.len() / c);
-            let (head, tail) = rest.split_at_mut(run * c);
-            scale_isa(isa, head, &scale[img * c..(img + 1) * c]);
-            rest = tail;
-            p += run;
-        }
+    kernels.for_each_pixel_run(data, c, s.h * s.w, parts, |img, _, run| {
+        scale_isa(isa, run, &scale[img * c..(img + 1) * c])
     });
     Ok(())
 }

@@ -248,6 +248,37 @@ impl Kernels {
         });
     }
 
+    /// Cuts an NHWC buffer (`c` values per pixel, `hw` pixels per image, whole pixels) into `parts`
+    /// contiguous shares of pixels, in parallel as [`Kernels::for_each_chunk_mut`] (one share per
+    /// thread gives each thread the rows its share of the neighbouring steps uses), and calls
+    /// `f(image, p0, run)` for each run of a share that lies in one image: `run` holds that image's
+    /// pixels `p0..p0 + run.len() / c`. For element-wise passes that need the image of a pixel (a
+    /// per-image scale, a layout change). A trailing partial pixel, if any, is not visited.
+    pub fn for_each_pixel_run<T: Send>(
+        &self,
+        data: &mut [T],
+        c: usize,
+        hw: usize,
+        parts: usize,
+        f: impl Fn(usize, usize, &mut [T]) + Sync,
+    ) {
+        let (c, hw) = (c.max(1), hw.max(1));
+        let pixels = data.len() / c;
+        let per_part = pixels.div_ceil(parts.max(1)).max(1);
+        self.for_each_chunk_mut(&mut data[..pixels * c], per_part * c, |_, i, part| {
+            let mut q = i * per_part;
+            let mut rest = part;
+            while !rest.is_empty() {
+                let (image, p0) = (q / hw, q % hw);
+                let run = (hw - p0).min(rest.len() / c);
+                let (head, tail) = rest.split_at_mut(run * c);
+                f(image, p0, head);
+                rest = tail;
+                q += run;
+            }
+        });
+    }
+
     /// The same tier on the calling thread alone (no pool): for work inside one parallel block.
     pub fn single_threaded(&self) -> Kernels {
         Kernels {
@@ -314,6 +345,21 @@ mod tests {
                     });
                     let want: Vec<usize> = (0..count).map(|j| j / chunk + 1).collect();
                     assert_eq!(data, want, "threads {threads} count {count} chunk {chunk}");
+                }
+
+                // Pixel runs: every value once, with its own image and pixel index, for shares
+                // that start and end inside images.
+                for (c, hw, parts) in [(1, 5, threads), (3, 7, threads), (2, 4, 3), (5, 1, 2)] {
+                    let mut data = vec![(usize::MAX, usize::MAX); count * c];
+                    k.for_each_pixel_run(&mut data, c, hw, parts, |img, p0, run| {
+                        assert!(!run.is_empty() && run.len() % c == 0 && p0 + run.len() / c <= hw);
+                        for (j, v) in run.iter_mut().enumerate() {
+                            assert_eq!(*v, (usize::MAX, usize::MAX), "visited twice");
+                            *v = (img, p0 + j / c);
+                        }
+                    });
+                    let want: Vec<_> = (0..count * c).map(|e| (e / c / hw, e / c % hw)).collect();
+                    assert_eq!(data, want, "threads {threads} count {count} c {c} hw {hw}");
                 }
             }
         }
