@@ -4,8 +4,9 @@
 # scripts/test-aarch64.sh, which installs it), then under qemu-user:
 #
 #   1. runs the benchmarks once (`cargo bench -- --test`: each routine runs once, nothing measured):
-#      every NEON kernel benchmark (f32, f16, bf16; not the scalar ones, whose code the x86 run and
-#      the aarch64 tests already cover, and which cost the most under emulation), and the model benchmarks of RepViT-M0.9 (end to end at 1 and all
+#      every NEON kernel benchmark (f32, f16, bf16; the two-thread pointwise ones in f32 only, the
+#      same code as at one thread; not the scalar ones, whose code the x86 run and the aarch64 tests
+#      already cover, and which cost the most under emulation), and the model benchmarks of RepViT-M0.9 (end to end at 1 and all
 #      threads, every layer); the other variants run the same code on other shapes and cost minutes
 #      each under emulation (BENCH_AARCH64_TEST_FILTER overrides, e.g. '.' for everything);
 #   2. measures a small subset for real, so that criterion writes its estimates as on a board:
@@ -49,7 +50,7 @@ unset QEMU_LD_PREFIX KERNELS_ISA BENCH_QUICK CRITERION_HOME
 # Every NEON feature qemu emulates (as a recent core would offer); the kernels dispatch to NEON.
 export QEMU_CPU=${QEMU_CPU:-max}
 criterion_dir=$CARGO_TARGET_DIR/criterion
-test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|(dwconv[357]x[357]_s[12]|pointwise_t[12]|stem_conv3x3_t[12]|se_gate_t1)/neon|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
+test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|(dwconv[357]x[357]_s[12]|pointwise_t1|stem_conv3x3_t[12]|se_gate_t1)/neon|pointwise_t2/neon/|layers_m0_9_t1/|model_e2e_t[0-9]+/[a-z0-9]+/m0_9$)'}
 filter=${BENCH_AARCH64_FILTER:-'^(peak_fma/|dwconv3x3_s1/neon/56x56x48$|pointwise_t1/neon/3136x48x96$|stem_conv3x3_t1/neon/112x112x24to48$|se_gate_t1/neon/56x56x56$|model_e2e_t1/neon/m0_9$|layers_m0_9_t1/)'}
 start=$SECONDS
 if [[ -n ${BUILD_PROFILE:-} ]]; then
