@@ -93,8 +93,10 @@ impl PointwiseGeom {
 /// Callers of a [`PointwiseFn`] must guarantee: the kernel's ISA is available; `packed` was packed
 /// for this kernel's ISA and panel width with `geom.k` and `geom.n`; `input` is valid for reads of
 /// `p * k` floats, `output` for writes of `p * n` floats, and `residual`, when not null, for reads of
-/// `p * n` floats (it may not alias `output`); `rows` and `panels` lie within the problem, and no
-/// other thread writes the same block of `output` at the same time.
+/// `p * n` floats; neither `input` nor `residual` may overlap `output` (a tile reads all of its rows'
+/// input after other tiles of the block have stored theirs; the safe [`PackedPointwise::run_slices`]
+/// takes them as a shared and an exclusive borrow, so they cannot); `rows` and `panels` lie within
+/// the problem, and no other thread writes the same block of `output` at the same time.
 pub type PointwiseFn = unsafe fn(
     geom: &PointwiseGeom,
     input: *const f32,

@@ -69,11 +69,6 @@ impl LayerKind {
             LayerKind::Linear => "linear",
         }
     }
-
-    /// The kind of a [`LayerKind::name`].
-    pub fn from_name(s: &str) -> Option<LayerKind> {
-        LayerKind::ALL.into_iter().find(|k| k.name() == s)
-    }
 }
 
 impl std::fmt::Display for LayerKind {
