@@ -319,9 +319,55 @@ fn bench_pool(c: &mut Criterion) {
     g.finish();
 }
 
+/// The memory-bound ops of `elementwise` (one thread, per ISA): the residual add, the SE channel
+/// scale, the per-channel sums and the global average pool, on NHWC maps of RepViT and
+/// MobileNetV3 (`HxWxC`). Throughput is in bytes read and written, so criterion's rate reads as
+/// memory bandwidth.
+fn bench_memory_bound(c: &mut Criterion) {
+    use mobile_cnn_kernels::elementwise::{
+        add_in_place, channel_sums, global_avg_pool, scale_channels_in_place,
+    };
+    let mut g = c.benchmark_group("memory_bound_t1");
+    for (hw, ch) in [(56, 56), (28, 40), (14, 224), (7, 960)] {
+        let shape = Shape::new(1, hw, hw, ch);
+        let len = shape.len();
+        let src: Vec<f32> = (0..len).map(|i| (i % 13) as f32 * 0.1).collect();
+        let scale: Vec<f32> = (0..ch)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for isa in isas_to_bench() {
+            let k = Kernels::with_isa(isa)
+                .and_then(|k| k.with_threads(1))
+                .expect("available ISA");
+            let mut t = Tensor::from_slice(shape, &src).expect("shape");
+            let mut out = vec![0.0; ch];
+            let id = |op: &str| {
+                BenchmarkId::new(format!("{op}/{}", isa.name()), format!("{hw}x{hw}x{ch}"))
+            };
+            g.throughput(Throughput::Bytes(3 * 4 * len as u64));
+            g.bench_function(id("add"), |b| {
+                b.iter(|| add_in_place(&k, t.as_mut_slice(), black_box(&src)).expect("same length"))
+            });
+            g.throughput(Throughput::Bytes(2 * 4 * len as u64));
+            g.bench_function(id("scale_channels"), |b| {
+                b.iter(|| scale_channels_in_place(&k, &mut t, black_box(&scale)).expect("[n, c]"))
+            });
+            g.throughput(Throughput::Bytes(4 * len as u64));
+            g.bench_function(id("channel_sums"), |b| {
+                b.iter(|| channel_sums(&k, black_box(&t), &mut out).expect("[n, c]"))
+            });
+            g.bench_function(id("global_avg_pool"), |b| {
+                b.iter(|| global_avg_pool(&k, black_box(&t), &mut out).expect("[n, c]"))
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = bench_peak, bench_dwconv, bench_pointwise, bench_stem, bench_se, bench_pool
+    targets = bench_peak, bench_dwconv, bench_pointwise, bench_stem, bench_se, bench_pool,
+        bench_memory_bound
 }
 criterion_main!(benches);

@@ -1,90 +1,148 @@
 //! Memory-bound element-wise and reduction ops: activation in place, add, per-channel scale (the
 //! excite of squeeze-excite applied to a tensor), per-channel sums and global average pooling.
 //!
-//! Each op is written once as a plain loop over channels and compiled once per ISA under that ISA's
-//! `#[target_feature]` (the `multiversion!` macro below), so each tier runs its own full-width vector
-//! code; these loops are bound by memory bandwidth, where hand-scheduling gains nothing. GELU and the
-//! other activations in place use the same vector activation routines as the fused epilogues.
+//! Each op is written once over [`pulp`]'s SIMD vectors ([`vectorize`] maps the kernels' tier to
+//! pulp's level: x86-64-v4, v3, NEON or scalar) and pulp compiles it once per level under that
+//! level's `#[target_feature]`. These loops are bound by memory bandwidth, where hand-scheduling per
+//! tier has nothing to win: on AVX2 (Zen 3) the pulp bodies run level with the per-tier loops they
+//! replaced (0.80-1.06x of their time, `results/amd-epyc-zen3-2026-11-30-portable/memory_bound_pulp_vs_per_tier.txt`). Every lane does the scalar operation in the
+//! same order (the channel sums add pixel after pixel), so every tier gives the same bits.
+//!
+//! The activation in place is the one op that keeps hand tiers (AVX2, AVX-512, NEON): it runs the
+//! vector activation routines of the fused epilogues (GELU's polynomial, hard-swish, ...), so an
+//! activation gives the same bits whether fused into a kernel's store or applied here. pulp has no
+//! such routines (no exp or erf), and writing them again over pulp would be a second copy of the
+//! same polynomials; the tiers without a hand version (scalar) run the scalar activation under
+//! [`vectorize`].
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 use crate::{Isa, Kernels};
+use pulp::{Simd, WithSimd};
 
-/// Defines `fn $name(isa: Isa, args..)` that runs `$body(args..)` compiled for `isa`.
-macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) => $body:ident) => {
-        $(#[$doc])*
-        fn $name(isa: Isa, $($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2($($a: $t),*) {
-                $body($($a),*)
+/// Runs `op` with the [`pulp`] SIMD level of `isa`: x86-64-v4 (512-bit) for the AVX-512 tier,
+/// x86-64-v3 (256-bit, AVX2 + FMA) for the AVX2 tier, NEON for the NEON tier, pulp's scalar lanes
+/// for the scalar tier. pulp compiles `op` once per level under that level's `#[target_feature]`,
+/// so one body serves every tier. A level pulp does not detect on this CPU (its x86-64-v3 also asks
+/// for BMI1/2, LZCNT, MOVBE and F16C; its v4 for AVX-512 BW/CD/DQ/VL) falls back to the next lower
+/// one, down to scalar: same results, fewer lanes.
+pub(crate) fn vectorize<Op: WithSimd>(isa: Isa, op: Op) -> Op::Output {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                return Simd::vectorize(simd, op);
             }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512($($a: $t),*) {
-                $body($($a),*)
-            }
-            #[cfg(target_arch = "aarch64")]
-            #[target_feature(enable = "neon")]
-            fn neon($($a: $t),*) {
-                $body($($a),*)
-            }
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: every `Isa` held by a `Kernels` was checked available, and AVX2 implies
-                // AVX2+FMA in `isa.rs`; the body is safe code.
-                Isa::Avx2 if isa.is_available() => unsafe { avx2($($a),*) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above; the AVX-512 tier implies AVX-512F, AVX2 and FMA.
-                Isa::Avx512 if isa.is_available() => unsafe { avx512($($a),*) },
-                #[cfg(target_arch = "aarch64")]
-                // SAFETY: as above, NEON was detected.
-                Isa::Neon if isa.is_available() => unsafe { neon($($a),*) },
-                _ => $body($($a),*),
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                return Simd::vectorize(simd, op);
             }
         }
-    };
-}
-pub(crate) use multiversion;
-
-#[inline(always)]
-fn add_body(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += *s;
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                return Simd::vectorize(simd, op);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            if let Some(simd) = pulp::aarch64::Neon::try_new() {
+                return Simd::vectorize(simd, op);
+            }
+        }
+        _ => {}
     }
+    Simd::vectorize(pulp::Scalar::new(), op)
 }
 
-#[inline(always)]
-fn scale_body(data: &mut [f32], scale: &[f32]) {
-    for px in data.chunks_exact_mut(scale.len()) {
-        for (d, s) in px.iter_mut().zip(scale) {
-            *d *= *s;
+/// `f` applied to every element of a slice, compiled under the SIMD level [`vectorize`] picks (the
+/// compiler vectorises the loop where `f` allows). For element-wise maps with no vector form of
+/// their own, such as the SE gates' sigmoid.
+pub(crate) struct MapInPlace<'a, F>(pub(crate) &'a mut [f32], pub(crate) F);
+
+impl<F: Fn(f32) -> f32> WithSimd for MapInPlace<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for v in self.0.iter_mut() {
+            *v = (self.1)(*v);
         }
     }
 }
 
-#[inline(always)]
-fn sums_body(data: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
-    for px in data.chunks_exact(out.len()) {
-        for (o, x) in out.iter_mut().zip(px) {
-            *o += *x;
+/// `dst += src` element-wise (equal lengths).
+struct Add<'a> {
+    dst: &'a mut [f32],
+    src: &'a [f32],
+}
+
+impl WithSimd for Add<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (dst, dst_tail) = S::as_mut_simd_f32s(self.dst);
+        let (src, src_tail) = S::as_simd_f32s(self.src);
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = simd.add_f32s(*d, *s);
+        }
+        for (d, s) in dst_tail.iter_mut().zip(src_tail) {
+            *d += *s;
         }
     }
 }
 
-#[inline(always)]
-fn act_body(data: &mut [f32], act: Activation) {
-    for v in data.iter_mut() {
-        *v = act.apply(*v);
+/// Each pixel of `data` (runs of `scale.len()` channels) multiplied by `scale`, lane by lane.
+struct Scale<'a> {
+    data: &'a mut [f32],
+    scale: &'a [f32],
+}
+
+impl WithSimd for Scale<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (scale, scale_tail) = S::as_simd_f32s(self.scale);
+        let tail = (!scale_tail.is_empty()).then(|| simd.partial_load_f32s(scale_tail));
+        for px in self.data.chunks_exact_mut(self.scale.len()) {
+            let (px, px_tail) = S::as_mut_simd_f32s(px);
+            for (d, s) in px.iter_mut().zip(scale) {
+                *d = simd.mul_f32s(*d, *s);
+            }
+            if let Some(t) = tail {
+                let v = simd.mul_f32s(simd.partial_load_f32s(px_tail), t);
+                simd.partial_store_f32s(px_tail, v);
+            }
+        }
     }
 }
 
-multiversion!(fn add_isa(dst: &mut [f32], src: &[f32]) => add_body);
-multiversion!(fn scale_isa(data: &mut [f32], scale: &[f32]) => scale_body);
-multiversion!(fn sums_isa(data: &[f32], out: &mut [f32]) => sums_body);
+/// `out[c]` = the sum over the pixels of `data` (runs of `out.len()` channels) of channel `c`,
+/// added in pixel order.
+struct Sums<'a> {
+    data: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for Sums<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let c = self.out.len();
+        self.out.fill(0.0);
+        let (out, out_tail) = S::as_mut_simd_f32s(self.out);
+        let mut tail = simd.partial_load_f32s(out_tail);
+        for px in self.data.chunks_exact(c) {
+            let (px, px_tail) = S::as_simd_f32s(px);
+            for (o, x) in out.iter_mut().zip(px) {
+                *o = simd.add_f32s(*o, *x);
+            }
+            if !px_tail.is_empty() {
+                tail = simd.add_f32s(tail, simd.partial_load_f32s(px_tail));
+            }
+        }
+        simd.partial_store_f32s(out_tail, tail);
+    }
+}
 
 /// Applies `act` to every element in place (for where it is not fused into a kernel's store).
 pub fn activation_in_place(kernels: &Kernels, act: Activation, data: &mut [f32]) {
@@ -99,7 +157,7 @@ pub fn activation_in_place(kernels: &Kernels, act: Activation, data: &mut [f32])
         crate::aarch64::neon::act::act_in_place(act, data);
         return;
     }
-    act_body(data, act);
+    vectorize(isa, MapInPlace(data, |v| act.apply(v)));
 }
 
 /// `dst += src`, element-wise. Errors when the lengths differ.
@@ -107,7 +165,7 @@ pub fn add_in_place(kernels: &Kernels, dst: &mut [f32], src: &[f32]) -> Result<(
     if dst.len() != src.len() {
         return Err(Error::shape("add operand", dst.len(), src.len()));
     }
-    add_isa(kernels.isa(), dst, src);
+    vectorize(kernels.isa(), Add { dst, src });
     Ok(())
 }
 
@@ -132,7 +190,13 @@ pub fn scale_channels_in_place(kernels: &Kernels, t: &mut Tensor, scale: &[f32])
     };
     let isa = kernels.isa();
     kernels.for_each_pixel_run(data, c, s.h * s.w, parts, |img, _, run| {
-        scale_isa(isa, run, &scale[img * c..(img + 1) * c])
+        vectorize(
+            isa,
+            Scale {
+                data: run,
+                scale: &scale[img * c..(img + 1) * c],
+            },
+        )
     });
     Ok(())
 }
@@ -149,7 +213,7 @@ pub fn channel_sums(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()
         .chunks_exact(per_image.max(1))
         .zip(out.chunks_exact_mut(s.c.max(1)))
     {
-        sums_isa(kernels.isa(), img, o);
+        vectorize(kernels.isa(), Sums { data: img, out: o });
     }
     Ok(())
 }

@@ -13,7 +13,9 @@
 //! microseconds at 7x7x448, well under 1 % of the block's two pointwise convolutions.
 
 use crate::activation::{Activation, exp, relu6};
-use crate::elementwise::{activation_in_place, channel_sums, scale_channels_in_place};
+use crate::elementwise::{
+    MapInPlace, activation_in_place, channel_sums, scale_channels_in_place, vectorize,
+};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::{Isa, Kernels};
@@ -220,23 +222,6 @@ fn gemv(isa: Isa, x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], 
     }
 }
 
-#[inline(always)]
-fn sigmoid_body(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        *x = Gate::Sigmoid.apply(*x);
-    }
-}
-
-#[inline(always)]
-fn hard_sigmoid_body(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        *x = Gate::HardSigmoid.apply(*x);
-    }
-}
-
-crate::elementwise::multiversion!(fn sigmoid_isa(v: &mut [f32]) => sigmoid_body);
-crate::elementwise::multiversion!(fn hard_sigmoid_isa(v: &mut [f32]) => hard_sigmoid_body);
-
 /// A squeeze-excite module ready to run.
 ///
 /// ```
@@ -417,8 +402,10 @@ impl SqueezeExcite {
             activation_in_place(kernels, self.inner, hidden);
             gemv_split(kernels, self.isa, hidden, &self.w2t, &self.b2, out);
             match self.gate {
-                Gate::Sigmoid => sigmoid_isa(self.isa, out),
-                Gate::HardSigmoid => hard_sigmoid_isa(self.isa, out),
+                Gate::Sigmoid => vectorize(self.isa, MapInPlace(out, |v| Gate::Sigmoid.apply(v))),
+                Gate::HardSigmoid => {
+                    vectorize(self.isa, MapInPlace(out, |v| Gate::HardSigmoid.apply(v)))
+                }
             }
         }
         Ok(())

@@ -25,7 +25,7 @@ use mobile_cnn_kernels::elementwise::{
 use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::reference::{self, SeWeights};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
-use mobile_cnn_kernels::{Activation, Kernels, Shape, Tensor};
+use mobile_cnn_kernels::{Activation, Isa, Kernels, Shape, Tensor};
 use proptest::prelude::*;
 
 /// Lengths around every vector width, so both full vectors and tails run.
@@ -434,6 +434,29 @@ fn add_scale_and_reductions_edge_shapes() {
                     (threads * c) as u64,
                 ));
             }
+        }
+    }
+}
+
+/// The memory-bound ops are written once over pulp's vectors and add in the scalar order, so every
+/// tier gives the scalar tier's bits, whatever the channel count's remainder against the lanes
+/// (8 on AVX2, 16 on AVX-512, 4 on NEON).
+#[test]
+fn reductions_give_the_scalar_bits_on_every_tier() {
+    let scalar = Kernels::with_isa(Isa::Scalar).unwrap();
+    for k in tiers_under_test() {
+        for c in [1, 3, 4, 5, 8, 9, 15, 16, 17, 24, 40, 56, 72] {
+            let s = Shape::new(2, 3, 5, c);
+            let t = Tensor::from_slice(s, &rand_vec(c as u64, s.len(), 3.0)).unwrap();
+            let run = |k: &Kernels| {
+                let mut sums = vec![0.0; 2 * c];
+                let mut means = vec![0.0; 2 * c];
+                channel_sums(k, &t, &mut sums).unwrap();
+                global_avg_pool(k, &t, &mut means).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&sums), bits(&means))
+            };
+            assert_eq!(run(&k), run(&scalar), "{:?}, {c} channels", k.isa());
         }
     }
 }
