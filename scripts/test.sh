@@ -15,7 +15,7 @@ cargo test "${profile[@]}" --workspace --quiet
 selected() { cargo run "${profile[@]}" --quiet -p mobile-cnn-kernels --example isa | sed -n 's/^selected: //p'; }
 default=$(selected)
 echo "== default tier: $default"
-for isa in scalar avx2 avx512 neon; do
+for isa in scalar portable avx2 avx512 neon; do
   # Ask the kernel crate whether this CPU has the tier (the same detection the library uses).
   if ! cargo run "${profile[@]}" --quiet -p mobile-cnn-kernels --example isa -- "$isa" >/dev/null 2>&1; then
     echo "== KERNELS_ISA=$isa: not available on this CPU, skipped"

@@ -239,6 +239,92 @@ pub(crate) fn gelu(x: f32) -> f32 {
     (0.5 * u).mul_add(p, 0.5 * x)
 }
 
+// Compile-time activation codes, shared by every SIMD tier: kernels are generic over `const ACT: u8`
+// so that each activation compiles its own loop nest.
+
+/// Compile-time code of [`Activation::Identity`].
+pub(crate) const ACT_IDENTITY: u8 = 0;
+/// Compile-time code of [`Activation::Relu`].
+pub(crate) const ACT_RELU: u8 = 1;
+/// Compile-time code of [`Activation::Relu6`].
+pub(crate) const ACT_RELU6: u8 = 2;
+/// Compile-time code of [`Activation::HardSwish`].
+pub(crate) const ACT_HARDSWISH: u8 = 3;
+/// Compile-time code of [`Activation::Gelu`].
+pub(crate) const ACT_GELU: u8 = 4;
+/// Compile-time code of [`Activation::Silu`].
+pub(crate) const ACT_SILU: u8 = 5;
+/// Compile-time code of [`Activation::Sigmoid`].
+pub(crate) const ACT_SIGMOID: u8 = 6;
+
+/// The `ACT_*` code of an activation.
+#[allow(dead_code)] // the tiers' activation tests check the codes with it
+pub(crate) const fn act_code(act: Activation) -> u8 {
+    match act {
+        Activation::Identity => ACT_IDENTITY,
+        Activation::Relu => ACT_RELU,
+        Activation::Relu6 => ACT_RELU6,
+        Activation::HardSwish => ACT_HARDSWISH,
+        Activation::Gelu => ACT_GELU,
+        Activation::Silu => ACT_SILU,
+        Activation::Sigmoid => ACT_SIGMOID,
+    }
+}
+
+/// The activation of an `ACT_*` code (the inverse of [`act_code`]).
+#[allow(dead_code)] // used by the tiers built for some targets only
+pub(crate) const fn act_of_code(code: u8) -> Activation {
+    match code {
+        ACT_IDENTITY => Activation::Identity,
+        ACT_RELU => Activation::Relu,
+        ACT_RELU6 => Activation::Relu6,
+        ACT_HARDSWISH => Activation::HardSwish,
+        ACT_GELU => Activation::Gelu,
+        ACT_SILU => Activation::Silu,
+        ACT_SIGMOID => Activation::Sigmoid,
+        _ => panic!("unknown activation code"),
+    }
+}
+
+/// `with_act!(act, f::<..., ACT>(args))`-style dispatch: `with_act!(act, |A| expr)` evaluates `expr`
+/// with `A` bound to the `ACT_*` code of the runtime activation `act` as a `const`, so `expr` can name
+/// `f::<A>` and each activation compiles its own loop nest.
+macro_rules! with_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            $crate::activation::Activation::Identity => {
+                const $a: u8 = $crate::activation::ACT_IDENTITY;
+                $body
+            }
+            $crate::activation::Activation::Relu => {
+                const $a: u8 = $crate::activation::ACT_RELU;
+                $body
+            }
+            $crate::activation::Activation::Relu6 => {
+                const $a: u8 = $crate::activation::ACT_RELU6;
+                $body
+            }
+            $crate::activation::Activation::HardSwish => {
+                const $a: u8 = $crate::activation::ACT_HARDSWISH;
+                $body
+            }
+            $crate::activation::Activation::Gelu => {
+                const $a: u8 = $crate::activation::ACT_GELU;
+                $body
+            }
+            $crate::activation::Activation::Silu => {
+                const $a: u8 = $crate::activation::ACT_SILU;
+                $body
+            }
+            $crate::activation::Activation::Sigmoid => {
+                const $a: u8 = $crate::activation::ACT_SIGMOID;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_act;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,10 @@ pub const PRECISION_ENV: &str = "KERNELS_PRECISION";
 pub enum Isa {
     /// Portable Rust, no intrinsics. Always available.
     Scalar,
+    /// Portable SIMD over `wide`'s `f32x4`: the target's baseline SIMD (SSE2 on x86-64, NEON on
+    /// aarch64, simd128 on wasm32 with `+simd128`), scalar lanes elsewhere. Always available; the
+    /// default where no hand tier is (see `crate::portable`).
+    Portable,
     /// x86-64 AVX2 with FMA3 (the x86-64-v3 level), 8 f32 lanes.
     Avx2,
     /// x86-64 AVX-512F (with AVX2 and FMA), 16 f32 lanes.
@@ -34,12 +38,19 @@ pub enum Isa {
 
 impl Isa {
     /// Every tier, from the most portable to the widest.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Neon,
+    ];
 
     /// Lower-case name, as accepted by `KERNELS_ISA`.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
@@ -57,6 +68,7 @@ impl Isa {
     pub const fn lanes(self) -> usize {
         match self {
             Isa::Scalar => 1,
+            Isa::Portable => 4,
             Isa::Avx2 => 8,
             Isa::Avx512 => 16,
             Isa::Neon => 4,
@@ -305,11 +317,12 @@ fn detected_precisions() -> PrecisionFeatures {
     })
 }
 
-fn detected() -> &'static [bool; 4] {
-    static DETECTED: OnceLock<[bool; 4]> = OnceLock::new();
+fn detected() -> &'static [bool; 5] {
+    static DETECTED: OnceLock<[bool; 5]> = OnceLock::new();
     DETECTED.get_or_init(|| {
-        let mut d = [false; 4];
+        let mut d = [false; 5];
         d[Isa::Scalar as usize] = true;
+        d[Isa::Portable as usize] = true;
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 = std::arch::is_x86_feature_detected!("avx2")

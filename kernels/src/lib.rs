@@ -41,6 +41,7 @@ pub mod tensor;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod portable;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::dwconv::{DwConvFn, DwConvGeom};
 use crate::error::{Error, Result};
 use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
-use crate::{Isa, Precision, scalar};
+use crate::{Isa, Precision, portable, scalar};
 
 /// The operations the crate implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -273,6 +273,33 @@ static REGISTRY: &[KernelInfo] = &[
                 kpack: 2,
                 dtype: Precision::Bf16,
             },
+        ),
+    },
+    KernelInfo {
+        op: Op::DwConv { k: 3 },
+        isa: Isa::Portable,
+        name: "dwconv3x3_c4_portable",
+        func: KernelFn::DwConv(portable::dwconv::dwconv3x3_c4_portable),
+    },
+    KernelInfo {
+        op: Op::DwConv { k: 5 },
+        isa: Isa::Portable,
+        name: "dwconv5x5_c4_portable",
+        func: KernelFn::DwConv(portable::dwconv::dwconv5x5_c4_portable),
+    },
+    KernelInfo {
+        op: Op::DwConv { k: 7 },
+        isa: Isa::Portable,
+        name: "dwconv7x7_c4_portable",
+        func: KernelFn::DwConv(portable::dwconv::dwconv7x7_c4_portable),
+    },
+    KernelInfo {
+        op: Op::Pointwise,
+        isa: Isa::Portable,
+        name: "pointwise_4x8_portable",
+        func: KernelFn::Pointwise(
+            portable::pointwise::pointwise_4x8_portable,
+            portable::pointwise::NR,
         ),
     },
     // x86_64 pointwise entries

@@ -12,8 +12,6 @@
 //!   valid rows and tail): a single function per activation holding the whole loop nest took
 //!   minutes to compile (LLVM's GVN), and its register allocation was worse.
 
-use crate::activation::Activation;
-
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod dwconv;
@@ -22,73 +20,12 @@ pub(crate) use elementwise::act_in_place;
 pub(crate) mod pointwise;
 pub(crate) mod pointwise_bf16;
 
-/// Compile-time code of [`Activation::Identity`].
-pub(crate) const ACT_IDENTITY: u8 = 0;
-/// Compile-time code of [`Activation::Relu`].
-pub(crate) const ACT_RELU: u8 = 1;
-/// Compile-time code of [`Activation::Relu6`].
-pub(crate) const ACT_RELU6: u8 = 2;
-/// Compile-time code of [`Activation::HardSwish`].
-pub(crate) const ACT_HARDSWISH: u8 = 3;
-/// Compile-time code of [`Activation::Gelu`].
-pub(crate) const ACT_GELU: u8 = 4;
-/// Compile-time code of [`Activation::Silu`].
-pub(crate) const ACT_SILU: u8 = 5;
-/// Compile-time code of [`Activation::Sigmoid`].
-pub(crate) const ACT_SIGMOID: u8 = 6;
-
-/// The `ACT_*` code of an activation.
-#[allow(dead_code)] // part of the shared pattern; the kernels dispatch with `with_act!`
-pub(crate) const fn act_code(act: Activation) -> u8 {
-    match act {
-        Activation::Identity => ACT_IDENTITY,
-        Activation::Relu => ACT_RELU,
-        Activation::Relu6 => ACT_RELU6,
-        Activation::HardSwish => ACT_HARDSWISH,
-        Activation::Gelu => ACT_GELU,
-        Activation::Silu => ACT_SILU,
-        Activation::Sigmoid => ACT_SIGMOID,
-    }
-}
-
-/// `with_act!(act, f::<..., ACT>(args))`-style dispatch: `with_act!(act, |A| expr)` evaluates `expr`
-/// with `A` bound to the `ACT_*` code of the runtime activation `act` as a `const`, so `expr` can name
-/// `f::<A>` and each activation compiles its own loop nest.
-macro_rules! with_act {
-    ($act:expr, |$a:ident| $body:expr) => {
-        match $act {
-            $crate::activation::Activation::Identity => {
-                const $a: u8 = $crate::x86_64::ACT_IDENTITY;
-                $body
-            }
-            $crate::activation::Activation::Relu => {
-                const $a: u8 = $crate::x86_64::ACT_RELU;
-                $body
-            }
-            $crate::activation::Activation::Relu6 => {
-                const $a: u8 = $crate::x86_64::ACT_RELU6;
-                $body
-            }
-            $crate::activation::Activation::HardSwish => {
-                const $a: u8 = $crate::x86_64::ACT_HARDSWISH;
-                $body
-            }
-            $crate::activation::Activation::Gelu => {
-                const $a: u8 = $crate::x86_64::ACT_GELU;
-                $body
-            }
-            $crate::activation::Activation::Silu => {
-                const $a: u8 = $crate::x86_64::ACT_SILU;
-                $body
-            }
-            $crate::activation::Activation::Sigmoid => {
-                const $a: u8 = $crate::x86_64::ACT_SIGMOID;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use with_act;
+// The activation codes and `with_act!` are shared by every tier (`crate::activation`).
+#[allow(unused_imports)] // each tier uses its own subset of the codes
+pub(crate) use crate::activation::{
+    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, act_code,
+    with_act,
+};
 
 /// One SIMD register of f32 lanes and the operations the generic loop nests need.
 ///

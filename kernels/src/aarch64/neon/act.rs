@@ -16,73 +16,12 @@ use crate::activation::{
     LOG2_E, SIGMOID_CUTOFF,
 };
 
-/// Compile-time code of [`Activation::Identity`].
-pub(crate) const ACT_IDENTITY: u8 = 0;
-/// Compile-time code of [`Activation::Relu`].
-pub(crate) const ACT_RELU: u8 = 1;
-/// Compile-time code of [`Activation::Relu6`].
-pub(crate) const ACT_RELU6: u8 = 2;
-/// Compile-time code of [`Activation::HardSwish`].
-pub(crate) const ACT_HARDSWISH: u8 = 3;
-/// Compile-time code of [`Activation::Gelu`].
-pub(crate) const ACT_GELU: u8 = 4;
-/// Compile-time code of [`Activation::Silu`].
-pub(crate) const ACT_SILU: u8 = 5;
-/// Compile-time code of [`Activation::Sigmoid`].
-pub(crate) const ACT_SIGMOID: u8 = 6;
-
-/// The activation of an `ACT_*` code (the inverse of the mapping [`with_act!`] performs).
-pub(crate) const fn act_of_code(code: u8) -> Activation {
-    match code {
-        ACT_IDENTITY => Activation::Identity,
-        ACT_RELU => Activation::Relu,
-        ACT_RELU6 => Activation::Relu6,
-        ACT_HARDSWISH => Activation::HardSwish,
-        ACT_GELU => Activation::Gelu,
-        ACT_SILU => Activation::Silu,
-        ACT_SIGMOID => Activation::Sigmoid,
-        _ => panic!("unknown activation code"),
-    }
-}
-
-/// `with_act!(act, |A| expr)` evaluates `expr` with `A` bound, as a `const u8`, to the `ACT_*` code
-/// of the runtime activation `act`, so `expr` can name `f::<A>` and each activation compiles its own
-/// loop nest. This is the one `match` on the activation a kernel performs.
-macro_rules! with_act {
-    ($act:expr, |$a:ident| $body:expr) => {
-        match $act {
-            $crate::activation::Activation::Identity => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_IDENTITY;
-                $body
-            }
-            $crate::activation::Activation::Relu => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_RELU;
-                $body
-            }
-            $crate::activation::Activation::Relu6 => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_RELU6;
-                $body
-            }
-            $crate::activation::Activation::HardSwish => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_HARDSWISH;
-                $body
-            }
-            $crate::activation::Activation::Gelu => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_GELU;
-                $body
-            }
-            $crate::activation::Activation::Silu => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_SILU;
-                $body
-            }
-            $crate::activation::Activation::Sigmoid => {
-                const $a: u8 = $crate::aarch64::neon::act::ACT_SIGMOID;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use with_act;
+// The activation codes and `with_act!` are shared by every tier (`crate::activation`).
+#[allow(unused_imports)] // each tier uses its own subset of the codes
+pub(crate) use crate::activation::{
+    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, act_of_code,
+    with_act,
+};
 
 /// `x`.
 ///
