@@ -26,7 +26,6 @@ pub mod activation;
 pub mod conv;
 pub mod convert;
 pub mod dwconv;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod dwconv_kxk;
 pub mod elementwise;
 pub mod error;
