@@ -5,15 +5,15 @@
 //! pulp's level: x86-64-v4, v3, NEON or scalar) and pulp compiles it once per level under that
 //! level's `#[target_feature]`. These loops are bound by memory bandwidth, where hand-scheduling per
 //! tier has nothing to win: on AVX2 (Zen 3) the pulp bodies run level with the per-tier loops they
-//! replaced (0.80-1.06x of their time, `results/amd-epyc-zen3-2026-11-30-portable/memory_bound_pulp_vs_per_tier.txt`). Every lane does the scalar operation in the
-//! same order (the channel sums add pixel after pixel), so every tier gives the same bits.
+//! replaced (0.80-1.06x of their time, `results/amd-epyc-zen3-2026-11-30-portable/`). Every lane
+//! does the scalar operation in the same order (the channel sums add pixel after pixel), so every
+//! tier gives the same bits.
 //!
-//! The activation in place is the one op that keeps hand tiers (AVX2, AVX-512, NEON): it runs the
-//! vector activation routines of the fused epilogues (GELU's polynomial, hard-swish, ...), so an
-//! activation gives the same bits whether fused into a kernel's store or applied here. pulp has no
-//! such routines (no exp or erf), and writing them again over pulp would be a second copy of the
-//! same polynomials; the tiers without a hand version (scalar) run the scalar activation under
-//! [`vectorize`].
+//! The activation in place is the one op here that keeps hand tiers (AVX2, AVX-512, NEON; registry
+//! entries [`crate::registry::Op::Activation`]): it runs the vector activation routines of the fused
+//! epilogues (GELU's polynomial, hard-swish, ...), so an activation gives the same bits whether fused
+//! into a kernel's store or applied here. pulp has no such routines (no exp or erf), and writing them
+//! again over pulp would be a second copy of the same polynomials.
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -144,20 +144,31 @@ impl WithSimd for Sums<'_> {
     }
 }
 
-/// Applies `act` to every element in place (for where it is not fused into a kernel's store).
+/// An in-place activation kernel ([`crate::registry::Op::Activation`]): `data[i] = act(data[i])`
+/// with the vector activations of the kernel's tier, which equal the scalar forms bit for bit
+/// (the portable tier's GELU within rounding where its `mul_add` does not fuse, see
+/// `crate::portable`).
+///
+/// # Safety
+/// The kernel's tier must be available.
+pub type ActivationFn = unsafe fn(act: Activation, data: &mut [f32]);
+
+/// [`ActivationFn`] of the scalar tier: the scalar forms, under pulp's scalar level.
+///
+/// # Safety
+/// None (`unsafe` only to share the kernels' function-pointer type).
+pub(crate) unsafe fn activation_scalar(act: Activation, data: &mut [f32]) {
+    vectorize(Isa::Scalar, MapInPlace(data, |v| act.apply(v)));
+}
+
+/// Applies `act` to every element in place (for where it is not fused into a kernel's store), with
+/// the registry's activation kernel for the tier of `kernels`.
 pub fn activation_in_place(kernels: &Kernels, act: Activation, data: &mut [f32]) {
-    let isa = kernels.isa();
-    #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 | Isa::Avx512) {
-        crate::x86_64::act_in_place(isa, act, data);
-        return;
-    }
-    #[cfg(target_arch = "aarch64")]
-    if isa == Isa::Neon {
-        crate::aarch64::neon::act::act_in_place(act, data);
-        return;
-    }
-    vectorize(isa, MapInPlace(data, |v| act.apply(v)));
+    let f = crate::registry::find(crate::registry::Op::Activation, kernels.isa())
+        .and_then(|k| k.activation_fn())
+        .expect("every tier registers an activation kernel (registry test)");
+    // SAFETY: the tier of a `Kernels` was checked available when it was built.
+    unsafe { f(act, data) }
 }
 
 /// `dst += src`, element-wise. Errors when the lengths differ.

@@ -7,14 +7,24 @@
 //! `u16` bit patterns, see [`crate::pointwise::PointwiseHalfFn`]), so an entry cannot claim a
 //! precision its code does not have.
 //!
+//! Every op with code of its own per tier is here: depthwise k x k, pointwise (f32 and half
+//! precision), the squeeze-excite gate's matrix-vector product ([`Op::Gemv`]) and the activation in
+//! place ([`Op::Activation`]). Two kinds of op have no per-tier code and so no entries: the dense 3x3
+//! (the stem, [`crate::Conv3x3`]) is im2col plus this registry's pointwise kernel of its tier, and
+//! the memory-bound ops (add, channel scale, channel sums, pooling, the gates' sigmoid) are one body
+//! over `pulp`, run at the vector level of the tier (`elementwise::vectorize`). A new tier needs
+//! entries here for the ops above, its folder of kernels, and its `pulp` level in `vectorize`.
+//!
 //! Choosing among kernels: for each key dispatch takes the first entry. Measured speeds of the
 //! chosen kernels are in `results/` (see the README for the latest record).
 
 use std::ops::Range;
 
 use crate::dwconv::{DwConvFn, DwConvGeom};
+use crate::elementwise::ActivationFn;
 use crate::error::{Error, Result};
 use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
+use crate::se::{self, GemvFn};
 use crate::{Isa, Precision, portable, scalar};
 
 /// The operations the crate implements.
@@ -28,6 +38,12 @@ pub enum Op {
     },
     /// Pointwise (1x1) convolution as a packed GEMM with fused epilogue ([`crate::PackedPointwise`]).
     Pointwise,
+    /// Matrix-vector product with bias, the two fully connected layers of the squeeze-excite gate
+    /// ([`crate::se::GemvFn`]).
+    Gemv,
+    /// An activation applied in place where it is not fused into a kernel's store
+    /// ([`crate::elementwise::activation_in_place`]).
+    Activation,
 }
 
 impl Op {
@@ -39,6 +55,8 @@ impl Op {
             Op::DwConv { k: 7 } => "dwconv7x7",
             Op::DwConv { .. } => "dwconv",
             Op::Pointwise => "pointwise",
+            Op::Gemv => "gemv",
+            Op::Activation => "activation",
         }
     }
 }
@@ -76,6 +94,8 @@ enum KernelFn {
     Pointwise(PointwiseFn, usize),
     /// A half-precision pointwise block function and its packed layout.
     PointwiseHalf(PointwiseHalfFn, HalfTile),
+    Gemv(GemvFn),
+    Activation(ActivationFn),
 }
 
 /// One registered kernel.
@@ -104,7 +124,10 @@ impl KernelInfo {
     /// The precision of the kernel's weights and multiplies (given by its function type).
     pub fn dtype(&self) -> Precision {
         match self.func {
-            KernelFn::DwConv(_) | KernelFn::Pointwise(..) => Precision::F32,
+            KernelFn::DwConv(_)
+            | KernelFn::Pointwise(..)
+            | KernelFn::Gemv(_)
+            | KernelFn::Activation(_) => Precision::F32,
             KernelFn::PointwiseHalf(_, t) => t.dtype,
         }
     }
@@ -130,6 +153,28 @@ impl KernelInfo {
             _ => Err(Error::param(
                 "kernel",
                 format!("{} is not a depthwise kernel", self.name),
+            )),
+        }
+    }
+
+    /// The matrix-vector function, or an error if this entry is another op.
+    pub(crate) fn gemv_fn(&self) -> Result<GemvFn> {
+        match self.func {
+            KernelFn::Gemv(f) => Ok(f),
+            _ => Err(Error::param(
+                "kernel",
+                format!("{} is not a matrix-vector kernel", self.name),
+            )),
+        }
+    }
+
+    /// The in-place activation function, or an error if this entry is another op.
+    pub(crate) fn activation_fn(&self) -> Result<ActivationFn> {
+        match self.func {
+            KernelFn::Activation(f) => Ok(f),
+            _ => Err(Error::param(
+                "kernel",
+                format!("{} is not an activation kernel", self.name),
             )),
         }
     }
@@ -434,6 +479,74 @@ static REGISTRY: &[KernelInfo] = &[
         name: "dwconv7x7_c8_neon",
         func: KernelFn::DwConv(crate::aarch64::neon::dwconv::dwconv7x7_c8_neon),
     },
+    // Matrix-vector products of the squeeze-excite gate (one body, `se::gemv_body`, per tier).
+    KernelInfo {
+        op: Op::Gemv,
+        isa: Isa::Scalar,
+        name: "gemv_c64_scalar",
+        func: KernelFn::Gemv(se::gemv_c64_scalar),
+    },
+    KernelInfo {
+        op: Op::Gemv,
+        isa: Isa::Portable,
+        name: "gemv_c64_portable",
+        func: KernelFn::Gemv(se::gemv_c64_portable),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Gemv,
+        isa: Isa::Avx2,
+        name: "gemv_c64_avx2",
+        func: KernelFn::Gemv(se::gemv_c64_avx2),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Gemv,
+        isa: Isa::Avx512,
+        name: "gemv_c128_avx512",
+        func: KernelFn::Gemv(se::gemv_c128_avx512),
+    },
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Gemv,
+        isa: Isa::Neon,
+        name: "gemv_c64_neon",
+        func: KernelFn::Gemv(se::gemv_c64_neon),
+    },
+    // Activations in place (the vector activations of each tier's fused epilogues).
+    KernelInfo {
+        op: Op::Activation,
+        isa: Isa::Scalar,
+        name: "activation_scalar",
+        func: KernelFn::Activation(crate::elementwise::activation_scalar),
+    },
+    KernelInfo {
+        op: Op::Activation,
+        isa: Isa::Portable,
+        name: "activation_c4_portable",
+        func: KernelFn::Activation(portable::activation_c4_portable),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Activation,
+        isa: Isa::Avx2,
+        name: "activation_c8_avx2",
+        func: KernelFn::Activation(crate::x86_64::activation_c8_avx2),
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelInfo {
+        op: Op::Activation,
+        isa: Isa::Avx512,
+        name: "activation_c16_avx512",
+        func: KernelFn::Activation(crate::x86_64::activation_c16_avx512),
+    },
+    #[cfg(target_arch = "aarch64")]
+    KernelInfo {
+        op: Op::Activation,
+        isa: Isa::Neon,
+        name: "activation_c4_neon",
+        func: KernelFn::Activation(crate::aarch64::neon::act::activation_c4_neon),
+    },
 ];
 
 /// Every registered kernel, including those this CPU cannot run.
@@ -533,6 +646,8 @@ mod tests {
                 Op::DwConv { k: 5 },
                 Op::DwConv { k: 7 },
                 Op::Pointwise,
+                Op::Gemv,
+                Op::Activation,
             ] {
                 assert!(find(op, isa).is_ok(), "{} on {isa}", op.name());
             }

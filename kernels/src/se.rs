@@ -175,7 +175,7 @@ const GEMV_PARALLEL_BYTES: usize = 64 * 1024;
 /// `y = bias + x . wt` (`wt` `[x.len()][y.len()]`) with the threads of `kernels`: one contiguous
 /// window of columns (a multiple of 8) per thread when the weights are large enough. Results are the
 /// same bits for any split (see [`gemv_cols`]).
-fn gemv_split(kernels: &Kernels, isa: Isa, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
+fn gemv_split(kernels: &Kernels, gemv: GemvFn, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
     let n = y.len();
     let parts = if wt.len() * 4 >= GEMV_PARALLEL_BYTES {
         kernels.threads()
@@ -184,42 +184,117 @@ fn gemv_split(kernels: &Kernels, isa: Isa, x: &[f32], wt: &[f32], bias: &[f32], 
     };
     let window = n.div_ceil(parts.max(1)).next_multiple_of(8).max(8);
     kernels.for_each_chunk_mut(y, window, |_, i, win| {
-        gemv(isa, x, wt, n, bias, win, i * window)
+        // SAFETY: `gemv` is the registry's kernel for the tier of a `SqueezeExcite` that `apply`
+        // checked against `kernels` (available on this CPU); the lengths were checked at `new`
+        // (`wt` is `[x.len()][n]`, `bias` `[n]`) and the window lies inside the n columns.
+        unsafe { gemv(x, wt, n, bias, win, i * window) }
     });
 }
 
-/// Columns `base..base + y.len()` of `bias + x . wt` compiled for `isa` (`wt` is `[x.len()][n]`,
-/// `bias` `[n]`; lengths checked by the caller, see [`SqueezeExcite::new`]).
-fn gemv(isa: Isa, x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
-    debug_assert!(wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n);
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
-        gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, n, bias, y, base)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
-        gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, n, bias, y, base)
-    }
-    #[cfg(target_arch = "aarch64")]
-    #[target_feature(enable = "neon")]
-    fn neon(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize) {
-        gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, n, bias, y, base)
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the tier was checked available just now (AVX2 implies FMA in `isa.rs`); the body
-        // is safe code.
-        Isa::Avx2 if isa.is_available() => unsafe { avx2(x, wt, n, bias, y, base) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above; the AVX-512 tier implies AVX-512F, AVX2 and FMA.
-        Isa::Avx512 if isa.is_available() => unsafe { avx512(x, wt, n, bias, y, base) },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: as above, NEON was detected.
-        Isa::Neon if isa.is_available() => unsafe { neon(x, wt, n, bias, y, base) },
-        _ => gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, n, bias, y, base),
-    }
+/// A matrix-vector product kernel ([`crate::registry::Op::Gemv`]): columns `base..base + y.len()`
+/// of `bias + x . wt` into `y` (`wt` is `[x.len()][n]` row-major, `bias` `[n]`). Each output is its
+/// bias, then one multiply-add per row of `wt` in row order (fused on the vector tiers), whatever
+/// the window: a split into windows gives the same bits.
+///
+/// # Safety
+/// The kernel's tier must be available; `wt.len() == x.len() * n`, `bias.len() == n` and
+/// `base + y.len() <= n`.
+pub type GemvFn =
+    unsafe fn(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize);
+
+/// Checks the lengths of a [`GemvFn`] call (the kernels index with bounds checks; this catches a
+/// caller's mistake where the kernel would not).
+#[inline(always)]
+fn gemv_lengths_ok(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &[f32], base: usize) -> bool {
+    wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n
+}
+
+/// [`GemvFn`] of the scalar tier: plain multiply then add (no software `fmaf`), blocks of 64.
+///
+/// # Safety
+/// None beyond the lengths of [`GemvFn`] (checked in debug builds; the body indexes with bounds
+/// checks); `unsafe` only to share the kernels' function-pointer type.
+pub(crate) unsafe fn gemv_c64_scalar(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    base: usize,
+) {
+    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+    gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, n, bias, y, base)
+}
+
+/// [`GemvFn`] of the portable tier: the scalar body, which the compiler vectorises with the
+/// target's baseline SIMD (the loop over a block's 64 columns).
+///
+/// # Safety
+/// As [`gemv_c64_scalar`].
+pub(crate) unsafe fn gemv_c64_portable(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    base: usize,
+) {
+    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+    gemv_body::<{ gemv_block(Isa::Portable) }, false>(x, wt, n, bias, y, base)
+}
+
+/// [`GemvFn`] with AVX2 and FMA, blocks of 64 columns.
+///
+/// # Safety
+/// AVX2 and FMA must be available; lengths as [`GemvFn`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemv_c64_avx2(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    base: usize,
+) {
+    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+    gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, n, bias, y, base)
+}
+
+/// [`GemvFn`] with AVX-512F, blocks of 128 columns.
+///
+/// # Safety
+/// AVX-512F, AVX2 and FMA must be available; lengths as [`GemvFn`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn gemv_c128_avx512(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    base: usize,
+) {
+    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+    gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, n, bias, y, base)
+}
+
+/// [`GemvFn`] with NEON, blocks of 64 columns.
+///
+/// # Safety
+/// NEON must be available; lengths as [`GemvFn`].
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn gemv_c64_neon(
+    x: &[f32],
+    wt: &[f32],
+    n: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    base: usize,
+) {
+    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+    gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, n, bias, y, base)
 }
 
 /// A squeeze-excite module ready to run.
@@ -238,6 +313,8 @@ fn gemv(isa: Isa, x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], 
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
     isa: Isa,
+    /// The registry's matrix-vector kernel for `isa`.
+    gemv: GemvFn,
     c: usize,
     r: usize,
     /// fc1 transposed: `[c][r]`.
@@ -306,8 +383,10 @@ impl SqueezeExcite {
         if fc2_b.len() != c {
             return Err(Error::shape("se fc2 bias [c]", c, fc2_b.len()));
         }
+        let gemv = crate::registry::find(crate::registry::Op::Gemv, isa)?.gemv_fn()?;
         Ok(SqueezeExcite {
             isa,
+            gemv,
             c,
             r,
             w1t: transpose(fc1_w, r, c),
@@ -398,9 +477,9 @@ impl SqueezeExcite {
             for (m, &v) in mean.iter_mut().zip(s) {
                 *m = v * inv;
             }
-            gemv_split(kernels, self.isa, mean, &self.w1t, &self.b1, hidden);
+            gemv_split(kernels, self.gemv, mean, &self.w1t, &self.b1, hidden);
             activation_in_place(kernels, self.inner, hidden);
-            gemv_split(kernels, self.isa, hidden, &self.w2t, &self.b2, out);
+            gemv_split(kernels, self.gemv, hidden, &self.w2t, &self.b2, out);
             match self.gate {
                 Gate::Sigmoid => vectorize(self.isa, MapInPlace(out, |v| Gate::Sigmoid.apply(v))),
                 Gate::HardSigmoid => {

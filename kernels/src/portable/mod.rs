@@ -23,8 +23,8 @@ pub(crate) mod pointwise;
 use wide::f32x4;
 
 use crate::activation::{
-    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, GELU_POLY, GELU_SCALE,
-    GELU_SEGMENTS, act_of_code,
+    ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, Activation, GELU_POLY, GELU_SCALE,
+    GELU_SEGMENTS, act_of_code, with_act,
 };
 
 /// The activation of code `ACT` (`crate::activation::ACT_*`) on each lane (see the module
@@ -42,6 +42,25 @@ pub(crate) fn act<const ACT: u8>(v: f32x4) -> f32x4 {
             f32x4::from(v.to_array().map(|x| act.apply(x)))
         }
     }
+}
+
+/// [`crate::elementwise::ActivationFn`] of the portable tier: [`act`] on runs of 4, the scalar form
+/// on the last `len % 4` elements.
+///
+/// # Safety
+/// None (the portable tier needs no CPU feature; `unsafe` only to share the function-pointer type).
+pub(crate) unsafe fn activation_c4_portable(activation: Activation, data: &mut [f32]) {
+    fn run<const ACT: u8>(data: &mut [f32]) {
+        let mut chunks = data.chunks_exact_mut(4);
+        for c in &mut chunks {
+            let x: [f32; 4] = (&*c).try_into().expect("runs of 4");
+            c.copy_from_slice(&act::<ACT>(f32x4::from(x)).to_array());
+        }
+        for v in chunks.into_remainder() {
+            *v = act_of_code(ACT).apply(*v);
+        }
+    }
+    with_act!(activation, |A| run::<A>(data))
 }
 
 /// `x > 0 ? x : 0` (NaN gives 0, as the scalar form).
@@ -83,7 +102,7 @@ fn gelu(x: f32x4) -> f32x4 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{Activation, GELU_ABS_TOLERANCE, act_code, with_act};
+    use crate::activation::{GELU_ABS_TOLERANCE, act_code};
 
     fn apply(act: Activation, x: [f32; 4]) -> [f32; 4] {
         with_act!(act, |A| super::act::<A>(f32x4::from(x)).to_array())

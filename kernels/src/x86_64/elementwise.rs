@@ -4,7 +4,6 @@
 use core::arch::x86_64::{__m256, __m512};
 
 use crate::activation::Activation;
-use crate::isa::Isa;
 use crate::x86_64::{SimdF32, with_act};
 
 /// `data[i] = act(data[i])` with vector type `V`.
@@ -32,30 +31,22 @@ unsafe fn act_slice<V: SimdF32, const ACT: u8>(data: &mut [f32]) {
     }
 }
 
+/// [`crate::elementwise::ActivationFn`] with AVX2 (8 lanes, masked tail).
+///
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
+pub(crate) unsafe fn activation_c8_avx2(act: Activation, data: &mut [f32]) {
     // SAFETY: compiled with and called only with AVX2+FMA, the features of `__m256`'s `SimdF32`.
     unsafe { with_act!(act, |A| act_slice::<__m256, A>(data)) }
 }
 
+/// [`crate::elementwise::ActivationFn`] with AVX-512F (16 lanes, masked tail).
+///
 /// # Safety
 /// AVX-512F, AVX2 and FMA must be available.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
+pub(crate) unsafe fn activation_c16_avx512(act: Activation, data: &mut [f32]) {
     // SAFETY: compiled with and called only with AVX-512F, the features of `__m512`'s `SimdF32`.
     unsafe { with_act!(act, |A| act_slice::<__m512, A>(data)) }
-}
-
-/// Applies `act` in place with the vector code of `isa` (AVX2 or AVX-512; anything else, or a tier
-/// this CPU lacks, takes the portable scalar loop).
-pub(crate) fn act_in_place(isa: Isa, act: Activation, data: &mut [f32]) {
-    match isa {
-        // SAFETY: the tier was checked available on this CPU just now.
-        Isa::Avx2 if isa.is_available() => unsafe { act_avx2(act, data) },
-        // SAFETY: as above.
-        Isa::Avx512 if isa.is_available() => unsafe { act_avx512(act, data) },
-        _ => data.iter_mut().for_each(|v| *v = act.apply(*v)),
-    }
 }

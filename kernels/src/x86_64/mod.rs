@@ -16,7 +16,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod dwconv;
 mod elementwise;
-pub(crate) use elementwise::act_in_place;
+pub(crate) use elementwise::{activation_c8_avx2, activation_c16_avx512};
 pub(crate) mod pointwise;
 pub(crate) mod pointwise_bf16;
 

@@ -188,8 +188,11 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: float32x4_t) -> float32x4_t {
     }
 }
 
-/// Applies `act` in place with NEON (the element-wise form of the fused epilogues).
-pub(crate) fn act_in_place(act: Activation, data: &mut [f32]) {
+/// [`crate::elementwise::ActivationFn`] with NEON (the element-wise form of the fused epilogues).
+///
+/// # Safety
+/// NEON must be available (checked again here: a NEON-less aarch64 is an error, not UB).
+pub(crate) unsafe fn activation_c4_neon(act: Activation, data: &mut [f32]) {
     /// # Safety
     /// NEON must be available.
     #[target_feature(enable = "neon")]
