@@ -414,3 +414,89 @@ mod tests {
         assert_eq!(Activation::Identity.apply(-2.5), -2.5);
     }
 }
+
+/// The activation test every SIMD tier runs: `apply(act, xs)` evaluates one tier's vector
+/// activation on exactly `lanes` floats.
+#[cfg(test)]
+pub(crate) mod tier_test {
+    use crate::activation::act_code;
+    use crate::activation::{Activation, GELU_ABS_TOLERANCE, GELU_SCALE};
+
+    /// Every activation equals the scalar form bit for bit (NaN stays NaN) on `xs`, except GELU
+    /// when `!fused` (a tier whose multiply-adds round twice): there within [`GELU_ABS_TOLERANCE`]
+    /// plus two ulps of the scalar value. Returns the worst GELU error against the f64 reference.
+    fn check_all(
+        lanes: usize,
+        apply: &impl Fn(Activation, &[f32]) -> Vec<f32>,
+        xs: &[f32],
+        fused: bool,
+    ) -> f64 {
+        let mut worst_gelu = 0.0f64;
+        for chunk in xs.chunks(lanes) {
+            let mut a = vec![0.0f32; lanes];
+            a[..chunk.len()].copy_from_slice(chunk);
+            for act in Activation::ALL {
+                assert_eq!(act_code(act) as usize, act as usize);
+                let y = apply(act, &a);
+                for (&x, &y) in a.iter().zip(&y) {
+                    let s = act.apply(x);
+                    let same = s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan());
+                    let close = act == Activation::Gelu
+                        && !fused
+                        && (y - s).abs() <= GELU_ABS_TOLERANCE + 2.0 * f32::EPSILON * s.abs();
+                    assert!(same || close, "{act:?}({x}) = {y}, scalar {s}");
+                    if act == Activation::Gelu {
+                        let e = crate::reference::activation(act, x as f64);
+                        worst_gelu = worst_gelu.max((y as f64 - e).abs());
+                    }
+                }
+            }
+        }
+        worst_gelu
+    }
+
+    /// A sweep of [-20, 20] in steps of 1/4096 and special values, bit for bit against the scalar
+    /// forms; GELU within [`GELU_ABS_TOLERANCE`] of exact; an all-NaN vector gives NaN.
+    pub(crate) fn check_tier(lanes: usize, apply: impl Fn(Activation, &[f32]) -> Vec<f32>) {
+        check_tier_with(lanes, apply, true)
+    }
+
+    /// [`check_tier`] for a tier whose multiply-adds may not fuse (`fused == false`): GELU is then
+    /// held to the scalar value within rounding (see `check_all`) instead of bit for bit, and its
+    /// error against the exact value is not checked (one more rounding of a value up to 20).
+    pub(crate) fn check_tier_with(
+        lanes: usize,
+        apply: impl Fn(Activation, &[f32]) -> Vec<f32>,
+        fused: bool,
+    ) {
+        let xs: Vec<f32> = (-20 * 4096..=20 * 4096)
+            .map(|i| i as f32 / 4096.0)
+            .collect();
+        let worst = check_all(lanes, &apply, &xs, fused);
+        assert!(
+            !fused || worst <= GELU_ABS_TOLERANCE as f64,
+            "gelu worst abs err {worst}"
+        );
+        let special = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            1e-30,
+            -1e-30,
+            -100.0,
+            100.0,
+            6.5 / GELU_SCALE,
+            -6.5 / GELU_SCALE,
+        ];
+        check_all(lanes, &apply, &special, fused);
+        let y = apply(Activation::Gelu, &vec![f32::NAN; lanes]);
+        assert!(y.iter().all(|v| v.is_nan()));
+    }
+}

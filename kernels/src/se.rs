@@ -209,93 +209,68 @@ fn gemv_lengths_ok(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &[f32], bas
     wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n
 }
 
-/// [`GemvFn`] of the scalar tier: plain multiply then add (no software `fmaf`), blocks of 64.
-///
-/// # Safety
-/// None beyond the lengths of [`GemvFn`] (checked in debug builds; the body indexes with bounds
-/// checks); `unsafe` only to share the kernels' function-pointer type.
-pub(crate) unsafe fn gemv_c64_scalar(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-    gemv_body::<{ gemv_block(Isa::Scalar) }, false>(x, wt, n, bias, y, base)
+/// Stamps out a tier's [`GemvFn`]: `gemv_entry!(name, Tier, fused, "features", "doc")` defines
+/// `name`, [`gemv_body`] with the tier's block width, compiled with `#[target_feature(enable =
+/// features)]` when features are given.
+macro_rules! gemv_entry {
+    ($(#[$cfg:meta])* $name:ident, $isa:ident, $fused:literal, $doc:literal $(, $features:literal)?) => {
+        #[doc = concat!("[`GemvFn`] ", $doc)]
+        ///
+        /// # Safety
+        /// The tier's features must be available; lengths as [`GemvFn`] (checked in debug builds;
+        /// the body indexes with bounds checks).
+        $(#[$cfg])*
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn $name(
+            x: &[f32],
+            wt: &[f32],
+            n: usize,
+            bias: &[f32],
+            y: &mut [f32],
+            base: usize,
+        ) {
+            debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
+            gemv_body::<{ gemv_block(Isa::$isa) }, $fused>(x, wt, n, bias, y, base)
+        }
+    };
 }
 
-/// [`GemvFn`] of the portable tier: the scalar body, which the compiler vectorises with the
-/// target's baseline SIMD (the loop over a block's 64 columns).
-///
-/// # Safety
-/// As [`gemv_c64_scalar`].
-pub(crate) unsafe fn gemv_c64_portable(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-    gemv_body::<{ gemv_block(Isa::Portable) }, false>(x, wt, n, bias, y, base)
-}
-
-/// [`GemvFn`] with AVX2 and FMA, blocks of 64 columns.
-///
-/// # Safety
-/// AVX2 and FMA must be available; lengths as [`GemvFn`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemv_c64_avx2(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-    gemv_body::<{ gemv_block(Isa::Avx2) }, true>(x, wt, n, bias, y, base)
-}
-
-/// [`GemvFn`] with AVX-512F, blocks of 128 columns.
-///
-/// # Safety
-/// AVX-512F, AVX2 and FMA must be available; lengths as [`GemvFn`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn gemv_c128_avx512(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-    gemv_body::<{ gemv_block(Isa::Avx512) }, true>(x, wt, n, bias, y, base)
-}
-
-/// [`GemvFn`] with NEON, blocks of 64 columns.
-///
-/// # Safety
-/// NEON must be available; lengths as [`GemvFn`].
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemv_c64_neon(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-    gemv_body::<{ gemv_block(Isa::Neon) }, true>(x, wt, n, bias, y, base)
-}
+gemv_entry!(
+    gemv_c64_scalar,
+    Scalar,
+    false,
+    "of the scalar tier: a multiply then an add (no software `fmaf`), blocks of 64."
+);
+gemv_entry!(
+    gemv_c64_portable,
+    Portable,
+    false,
+    "of the portable tier: the scalar body, vectorised by the compiler with the target's baseline SIMD."
+);
+gemv_entry!(
+    #[cfg(target_arch = "x86_64")]
+    gemv_c64_avx2,
+    Avx2,
+    true,
+    "with AVX2 and FMA, blocks of 64 columns.",
+    "avx2,fma"
+);
+gemv_entry!(
+    #[cfg(target_arch = "x86_64")]
+    gemv_c128_avx512,
+    Avx512,
+    true,
+    "with AVX-512F, blocks of 128 columns.",
+    "avx512f,avx2,fma"
+);
+gemv_entry!(
+    #[cfg(target_arch = "aarch64")]
+    gemv_c64_neon,
+    Neon,
+    true,
+    "with NEON, blocks of 64 columns.",
+    "neon"
+);
 
 /// A squeeze-excite module ready to run.
 ///

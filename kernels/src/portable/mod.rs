@@ -102,51 +102,21 @@ fn gelu(x: f32x4) -> f32x4 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::{GELU_ABS_TOLERANCE, act_code};
 
-    fn apply(act: Activation, x: [f32; 4]) -> [f32; 4] {
-        with_act!(act, |A| super::act::<A>(f32x4::from(x)).to_array())
-    }
-
-    /// A sweep of [-20, 20] in steps of 1/4096 and special values against the scalar forms: bit for
-    /// bit, except GELU where `mul_add` does not fuse (two roundings per step of Horner's rule):
-    /// there within `GELU_ABS_TOLERANCE` plus two ulps of the scalar value.
+    /// The shared activation sweep ([`crate::activation::tier_test`]): bit for bit against the
+    /// scalar forms, GELU within rounding where `mul_add` does not fuse on this target.
     #[test]
     fn activations_match_the_scalar_forms() {
         let fused = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
-        let mut xs: Vec<f32> = (-20 * 4096..=20 * 4096)
-            .map(|i| i as f32 / 4096.0)
-            .collect();
-        xs.extend([
-            f32::NAN,
-            -f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            0.0,
-            -0.0,
-            1e30,
-            -1e30,
-            f32::MAX,
-            f32::MIN,
-            1e-30,
-            -1e-30,
-            6.5 / GELU_SCALE,
-            -6.5 / GELU_SCALE,
-        ]);
-        for act in Activation::ALL {
-            assert_eq!(act_of_code(act_code(act)), act);
-            for chunk in xs.chunks(4) {
-                let mut x = [0.0f32; 4];
-                x[..chunk.len()].copy_from_slice(chunk);
-                for (&x, y) in x.iter().zip(apply(act, x)) {
-                    let s = act.apply(x);
-                    let same = s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan());
-                    let close = act == Activation::Gelu
-                        && !fused
-                        && (y - s).abs() <= GELU_ABS_TOLERANCE + 2.0 * f32::EPSILON * s.abs();
-                    assert!(same || close, "{act:?}({x}) = {y}, scalar {s}");
-                }
-            }
-        }
+        crate::activation::tier_test::check_tier_with(
+            4,
+            |act, xs| {
+                let mut v = xs.to_vec();
+                // SAFETY: the portable tier needs no CPU feature.
+                unsafe { activation_c4_portable(act, &mut v) };
+                v
+            },
+            fused,
+        );
     }
 }

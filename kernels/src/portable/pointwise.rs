@@ -104,34 +104,11 @@ unsafe fn block<const ACT: u8>(
                 store::<MR, ACT>(acc, output, residual, r, n, j0, cols);
                 r += MR;
             }
+            let rest = input.add(r * k);
             match rows.end - r {
-                3 => store::<3, ACT>(
-                    tile(input.add(r * k), k, pw),
-                    output,
-                    residual,
-                    r,
-                    n,
-                    j0,
-                    cols,
-                ),
-                2 => store::<2, ACT>(
-                    tile(input.add(r * k), k, pw),
-                    output,
-                    residual,
-                    r,
-                    n,
-                    j0,
-                    cols,
-                ),
-                1 => store::<1, ACT>(
-                    tile(input.add(r * k), k, pw),
-                    output,
-                    residual,
-                    r,
-                    n,
-                    j0,
-                    cols,
-                ),
+                3 => store::<3, ACT>(tile(rest, k, pw), output, residual, r, n, j0, cols),
+                2 => store::<2, ACT>(tile(rest, k, pw), output, residual, r, n, j0, cols),
+                1 => store::<1, ACT>(tile(rest, k, pw), output, residual, r, n, j0, cols),
                 _ => {}
             }
         }

@@ -191,7 +191,7 @@ pub(crate) unsafe fn apply<const ACT: u8>(x: float32x4_t) -> float32x4_t {
 /// [`crate::elementwise::ActivationFn`] with NEON (the element-wise form of the fused epilogues).
 ///
 /// # Safety
-/// NEON must be available (checked again here: a NEON-less aarch64 is an error, not UB).
+/// NEON must be available (asserted again here: on a NEON-less aarch64 this panics instead).
 pub(crate) unsafe fn activation_c4_neon(act: Activation, data: &mut [f32]) {
     /// # Safety
     /// NEON must be available.

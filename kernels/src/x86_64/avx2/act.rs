@@ -202,6 +202,6 @@ mod tests {
             return;
         }
         // SAFETY: AVX2+FMA was detected just above.
-        crate::x86_64::act_test::check_tier(8, |act, xs| unsafe { apply_dyn(act, xs) });
+        crate::activation::tier_test::check_tier(8, |act, xs| unsafe { apply_dyn(act, xs) });
     }
 }

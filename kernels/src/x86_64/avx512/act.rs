@@ -211,6 +211,6 @@ mod tests {
             return;
         }
         // SAFETY: AVX-512F was detected just above.
-        crate::x86_64::act_test::check_tier(16, |act, xs| unsafe { apply_dyn(act, xs) });
+        crate::activation::tier_test::check_tier(16, |act, xs| unsafe { apply_dyn(act, xs) });
     }
 }
