@@ -153,8 +153,9 @@ impl std::str::FromStr for Isa {
 /// | `f16` | none | `neon` with FEAT_FP16 (`fmla v.8h`) |
 ///
 /// The `scalar` tier runs any precision in portable code that models its rounding (it needs no
-/// CPU feature), so tests and accuracy runs work on every machine. Asking for a precision that the
-/// tier lacks on this CPU is an error ([`Precision::check_on`]), never a silent fallback to f32.
+/// CPU feature), so tests and accuracy runs work on every machine; the `portable` SIMD tier runs f32
+/// only. Asking for a precision that the tier lacks on this CPU is an error
+/// ([`Precision::check_on`]), never a silent fallback to f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Precision {
     /// IEEE 754 binary32: the default.
@@ -355,6 +356,10 @@ mod tests {
     #[test]
     fn scalar_always_available_and_unknown_is_an_error() {
         assert!(Isa::Scalar.is_available());
+        // The portable SIMD tier is always there too, so the default is never the scalar one.
+        assert!(Isa::Portable.is_available());
+        assert_ne!(Isa::best(), Isa::Scalar);
+        assert_eq!(Isa::from_name("Portable"), Some(Isa::Portable));
         assert!(matches!(
             Isa::from_env_value("avx1024"),
             Err(Error::IsaUnknown { .. })
