@@ -23,7 +23,8 @@ use pulp::{Simd, WithSimd};
 
 /// Runs `op` with the [`pulp`] SIMD level of `isa`: x86-64-v4 (512-bit) for the AVX-512 tier,
 /// x86-64-v3 (256-bit, AVX2 + FMA) for the AVX2 tier, NEON for the NEON tier, pulp's scalar lanes
-/// for the scalar tier. pulp compiles `op` once per level under that level's `#[target_feature]`,
+/// for the scalar and portable tiers (compiled for the target's baseline, which the compiler may
+/// vectorise: SSE2 on x86-64, NEON on aarch64). pulp compiles `op` once per level under that level's `#[target_feature]`,
 /// so one body serves every tier. A level pulp does not detect on this CPU (its x86-64-v3 also asks
 /// for BMI1/2, LZCNT, MOVBE and F16C; its v4 for AVX-512 BW/CD/DQ/VL) falls back to the next lower
 /// one, down to scalar: same results, fewer lanes.
