@@ -22,9 +22,12 @@
 #
 #   scripts/bench-aarch64.sh
 #
-# BUILD_PROFILE (default: bench for the benches, release for the report, which share target/release)
-# picks one cargo profile for both; CI passes `ci` (Cargo.toml), the profile scripts/test-aarch64.sh
-# has just built with, so only the bench binaries and the report are compiled here.
+# BUILD_PROFILE (default: bench, whose artefacts go to target/release) picks the cargo profile; CI
+# passes `ci` (Cargo.toml), the profile scripts/test-aarch64.sh has just built with, so only the
+# bench binaries and the report are compiled here. The report is the binary that building the
+# benches builds (cargo builds a package's binaries for its benchmarks): a `cargo build -p
+# bench-suite --bin report` of its own resolved other features for the dependencies without
+# dev-dependencies, and so rebuilt image, regex, criterion, repvit and bench-suite (80 s in CI).
 #
 # Artefacts: $AARCH64_TARGET_DIR (default target/aarch64-debian, shared with scripts/test-aarch64.sh);
 # criterion output in $AARCH64_TARGET_DIR/criterion (removed first, so the report sees this run only).
@@ -54,18 +57,23 @@ test_filter=${BENCH_AARCH64_TEST_FILTER:-'^(peak_fma|(dwconv[357]x[357]_s[12]|po
 filter=${BENCH_AARCH64_FILTER:-'^(peak_fma/|dwconv3x3_s1/neon/56x56x48$|pointwise_t1/neon/3136x48x96$|stem_conv3x3_t1/neon/112x112x24to48$|se_gate_t1/neon/56x56x56$|model_e2e_t1/neon/m0_9$|layers_m0_9_t1/)'}
 start=$SECONDS
 if [[ -n ${BUILD_PROFILE:-} ]]; then
-    bench_profile=(--profile "$BUILD_PROFILE") report_profile=(--profile "$BUILD_PROFILE")
-    report_dir=$BUILD_PROFILE
+    bench_profile=(--profile "$BUILD_PROFILE") report_dir=$BUILD_PROFILE
 else
-    bench_profile=() report_profile=(--release) report_dir=release
+    bench_profile=() report_dir=release
 fi
+report=$CARGO_TARGET_DIR/$TARGET/$report_dir/report
 
-log "$("$RUSTC" --version) for $TARGET: building the benches and the report (release)"
+log "$("$RUSTC" --version) for $TARGET: building the benches and the report (${bench_profile[*]:-bench profile})"
 # `--bench '*'`: the criterion targets only (the library's and binaries' libtest harnesses would
 # reject criterion's options). `--workspace`, as in scripts/test-aarch64.sh, so that cargo resolves
 # the same features and reuses that build (with `-p bench-suite` it rebuilt image, regex and more).
+# This also builds bench-suite's binaries, the report among them, with the same features.
+rm -f "$report"
 "$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" --workspace --bench '*' --no-run
-"$CARGO" build "${report_profile[@]}" --locked --target "$TARGET" -p bench-suite --bin report
+[[ -x $report ]] || {
+    echo "error: building the benches did not build $report" >&2
+    exit 1
+}
 
 log "benchmarks once under qemu (QEMU_CPU=$QEMU_CPU): cargo bench -- --test $test_filter"
 "$CARGO" bench "${bench_profile[@]}" --locked --target "$TARGET" --workspace --bench '*' -- --test "$test_filter"
@@ -77,7 +85,7 @@ rm -rf "$criterion_dir"
 
 out=${BENCH_AARCH64_OUT:-$(mktemp -d)}
 log "report (aarch64 build, under qemu) on $criterion_dir -> $out"
-qemu-aarch64 "$CARGO_TARGET_DIR/$TARGET/$report_dir/report" --criterion-dir "$criterion_dir" --out "$out"
+qemu-aarch64 "$report" --criterion-dir "$criterion_dir" --out "$out"
 record=$(find "$out" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 for f in kernels.md kernels.csv report.md layers.csv; do
     [[ -s $record/$f ]] || {
