@@ -5,6 +5,11 @@
 # default run selected is not run a second time; forcing it by name is still checked (the `isa`
 # example goes through the same KERNELS_ISA parsing as the library).
 #
+# The forced runs skip the two `*thread_count_and_batch_split_give_identical_bits` tests
+# (model/tests/variants.rs): they pick their tiers themselves (every available one, through
+# `Kernels::with_isa`, whatever KERNELS_ISA says), so under a forced tier they would repeat the
+# default run's work exactly, and they are the slowest tests of the workspace (a minute of CPU).
+#
 # BUILD_PROFILE (default: test) picks the cargo profile; CI passes `ci` (Cargo.toml) so that these
 # tests and the benchmark smoke runs share one build.
 set -euo pipefail
@@ -25,6 +30,7 @@ for isa in scalar portable avx2 avx512 neon; do
     echo "== KERNELS_ISA=$isa: the default tier, tested above (forcing it selects $forced)"
   else
     echo "== KERNELS_ISA=$isa"
-    KERNELS_ISA=$isa cargo test "${profile[@]}" --workspace --quiet
+    KERNELS_ISA=$isa cargo test "${profile[@]}" --workspace --quiet -- \
+      --skip thread_count_and_batch_split_give_identical_bits
   fi
 done
