@@ -292,6 +292,8 @@ fn stride_two_on_odd_and_even_inputs() {
             (15, 16, 9),
             (2, 3, 64),
             (28, 28, 40),
+            // 16 output columns: whole steps of 4 and of 8, several of them inside the border.
+            (32, 32, 24),
         ]
         .into_iter()
         .map(|(h, w, c)| Case {
