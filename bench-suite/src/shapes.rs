@@ -46,12 +46,3 @@ pub fn pointwise_shapes() -> Vec<(usize, usize, usize)> {
     v.retain(|s| seen.insert(*s));
     v
 }
-
-/// The pointwise shapes of RepViT-M1.0 alone (channels 56, 112, 224, 448).
-pub fn pointwise_shapes_m1_0() -> Vec<(usize, usize, usize)> {
-    let cs = [56, 112, 224, 448];
-    pointwise_shapes()
-        .into_iter()
-        .filter(|&(_, k, n)| cs.contains(&k.min(n)))
-        .collect()
-}

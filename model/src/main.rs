@@ -24,14 +24,20 @@ use repvit::family::all_names;
 use repvit::preprocess::{imagenet_class, top_k};
 use repvit::{Arch, BatchSplit, Error, LayerInfo, Network, npy};
 
+/// Every instruction-set tier's name, as `--isa` and `KERNELS_ISA` take them.
+fn isa_names() -> String {
+    Isa::ALL.map(Isa::name).join(", ")
+}
+
 fn cli() -> Command {
     let threads = Arg::new("threads")
         .long("threads")
         .value_parser(value_parser!(usize))
         .help("worker threads (default: all cores)");
-    let isa = Arg::new("isa")
-        .long("isa")
-        .help("instruction set: scalar, avx2, avx512, neon (default: KERNELS_ISA or the widest)");
+    let isa = Arg::new("isa").long("isa").help(format!(
+        "instruction set: {} (default: KERNELS_ISA or the widest)",
+        isa_names()
+    ));
     let precision = Arg::new("precision").long("precision").help(
         "f32, bf16 or f16 for the pointwise layers (default: KERNELS_PRECISION or f32); \
          an error if the instruction set lacks it on this CPU",
@@ -171,7 +177,7 @@ fn kernels(m: &ArgMatches) -> Result<Kernels, Error> {
         Some(name) => {
             let isa = Isa::from_name(name).ok_or_else(|| Error::Input {
                 what: "--isa".into(),
-                expected: "one of scalar, avx2, avx512, neon".into(),
+                expected: format!("one of {}", isa_names()),
                 found: format!("`{name}`"),
             })?;
             Kernels::with_isa(isa).map_err(ctx)?
