@@ -20,6 +20,21 @@ pub(crate) use elementwise::{activation_c8_avx2, activation_c16_avx512};
 pub(crate) mod pointwise;
 pub(crate) mod pointwise_bf16;
 
+/// A tier's own kernel tests: runs `check` when this CPU has `isa`; on a CPU without it, checks
+/// instead that the safe API refuses the tier, so the test asserts something on every CPU. (The
+/// conformance suite in `tests/` runs every registered kernel of every available tier.)
+#[cfg(test)]
+pub(crate) fn test_tier(isa: crate::Isa, check: impl FnOnce()) {
+    if isa.is_available() {
+        check()
+    } else {
+        assert!(
+            crate::Kernels::with_isa(isa).is_err(),
+            "this CPU lacks {isa}, yet Kernels::with_isa accepted it"
+        );
+    }
+}
+
 // The activation codes and `with_act!` are shared by every tier (`crate::activation`).
 #[allow(unused_imports)] // each tier uses its own subset of the codes
 pub(crate) use crate::activation::{

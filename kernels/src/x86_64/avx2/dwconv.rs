@@ -102,14 +102,10 @@ impl Tier for Avx2 {
 mod tests {
     use super::*;
 
-    fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
     #[test]
     fn matches_reference() {
-        if available() {
-            dwconv::tests::check_against_reference(dwconv3x3_c8_avx2);
-        }
+        crate::x86_64::test_tier(crate::Isa::Avx2, || {
+            dwconv::tests::check_against_reference(dwconv3x3_c8_avx2)
+        });
     }
 }

@@ -75,14 +75,10 @@ mod tests {
     use super::*;
     use crate::x86_64::pointwise::tests as t;
 
-    fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
     #[test]
     fn matches_reference() {
-        if available() {
-            t::check_against_reference(pointwise_6x16_avx2, NR);
-        }
+        crate::x86_64::test_tier(crate::Isa::Avx2, || {
+            t::check_against_reference(pointwise_6x16_avx2, NR)
+        });
     }
 }

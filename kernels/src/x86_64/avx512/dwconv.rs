@@ -89,16 +89,10 @@ impl Tier for Avx512 {
 mod tests {
     use super::*;
 
-    fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    }
-
     #[test]
     fn matches_reference() {
-        if available() {
-            dwconv::tests::check_against_reference(dwconv3x3_c32_avx512);
-        }
+        crate::x86_64::test_tier(crate::Isa::Avx512, || {
+            dwconv::tests::check_against_reference(dwconv3x3_c32_avx512)
+        });
     }
 }

@@ -113,16 +113,10 @@ mod tests {
     use super::*;
     use crate::x86_64::pointwise::tests as t;
 
-    fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    }
-
     #[test]
     fn matches_reference() {
-        if available() {
-            t::check_against_reference(pointwise_8x32_avx512, NR);
-        }
+        crate::x86_64::test_tier(crate::Isa::Avx512, || {
+            t::check_against_reference(pointwise_8x32_avx512, NR)
+        });
     }
 }
