@@ -64,9 +64,11 @@ impl KxkTier for Avx2 {
         // trait), which the caller guarantees the CPU has, with the rest of `block`'s contract.
         unsafe {
             if S == 2 {
-                // Stride 2 in steps of 4: with steps of 8 (k = 5) or 6 (k = 7) the compiled
-                // step runs two to three times slower than its FMA count says (steps of 6 are
-                // slower still at k = 5), while steps of 4 run at stride 1's rate per output.
+                // Stride 2 in steps of 4: with steps of 8 (k = 5) or 6 (k = 7) the step's loop
+                // over input columns ((T - 1) * S + K = 19 or 17 iterations) is left rolled by
+                // the compiler, so choosing each column's taps runs as compares and branches in
+                // the hot loop (perf profile) and the step is two to three times slower than its
+                // FMA count says; steps of 4 (11 and 13 iterations) are unrolled like stride 1.
                 // Measured on Zen 3 (one thread, interleaved, ReLU and sums): 5x5 56x56x72
                 // 185 -> 65 us, 7x7 56x56x96 301 -> 158 us; the maps of 14 or 7 columns
                 // already ran in steps of 4 and are unchanged.
