@@ -1769,11 +1769,6 @@ impl LayerBench<'_> {
         &self.layers
     }
 
-    /// The distinct step configurations (see [`distinct_layers`]).
-    pub fn distinct(&self) -> Vec<DistinctLayer> {
-        distinct_layers(&self.layers)
-    }
-
     /// Runs step `i` alone on the workspace.
     pub fn run_layer(&mut self, i: usize) -> Result<(), Error> {
         let step = self.model.steps.get(i).ok_or_else(|| Error::Input {
