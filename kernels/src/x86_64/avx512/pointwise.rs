@@ -4,10 +4,10 @@
 //!
 //! Tile choice, measured on Zen 4 (512-bit FMA double-pumped: the same 115-118 GFLOP/s peak as
 //! 256-bit) with the identity epilogue, one thread: 8x32, 7x32, 12x32, 14x32 and 14x16 all run the
-//! RepViT-M1.0 shapes at 97-100 % of peak once the row tail is merged; 8x32 keeps the row tile a
-//! divisor of the driver's row quantum (`ROW_QUANTUM` in pointwise.rs, 8). A last panel whose last register would hold at most 8
-//! columns computes those columns as a `ymm` tile (half the cost of a `zmm` on this core): N = 56
-//! went from 86 % to 95 % of peak.
+//! RepViT-M1.0 shapes at 97-100 % of peak once the row tail is merged; 8x32 makes the driver's
+//! fewest rows per block (`ROW_QUANTUM` in pointwise.rs, 8) one full tile. A last panel whose last
+//! register would hold at most 8 columns computes those columns as a `ymm` tile (half the cost of a
+//! `zmm` on this core): N = 56 went from 86 % to 95 % of peak.
 
 use core::arch::x86_64::{__m256, __m512};
 use std::ops::Range;
