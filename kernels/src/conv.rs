@@ -150,8 +150,8 @@ impl Conv3x3 {
         let k = 9 * self.cin;
         // As few bands as keep each within BAND_FLOATS, then rows spread evenly over them: 3 -> 28 at
         // 224x224 (at most 21 rows) runs 6 bands of 19 or 17 rows, not 5 of 21 and one of 7, which
-        // left two threads 63 and 49 rows (1.6x from the second thread; even bands: see the record
-        // of 2026-12-06).
+        // left two threads 63 and 49 rows (Zen 4, AVX-512: 1.72x from the second thread; even bands
+        // 1.92-1.98x, results/amd-epyc-zen4-2026-12-06).
         let max_rows = (BAND_FLOATS / (os.w * k)).clamp(1, os.h);
         let bands_per_image = os.h.div_ceil(max_rows);
         let band_rows = os.h.div_ceil(bands_per_image);

@@ -559,14 +559,15 @@ pub(crate) struct BlockGrid {
 impl BlockGrid {
     /// The grid for `p` rows and `panels` panels of `nr` columns at `threads` threads.
     pub(crate) fn new(p: usize, panels: usize, nr: usize, threads: usize) -> BlockGrid {
-        let row_tiles = (p / ROW_QUANTUM).max(1);
+        // Each row group holds at least ROW_QUANTUM rows.
+        let max_row_groups = (p / ROW_QUANTUM).max(1);
         let panels_1 = panels.max(1);
         let (row_groups, panel_groups) = if threads <= 1 {
             (1, 1)
         } else {
             let want = 4 * threads;
             let n = panels * nr;
-            (1..=row_tiles.min(want))
+            (1..=max_row_groups.min(want))
                 .map(|rg| (rg, want.div_ceil(rg).clamp(1, panels_1)))
                 .min_by_key(|&(rg, pg)| (p * pg + n * rg, std::cmp::Reverse(rg * pg)))
                 .unwrap_or((1, 1))
