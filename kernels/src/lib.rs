@@ -22,6 +22,11 @@
 //! assert!(Kernels::with_isa(Isa::Scalar).is_ok());
 //! ```
 
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+
 pub mod activation;
 pub mod conv;
 pub mod convert;
@@ -175,6 +180,94 @@ impl Kernels {
         self.threads
     }
 
+    /// How far apart the cores of this pool's first two threads are: the median time, over 9
+    /// batches of 1000, of one message from the calling thread to worker 1 and back (a cache line
+    /// written on one core, read and answered from the other). `None` with one thread, or when no
+    /// worker joined within 10 ms (a worker preempted by another process).
+    ///
+    /// Why it is worth knowing: on a virtual machine the same two virtual CPUs can sit on cores of
+    /// one L3 cache or on cores far apart, and the placement can change from minute to minute. On
+    /// 2-core AMD EPYC Zen 4 VMs (2026-12-06) the round trip was either 52-65 ns or 316-337 ns; in
+    /// the far placement every engine ran slower at two threads (RepViT-M1.0 here 12.6-13.8 ms
+    /// instead of 11.5-11.9, one thread unchanged), so two-thread figures mean little without it.
+    /// `repvit bench` reports it beside every multi-threaded timing.
+    pub fn core_round_trip(&self) -> Option<Duration> {
+        /// The message: a counter alone on its cache line (and the adjacent-line prefetcher's).
+        #[repr(align(128))]
+        struct Line(AtomicU64);
+        const TRIPS: u64 = 1000;
+        const BATCHES: u64 = 9;
+        const READY: u64 = 1;
+        const DONE: u64 = u64::MAX;
+        if self.threads < 2 {
+            return None;
+        }
+        let line = Line(AtomicU64::new(0));
+        let abort = AtomicBool::new(false);
+        let result = Mutex::new(None);
+        // Spins until `cond` holds; false once `limit` has passed (checked every 1024 spins, so
+        // reading the clock costs the spinning thread almost nothing).
+        let spin_until = |cond: &dyn Fn() -> bool, limit: Duration| -> bool {
+            let t0 = Instant::now();
+            let mut n = 0u32;
+            while !cond() {
+                n = n.wrapping_add(1);
+                if n.is_multiple_of(1024) && (t0.elapsed() > limit || abort.load(Relaxed)) {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+            true
+        };
+        // Index 0 is the calling thread's share and index 1 worker 1's (`pool.rs`: slot `s` first
+        // runs its own contiguous share). Should the caller end up running both (no worker came),
+        // the ping side gives up after 10 ms and the pong side then returns at once.
+        self.for_each_index(2, |_, i| {
+            if i == 1 {
+                // Pong: announce, then answer every even message `v` with `v + 1`.
+                line.0.store(READY, Release);
+                let mut last = READY;
+                loop {
+                    let fresh = || {
+                        let v = line.0.load(Acquire);
+                        v != last
+                    };
+                    if !spin_until(&fresh, Duration::from_secs(1)) {
+                        return;
+                    }
+                    let v = line.0.load(Acquire);
+                    if v == DONE {
+                        return;
+                    }
+                    last = v + 1;
+                    line.0.store(last, Release);
+                }
+            }
+            // Ping.
+            if !spin_until(&|| line.0.load(Acquire) == READY, Duration::from_millis(10)) {
+                abort.store(true, Relaxed);
+                return;
+            }
+            let mut batches = Vec::with_capacity(BATCHES as usize);
+            for b in 0..BATCHES {
+                let t0 = Instant::now();
+                for j in 0..TRIPS {
+                    let v = 2 * (b * TRIPS + j) + 2;
+                    line.0.store(v, Release);
+                    if !spin_until(&|| line.0.load(Acquire) == v + 1, Duration::from_secs(1)) {
+                        abort.store(true, Relaxed);
+                        return;
+                    }
+                }
+                batches.push(t0.elapsed() / TRIPS as u32);
+            }
+            line.0.store(DONE, Release);
+            batches.sort();
+            *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(batches[batches.len() / 2]);
+        });
+        result.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs `f` on every block, in parallel when more than one thread is allowed.
     ///
     /// Blocks must be independent (each writes its own part of the output): which thread runs which
@@ -306,6 +399,45 @@ impl<T> SendMutPtr<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The round trip is measured with two threads (how long it takes depends on the machine, so
+    /// only its range is checked), is absent with one, and is absent rather than waited for when the
+    /// worker does not come: the caller must not spin forever on a message nobody answers.
+    #[test]
+    fn core_round_trip_needs_a_second_thread_that_answers() {
+        let one = Kernels::with_isa(Isa::Scalar)
+            .unwrap()
+            .with_threads(1)
+            .unwrap();
+        assert_eq!(one.core_round_trip(), None);
+        let two = Kernels::with_isa(Isa::Scalar)
+            .unwrap()
+            .with_threads(2)
+            .unwrap();
+        // A worker can miss its 10 ms to join on a loaded machine; then there is no reading.
+        if let Some(rt) = (0..5).find_map(|_| two.core_round_trip()) {
+            assert!(
+                rt > Duration::ZERO && rt < Duration::from_millis(10),
+                "{rt:?}"
+            );
+        }
+        let pool = two.pool.as_ref().expect("a pool for two threads");
+        pool.hold_workers(true);
+        let t0 = Instant::now();
+        let held = two.core_round_trip();
+        pool.hold_workers(false);
+        assert_eq!(
+            held, None,
+            "no worker joined, yet a round trip was reported"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        // The pool still works afterwards.
+        let hits: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
+        two.for_each_index(8, |_, i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
 
     /// Every index, item and chunk is visited exactly once, with a slot below the thread count, for
     /// counts below, equal to and above the thread count (and zero).

@@ -147,6 +147,12 @@ impl SpinPool {
     }
 
     /// Participants, the caller included.
+    /// Tests: makes workers that see a new call wait before joining it (as preempted workers do).
+    #[cfg(test)]
+    pub(crate) fn hold_workers(&self, hold: bool) {
+        self.shared.hold.store(hold, Ordering::SeqCst);
+    }
+
     pub(crate) fn threads(&self) -> usize {
         self.next.len()
     }

@@ -426,12 +426,16 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         while warm.elapsed().as_secs_f64() < 0.3 {
             model.forward_into(&x, shape, &mut out)?;
         }
+        // How far apart the pool's cores are, just before and just after the timed passes (see
+        // `Kernels::core_round_trip`): on a VM the two-thread figures depend on it.
+        let rtt_before = k.core_round_trip();
         let mut times: Vec<f64> = Vec::with_capacity(iters);
         for _ in 0..iters {
             let t0 = Instant::now();
             model.forward_into(&x, shape, &mut out)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
+        let rtt = rtt_before.zip(k.core_round_trip());
         let (median, min) = median_min(&mut times);
         let images_per_s = batch as f64 * 1e3 / median;
         let layers = if m.get_flag("no-layers") {
@@ -448,7 +452,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         };
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\"{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\",\"core_round_trip_ns\":{}{}}}",
                 k.threads(),
                 k.isa(),
                 k.precision(),
@@ -457,11 +461,16 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                 } else {
                     "random"
                 },
+                rtt.map_or("null".to_string(), |(a, b)| format!(
+                    "[{:.1},{:.1}]",
+                    a.as_secs_f64() * 1e9,
+                    b.as_secs_f64() * 1e9
+                )),
                 layers.as_deref().map_or(String::new(), layers_json)
             );
         } else {
             println!(
-                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}",
+                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}{}",
                 k.isa(),
                 k.precision(),
                 k.threads(),
@@ -470,6 +479,11 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                 } else {
                     String::new()
                 },
+                rtt.map_or(String::new(), |(a, b)| format!(
+                    "  core round trip {:.0}/{:.0} ns",
+                    a.as_secs_f64() * 1e9,
+                    b.as_secs_f64() * 1e9
+                )),
                 if finite {
                     ""
                 } else {
