@@ -1,8 +1,8 @@
 //! The runnable network, for every family: folded weights packed once for one ISA, and the order
 //! of kernel calls (steps over numbered buffers). Each family ([`crate::family::Family`]) only
 //! appends steps to a [`Graph`]; buffer shapes come from shape inference over the steps for each
-//! input shape. Activations are NHWC inside; buffers live in a [`Workspace`] per input shape, kept
-//! in a small pool so repeated calls with the same batch allocate nothing.
+//! input shape. Activations are NHWC inside; buffers live in a workspace (`Workspace`) per input
+//! shape, kept in a small pool so repeated calls with the same batch allocate nothing.
 
 use std::path::Path;
 use std::sync::Mutex;

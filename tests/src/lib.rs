@@ -15,25 +15,42 @@ pub const GUARD_BITS: u32 = 0x7fc0_dead;
 pub const GUARD: usize = 37;
 
 /// The registered kernels of `op` (every precision) that this CPU can run; with `KERNELS_ISA` set,
-/// only that tier's. Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks.
+/// only that tier's. Panics (failing the test) if `KERNELS_ISA` names a tier this CPU lacks, or if
+/// some tier under test has no f32 kernel of `op`: a test that loops over this list has then
+/// covered `op` on every tier this CPU has (scalar, portable, and AVX2 / AVX-512 or NEON).
 pub fn kernels_under_test(op: Op) -> Vec<&'static KernelInfo> {
     let ks: Vec<_> = Precision::ALL
         .into_iter()
         .flat_map(|d| kernels_under_test_at(op, d))
         .collect();
-    assert!(!ks.is_empty(), "no runnable kernel for {}", op.name());
+    let only = only_isa();
+    for isa in mobile_cnn_kernels::Isa::available() {
+        if only.is_none_or(|o| o == isa) {
+            assert!(
+                ks.iter()
+                    .any(|k| k.isa == isa && k.dtype() == Precision::F32),
+                "no f32 kernel of {} on {isa}, which this CPU has",
+                op.name()
+            );
+        }
+    }
     ks
+}
+
+/// The tier `KERNELS_ISA` names, if set; panics if this CPU lacks it.
+fn only_isa() -> Option<mobile_cnn_kernels::Isa> {
+    match std::env::var("KERNELS_ISA") {
+        Ok(v) if !v.trim().is_empty() => {
+            Some(mobile_cnn_kernels::Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}")))
+        }
+        _ => None,
+    }
 }
 
 /// The registered kernels of `op` at `dtype` that this CPU can run (tier and precision); with
 /// `KERNELS_ISA` set, only that tier's. May be empty (a precision this CPU has on no tier).
 pub fn kernels_under_test_at(op: Op, dtype: Precision) -> Vec<&'static KernelInfo> {
-    let only = match std::env::var("KERNELS_ISA") {
-        Ok(v) if !v.trim().is_empty() => {
-            Some(mobile_cnn_kernels::Isa::from_env_value(&v).unwrap_or_else(|e| panic!("{e}")))
-        }
-        _ => None,
-    };
+    let only = only_isa();
     registry::for_op(op)
         .filter(|k| k.dtype() == dtype && k.is_available() && only.is_none_or(|i| i == k.isa))
         .collect()
