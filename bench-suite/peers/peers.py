@@ -33,11 +33,25 @@ MOBILENETS = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100
 ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
 SIZE, OPSET = 224, 17
 LITERT = Path(__file__).resolve().parent / "litert_peer.py"
-# A round is "near" when repvit's core round trip (`Kernels::core_round_trip`, measured just before and
-# after its timed passes) stayed below this. On 2-core AMD EPYC Zen 4 VMs the two virtual CPUs sat on
-# cores 52-75 ns apart (one L3) or 316-337 ns apart, switching every few minutes, and every engine
-# ran slower at two threads in the far placement; rounds are therefore also summarised per placement.
+# Where the two threads ran in a round, from what `repvit bench` measured just before and after its
+# timed passes of that round (`Kernels::core_sharing` and `Kernels::core_round_trip`): "shared" when
+# the threads slowed each other like two hardware threads of one core (sharing above SHARED), "far"
+# when a cache line took NEAR_NS or more there and back, else "near" (two cores of one L3). On the
+# 2-core AMD EPYC Zen 4 VMs of 2026-12-06 the placement changed every few minutes between all three
+# (round trips 25-51, 60-76 and 305-337 ns), and every engine's two-thread time moved with it, so the
+# rounds are also summarised per placement.
 NEAR_NS = 150.0
+SHARED = 1.4
+PLACEMENTS = ("near", "far", "shared")
+
+
+def placement(rtt: list[float] | None, sharing: list[float] | None) -> str | None:
+    """The placement of a round (see NEAR_NS), or None when it was not measured."""
+    if not rtt:
+        return None
+    if sharing and max(sharing) > SHARED:
+        return "shared"
+    return "far" if max(rtt) >= NEAR_NS else "near"
 
 
 def short_name(name: str) -> str:
@@ -342,16 +356,18 @@ def main() -> int:
             order = [e for e in a.engine_list if e in ("repvit-rs", "litert-xnnpack")] + list(engines)
             stats = {e: Summary() for e in order}
             isa = None
-            round_rtt: list[list[float] | None] = []
+            round_place: list[str | None] = []
+            round_probes: list[dict | None] = []
             log(f"{name}: {threads} thread(s), {a.rounds} rounds x {per_round} iters of {', '.join(order)}")
             for r in range(a.rounds):
                 # Rotate the order every round so no engine always runs right after another.
                 k = r % len(order)
-                round_rtt.append(None)
+                round_place.append(None)
+                round_probes.append(None)
                 for e in order[k:] + order[:k]:
                     if e == "repvit-rs":
-                        med, mn, isa, round_rtt[-1] = time_repvit(repvit_bin, v, st_path, threads, per_round,
-                                                                  a.batch)
+                        med, mn, isa, round_place[-1], round_probes[-1] = time_repvit(
+                            repvit_bin, v, st_path, threads, per_round, a.batch)
                     elif e == "litert-xnnpack":
                         med, mn = time_litert(a.litert_python, tflite_path, threads, per_round, a.warmup)
                     else:
@@ -382,12 +398,12 @@ def main() -> int:
                 }
                 if e == "repvit-rs":
                     rec["isa"] = isa
-                if any(round_rtt):
-                    # Every engine's round r ran beside repvit's round r: the same placement.
-                    rec["round_core_round_trip_ns"] = round_rtt
-                    for place, near in (("near", True), ("far", False)):
-                        ms = [m for m, rt in zip(s.round_medians, round_rtt)
-                              if rt is not None and (max(rt) < NEAR_NS) == near]
+                if any(round_place):
+                    # Every engine's round r ran beside repvit's round r: taken as the same placement.
+                    rec["round_placements"] = round_place
+                    rec["round_probes"] = round_probes
+                    for place in PLACEMENTS:
+                        ms = [m for m, p in zip(s.round_medians, round_place) if p == place]
                         rec[f"rounds_{place}"] = len(ms)
                         rec[f"median_ms_{place}"] = round(statistics.median(ms), 4) if ms else None
                 if e in ("onnxruntime", "openvino", "openvino-bf16"):
@@ -491,9 +507,9 @@ def time_litert(py: str, model: Path, threads: int, iters: int, warmup: float) -
 
 
 def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int,
-                batch: int) -> tuple[float, float, str, list[float] | None]:
+                batch: int) -> tuple[float, float, str, str | None, dict]:
     """One round of repvit-rs: its own `bench` (0.3 s warm-up inside), on the same weights as the peers.
-    Also returns the core round trip in ns before and after its timed passes (None at one thread)."""
+    Also returns the round's placement (see NEAR_NS; None at one thread) and the two probes' readings."""
     proc = subprocess.run([exe, "bench", "--variant", v, "--weights", str(weights), "--threads", str(threads),
                            "--iters", str(iters), "--batch", str(batch), "--json", "--no-layers"],
                           capture_output=True, text=True)
@@ -503,8 +519,9 @@ def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int,
     if len(recs) != 1 or recs[0].get("threads") != threads:
         raise SystemExit(f"peers.py: unexpected repvit bench output:\n{proc.stdout}")
     r = recs[0]
-    rtt = r.get("core_round_trip_ns")
-    return float(r["median_ms"]), float(r["min_ms"]), str(r["isa"]), rtt
+    rtt, sharing = r.get("core_round_trip_ns"), r.get("core_sharing")
+    probes = {"core_round_trip_ns": rtt, "core_sharing": sharing}
+    return float(r["median_ms"]), float(r["min_ms"]), str(r["isa"]), placement(rtt, sharing), probes
 
 
 def engine_version(e: str, versions: dict[str, str]) -> str:
@@ -545,18 +562,18 @@ def print_table(lines: list[dict]) -> None:
                     cell += f"  x{r['median_ms'] / base[t]:.2f}"
                 row += f"{cell:>30}"
             print(row)
-        # Two-thread rounds per core placement (see NEAR_NS), when the run saw the far one.
+        # Multi-thread rounds per core placement (see NEAR_NS), when the run saw more than one.
         for t in threads:
             rt = [r for r in rv if r["threads"] == t and "rounds_near" in r]
-            if not rt or all(r["rounds_far"] == 0 for r in rt):
+            if not rt:
                 continue
-            near, far = rt[0]["rounds_near"], rt[0]["rounds_far"]
-            cells = []
-            for r in rt:
-                fmt = lambda m: "-" if m is None else f"{m:.2f}"
-                cells.append(f"{r['engine']} {fmt(r['median_ms_near'])} / {fmt(r['median_ms_far'])}")
-            print(f"  {t} threads, median ms in the {near} round(s) with cores near (< {NEAR_NS:.0f} ns round trip)"
-                  f" / the {far} far: " + ", ".join(cells))
+            seen = [p for p in PLACEMENTS if rt[0][f"rounds_{p}"] > 0]
+            if seen == ["near"]:
+                continue
+            for p in seen:
+                cells = ", ".join(f"{r['engine']} {r[f'median_ms_{p}']:.2f}" for r in rt)
+                print(f"  {t} threads, {p} ({rt[0][f'rounds_{p}']} of {len(rt[0]['round_placements'])}"
+                      f" rounds): {cells}")
         diffs = {r["engine"]: r["max_abs_diff_vs_pytorch"] for r in rv
                  if r.get("max_abs_diff_vs_pytorch") is not None}
         if diffs:

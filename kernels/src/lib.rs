@@ -23,7 +23,7 @@
 //! ```
 
 use std::sync::Mutex;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
@@ -268,6 +268,69 @@ impl Kernels {
         result.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the pool's first two threads share one physical core (SMT siblings): how much
+    /// longer a multiply-bound loop (8 independent 64-bit multiply chains, about 0.3 ms) takes on the
+    /// calling thread while worker 1 runs the same loop at the same moment than while it runs alone;
+    /// the median of 3 such pairs. About 1.0 on two cores; about 2 on two hardware threads of one
+    /// core, which share the multiplier. `None` with one thread, or when no worker joined within
+    /// 10 ms.
+    ///
+    /// Why: a VM's two virtual CPUs can also land on the two hardware threads of one core, where a
+    /// second thread adds little to arithmetic-bound work. On the 2-core AMD EPYC Zen 4 VMs of
+    /// 2026-12-06 some rounds ran so (core round trip 25-51 ns): RepViT-M1.1 at two threads took
+    /// 26.5 ms there against 14.6 on two cores. See [`Kernels::core_round_trip`].
+    pub fn core_sharing(&self) -> Option<f64> {
+        if self.threads < 2 {
+            return None;
+        }
+        // 8 chains of multiply-add: bound by the one 64-bit multiplier port (x86-64 and aarch64
+        // cores alike), not by latency, so a sibling thread doing the same halves the rate.
+        fn work() -> Duration {
+            let t0 = Instant::now();
+            let mut a: [u64; 8] = std::hint::black_box([1, 2, 3, 4, 5, 6, 7, 8]);
+            for _ in 0..40_000 {
+                for x in &mut a {
+                    *x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+                }
+            }
+            std::hint::black_box(a);
+            t0.elapsed()
+        }
+        let mut ratios = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let alone = work().min(work());
+            let arrived = AtomicU64::new(0);
+            let together = Mutex::new(None);
+            self.for_each_index(2, |_, i| {
+                // Both start only once both are here; a lone thread (no worker came) gives up.
+                arrived.fetch_add(1, AcqRel);
+                let t0 = Instant::now();
+                let mut n = 0u32;
+                while arrived.load(Acquire) < 2 {
+                    n = n.wrapping_add(1);
+                    if n.is_multiple_of(1024) && t0.elapsed() > Duration::from_millis(10) {
+                        // Past the deadline: count this thread out, so the other side (should it
+                        // come later, on this very thread) cannot mistake it for a partner.
+                        arrived.fetch_add(2, AcqRel);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                if arrived.load(Acquire) != 2 {
+                    return;
+                }
+                let t = work();
+                if i == 0 {
+                    *together.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                }
+            });
+            let t = together.into_inner().unwrap_or_else(|e| e.into_inner())?;
+            ratios.push(t.as_secs_f64() / alone.as_secs_f64().max(1e-9));
+        }
+        ratios.sort_by(f64::total_cmp);
+        Some(ratios[1])
+    }
+
     /// Runs `f` on every block, in parallel when more than one thread is allowed.
     ///
     /// Blocks must be independent (each writes its own part of the output): which thread runs which
@@ -404,7 +467,7 @@ mod tests {
     /// only its range is checked), is absent with one, and is absent rather than waited for when the
     /// worker does not come: the caller must not spin forever on a message nobody answers.
     #[test]
-    fn core_round_trip_needs_a_second_thread_that_answers() {
+    fn core_probes_need_a_second_thread_that_answers() {
         let one = Kernels::with_isa(Isa::Scalar)
             .unwrap()
             .with_threads(1)
@@ -431,6 +494,19 @@ mod tests {
             "no worker joined, yet a round trip was reported"
         );
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        pool.hold_workers(true);
+        let held = two.core_sharing();
+        pool.hold_workers(false);
+        assert_eq!(
+            held, None,
+            "no worker joined, yet a sharing ratio was reported"
+        );
+        assert_eq!(one.core_sharing(), None);
+        if let Some(r) = (0..5).find_map(|_| two.core_sharing()) {
+            // The loop on two threads at once takes 1-2 times as long as alone (more only when
+            // something else takes the cores).
+            assert!(r > 0.3 && r < 20.0, "{r}");
+        }
         // The pool still works afterwards.
         let hits: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
         two.for_each_index(8, |_, i| {

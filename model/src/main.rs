@@ -377,6 +377,10 @@ fn stage_path(out: &str, stage: usize) -> String {
     format!("{stem}_stage{stage}.npy")
 }
 
+/// Above this `Kernels::core_sharing` slowdown the two threads are taken to share one core (two
+/// cores read about 1.0, two hardware threads of one core about 2).
+const SHARED_CORE: f64 = 1.4;
+
 fn bench(m: &ArgMatches) -> Result<(), Error> {
     let k = kernels(m)?;
     let iters = (*m.get_one::<usize>("iters").unwrap_or(&50)).max(1);
@@ -429,6 +433,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         // How far apart the pool's cores are, just before and just after the timed passes (see
         // `Kernels::core_round_trip`): on a VM the two-thread figures depend on it.
         let rtt_before = k.core_round_trip();
+        let sharing_before = k.core_sharing();
         let mut times: Vec<f64> = Vec::with_capacity(iters);
         for _ in 0..iters {
             let t0 = Instant::now();
@@ -436,6 +441,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         let rtt = rtt_before.zip(k.core_round_trip());
+        let sharing = sharing_before.zip(k.core_sharing());
         let (median, min) = median_min(&mut times);
         let images_per_s = batch as f64 * 1e3 / median;
         let layers = if m.get_flag("no-layers") {
@@ -452,7 +458,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         };
         if json {
             println!(
-                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\",\"core_round_trip_ns\":{}{}}}",
+                "{{\"variant\":\"{name}\",\"threads\":{},\"isa\":\"{}\",\"precision\":\"{}\",\"batch\":{batch},\"batch_split\":\"{split_name}\",\"images_per_s\":{images_per_s:.2},\"size\":{size},\"median_ms\":{median:.4},\"min_ms\":{min:.4},\"iters\":{iters},\"weights\":\"{}\",\"core_round_trip_ns\":{},\"core_sharing\":{}{}}}",
                 k.threads(),
                 k.isa(),
                 k.precision(),
@@ -466,11 +472,12 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                     a.as_secs_f64() * 1e9,
                     b.as_secs_f64() * 1e9
                 )),
+                sharing.map_or("null".to_string(), |(a, b)| format!("[{a:.2},{b:.2}]")),
                 layers.as_deref().map_or(String::new(), layers_json)
             );
         } else {
             println!(
-                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}{}",
+                "{label} {} {} threads {:>2}  batch {batch}{}  {size}x{size}: median {median:8.3} ms  min {min:8.3} ms  {images_per_s:.1} images/s  ({iters} iters){}{}{}",
                 k.isa(),
                 k.precision(),
                 k.threads(),
@@ -483,6 +490,14 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
                     "  core round trip {:.0}/{:.0} ns",
                     a.as_secs_f64() * 1e9,
                     b.as_secs_f64() * 1e9
+                )),
+                sharing.map_or(String::new(), |(a, b)| format!(
+                    ", sharing x{a:.2}/{b:.2}{}",
+                    if a.max(b) > SHARED_CORE {
+                        " (one core's two hardware threads)"
+                    } else {
+                        ""
+                    }
                 )),
                 if finite {
                     ""
