@@ -38,7 +38,7 @@ LITERT = Path(__file__).resolve().parent / "litert_peer.py"
 # the threads slowed each other like two hardware threads of one core (sharing above SHARED), "far"
 # when a cache line took NEAR_NS or more there and back, else "near" (two cores of one L3). On the
 # 2-core AMD EPYC Zen 4 VMs of 2026-12-06 the placement changed every few minutes between all three
-# (round trips 25-51, 60-76 and 305-337 ns), and every engine's two-thread time moved with it, so the
+# (round trips 25-51, 60-76 and 293-341 ns), and every engine's two-thread time moved with it, so the
 # rounds are also summarised per placement.
 NEAR_NS = 150.0
 SHARED = 1.4

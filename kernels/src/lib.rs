@@ -187,10 +187,12 @@ impl Kernels {
     ///
     /// Why it is worth knowing: on a virtual machine the same two virtual CPUs can sit on cores of
     /// one L3 cache or on cores far apart, and the placement can change from minute to minute. On
-    /// 2-core AMD EPYC Zen 4 VMs (2026-12-06) the round trip was either 52-65 ns or 316-337 ns; in
-    /// the far placement every engine ran slower at two threads (RepViT-M1.0 here 12.6-13.8 ms
-    /// instead of 11.5-11.9, one thread unchanged), so two-thread figures mean little without it.
-    /// `repvit bench` reports it beside every multi-threaded timing.
+    /// 2-core AMD EPYC Zen 4 VMs (2026-12-06) this read 60-76 ns (two cores of one L3), 293-341 ns
+    /// (cores far apart) or 25-51 ns (one core's two hardware threads: see
+    /// [`Kernels::core_sharing`]); far apart, every engine ran slower at two threads (RepViT-M1.0
+    /// here 12.3-14.3 ms instead of 11.3-12.3, one thread unchanged), so two-thread figures mean
+    /// little without it. `repvit bench` reports it beside every multi-threaded timing
+    /// (`results/amd-epyc-zen4-2026-12-06-placement/`).
     pub fn core_round_trip(&self) -> Option<Duration> {
         /// The message: a counter alone on its cache line (and the adjacent-line prefetcher's).
         #[repr(align(128))]
@@ -269,7 +271,7 @@ impl Kernels {
     }
 
     /// Whether the pool's first two threads share one physical core (SMT siblings): how much
-    /// longer a multiply-bound loop (8 independent 64-bit multiply chains, about 0.3 ms) takes on the
+    /// longer a multiply-bound loop (8 independent chains of 40 000 64-bit multiplies) takes on the
     /// calling thread while worker 1 runs the same loop at the same moment than while it runs alone;
     /// the median of 3 such pairs. About 1.0 on two cores; about 2 on two hardware threads of one
     /// core, which share the multiplier. `None` with one thread, or when no worker joined within

@@ -66,10 +66,11 @@ impl KxkTier for Avx512 {
         unsafe {
             if S == 2 {
                 // Stride 2 in steps of 4, as on AVX2, where steps of 8 leave the step's loop over
-                // (8 - 1) * 2 + K input columns rolled, picking each column's taps with compares and
-                // branches (see there; not profiled again here). Measured on Zen 4 (one thread, criterion, two alternating
-                // runs each): 5x5 stride 2 at 56x56x72 92-144 -> 43-57 us; maps of 14 or 7 output
-                // columns already ran in steps of 4 and are unchanged.
+                // (8 - 1) * 2 + K input columns rolled, picking each column's taps with compares
+                // and branches (see there; not profiled again here). Measured on Zen 4 (one
+                // thread, criterion, two alternating runs each): 5x5 stride 2 at 56x56x72 92-144
+                // -> 43-57 us; maps of 14 or 7 output columns already ran in steps of 4 and are
+                // unchanged.
                 kxk::block::<__m512, K, S, ACT, 1, 4, MASKED>(a, cb, part)
             } else {
                 kxk::block::<__m512, K, S, ACT, 1, 8, MASKED>(a, cb, part)
