@@ -123,7 +123,7 @@ impl Conv3x3 {
     /// is reused afterwards, so steady-state calls allocate nothing.
     ///
     /// The output rows of every image are cut into bands of a size set by the shape alone (an
-    /// im2col band of about [`BAND_FLOATS`]); the threads of `kernels` take whole bands (im2col,
+    /// im2col band of about 64 Ki floats, `BAND_FLOATS`); the threads of `kernels` take whole bands (im2col,
     /// then the GEMM on the same thread), so the bits do not depend on the thread count.
     pub fn run(
         &self,

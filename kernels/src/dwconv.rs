@@ -2,7 +2,8 @@
 //! bias, a fused activation and, on request, the per-channel sums of its output (the squeeze half
 //! of squeeze-excite).
 //!
-//! Kernels run one *band* of output rows at a time ([`DwConvKernel::run_rows`], [`DwConv::run_rows`]):
+//! Kernels run one *band* of output rows at a time
+//! ([`crate::registry::DwConvKernel::run_rows`], [`DwConv::run_rows`]):
 //! the rows are counted over the whole batch (flat row `r` is row `r % oh` of image `r / oh`), so
 //! a band is a contiguous piece of the output and threads can split the output with
 //! `split_at_mut`. The whole-tensor `run` is the band `0..n * oh`.

@@ -1,7 +1,7 @@
 //! Memory-bound element-wise and reduction ops: activation in place, add, per-channel scale (the
 //! excite of squeeze-excite applied to a tensor), per-channel sums and global average pooling.
 //!
-//! Each op is written once over [`pulp`]'s SIMD vectors ([`vectorize`] maps the kernels' tier to
+//! Each op is written once over [`pulp`]'s SIMD vectors (`vectorize` maps the kernels' tier to
 //! pulp's level: x86-64-v4, v3, NEON or scalar) and pulp compiles it once per level under that
 //! level's `#[target_feature]`. These loops are bound by memory bandwidth, where hand-scheduling per
 //! tier has nothing to win: on AVX2 (Zen 3) the pulp bodies run level with the per-tier loops they

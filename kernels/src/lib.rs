@@ -1,7 +1,7 @@
 //! SIMD kernels for mobile CNN inference: NHWC f32 activations, runtime ISA dispatch.
 //!
 //! The crate knows nothing of any particular network. Each operation has
-//! - a reference implementation in [`reference`] (plain loops, the oracle of the tests),
+//! - a reference implementation in [`mod@reference`] (plain loops, the oracle of the tests),
 //! - a portable scalar kernel, and kernels for AVX2+FMA, AVX-512F and NEON,
 //! - an entry per kernel in [`registry`], which dispatch, tests and benchmarks all read.
 //!
@@ -271,9 +271,9 @@ impl Kernels {
     }
 
     /// Whether the pool's first two threads share one physical core (SMT siblings): how much
-    /// longer a multiply-bound loop (8 independent chains of 40 000 64-bit multiplies) takes on the
-    /// calling thread while worker 1 runs the same loop at the same moment than while it runs alone;
-    /// the median of 3 such pairs. About 1.0 on two cores; about 2 on two hardware threads of one
+    /// longer a multiply-bound loop (8 independent chains of 40 000 64-bit multiplies) takes on
+    /// the calling thread while worker 1 runs the same loop at the same moment than while it runs
+    /// alone; the median of 3 such pairs. About 1.0 on two cores; about 2 on two hardware threads of one
     /// core, which share the multiplier. `None` with one thread, or when no worker joined within
     /// 10 ms.
     ///
@@ -465,9 +465,9 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// The round trip is measured with two threads (how long it takes depends on the machine, so
-    /// only its range is checked), is absent with one, and is absent rather than waited for when the
-    /// worker does not come: the caller must not spin forever on a message nobody answers.
+    /// Both probes measure with two threads (what they read depends on the machine, so only the
+    /// range is checked), read nothing with one, and give up rather than wait when the worker does
+    /// not come: the caller must not spin forever on a message nobody answers.
     #[test]
     fn core_probes_need_a_second_thread_that_answers() {
         let one = Kernels::with_isa(Isa::Scalar)

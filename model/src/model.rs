@@ -175,7 +175,7 @@ pub(crate) struct Step {
 }
 
 /// The steps of a network under construction, over numbered buffers. Buffer 0 holds the input
-/// (NHWC) after the first step ([`Op::ToNhwc`]); a buffer's shape is whatever the first step that
+/// (NHWC) after the first step (`Op::ToNhwc`); a buffer's shape is whatever the first step that
 /// writes it produces (checked against every later use by shape inference).
 #[derive(Debug)]
 pub struct Graph {
