@@ -72,6 +72,22 @@ pub struct Kernels {
     pool: Option<std::sync::Arc<pool::SpinPool>>,
 }
 
+/// Spins until `cond` holds (true), or until `limit` has passed or `give_up` holds (false). The
+/// clock and `give_up` are read every 1024 spins, so the spinning thread answers `cond` at once.
+/// For the core probes ([`Kernels::core_round_trip`], [`Kernels::core_sharing`]).
+fn spin_until(cond: &dyn Fn() -> bool, limit: Duration, give_up: impl Fn() -> bool) -> bool {
+    let t0 = Instant::now();
+    let mut n = 0u32;
+    while !cond() {
+        n = n.wrapping_add(1);
+        if n.is_multiple_of(1024) && (t0.elapsed() > limit || give_up()) {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    true
+}
+
 /// The process-wide pool of [`Kernels::new`] and [`Kernels::with_isa`]: a thread per core, started
 /// on first use; none on one core (or if the threads cannot be started: everything then runs on the
 /// calling thread, with the same results).
@@ -207,19 +223,9 @@ impl Kernels {
         let line = Line(AtomicU64::new(0));
         let abort = AtomicBool::new(false);
         let result = Mutex::new(None);
-        // Spins until `cond` holds; false once `limit` has passed (checked every 1024 spins, so
-        // reading the clock costs the spinning thread almost nothing).
+        // Either side stops waiting once the other has given up.
         let spin_until = |cond: &dyn Fn() -> bool, limit: Duration| -> bool {
-            let t0 = Instant::now();
-            let mut n = 0u32;
-            while !cond() {
-                n = n.wrapping_add(1);
-                if n.is_multiple_of(1024) && (t0.elapsed() > limit || abort.load(Relaxed)) {
-                    return false;
-                }
-                std::hint::spin_loop();
-            }
-            true
+            spin_until(cond, limit, || abort.load(Relaxed))
         };
         // Index 0 is the calling thread's share and index 1 worker 1's (`pool.rs`: slot `s` first
         // runs its own contiguous share). Should the caller end up running both (no worker came),
@@ -306,17 +312,12 @@ impl Kernels {
             self.for_each_index(2, |_, i| {
                 // Both start only once both are here; a lone thread (no worker came) gives up.
                 arrived.fetch_add(1, AcqRel);
-                let t0 = Instant::now();
-                let mut n = 0u32;
-                while arrived.load(Acquire) < 2 {
-                    n = n.wrapping_add(1);
-                    if n.is_multiple_of(1024) && t0.elapsed() > Duration::from_millis(10) {
-                        // Past the deadline: count this thread out, so the other side (should it
-                        // come later, on this very thread) cannot mistake it for a partner.
-                        arrived.fetch_add(2, AcqRel);
-                        return;
-                    }
-                    std::hint::spin_loop();
+                let both = || arrived.load(Acquire) >= 2;
+                if !spin_until(&both, Duration::from_millis(10), || false) {
+                    // Past the deadline: count this thread out, so the other side (should it
+                    // come later, on this very thread) cannot mistake it for a partner.
+                    arrived.fetch_add(2, AcqRel);
+                    return;
                 }
                 if arrived.load(Acquire) != 2 {
                     return;
