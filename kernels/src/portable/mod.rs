@@ -110,6 +110,7 @@ mod tests {
         let fused = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
         crate::activation::tier_test::check_tier_with(
             4,
+            crate::activation::gelu,
             |act, xs| {
                 let mut v = xs.to_vec();
                 // SAFETY: the portable tier needs no CPU feature.

@@ -414,8 +414,13 @@ pub(crate) mod tests {
     }
 
     /// Runs `f` (panel width `nr`) and the scalar model on the same packed data; equal bits, and
-    /// nothing written outside the block.
-    pub(crate) fn check_bitwise_against_scalar(f: PointwiseHalfFn, nr: usize) {
+    /// nothing written outside the block. `gelu` is the scalar form of the tier's GELU table (the
+    /// model's epilogue with that form: `gelu(acc + bias)`, then `+ residual`).
+    pub(crate) fn check_bitwise_against_scalar(
+        f: PointwiseHalfFn,
+        nr: usize,
+        gelu: crate::activation::tier_test::ScalarGelu,
+    ) {
         use crate::x86_64::pointwise::tests::rand_vec;
         let scalar = registry::find_key(KernelKey {
             op: Op::Pointwise,
@@ -447,8 +452,19 @@ pub(crate) mod tests {
                 .unwrap()
                 .with_threads(1)
                 .unwrap();
-            ps.run_slices(&ks, p, &x, &mut want, act, res.as_deref())
-                .unwrap();
+            if act == Activation::Gelu {
+                ps.run_slices(&ks, p, &x, &mut want, Activation::Identity, None)
+                    .unwrap();
+                for (e, w) in want.iter_mut().enumerate() {
+                    *w = gelu(*w);
+                    if let Some(r) = &res {
+                        *w += r[e];
+                    }
+                }
+            } else {
+                ps.run_slices(&ks, p, &x, &mut want, act, res.as_deref())
+                    .unwrap();
+            }
             // Pack for width `nr` as the registry does for a HalfTile { nr, 2, Bf16 }.
             let panels = n.div_ceil(nr);
             let kp = k.div_ceil(2);
@@ -507,7 +523,7 @@ pub(crate) mod tests {
         {
             panic!("the x86-64 test machine is expected to have AVX2 and FMA");
         }
-        check_bitwise_against_scalar(emulated, NR);
+        check_bitwise_against_scalar(emulated, NR, crate::activation::gelu);
     }
 
     #[test]

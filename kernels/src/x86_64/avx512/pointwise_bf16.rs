@@ -172,6 +172,7 @@ mod tests {
         crate::x86_64::pointwise_bf16::tests::check_bitwise_against_scalar(
             pointwise_bf16_8x32_avx512bf16,
             NR,
+            crate::activation::gelu32,
         );
     }
 }
