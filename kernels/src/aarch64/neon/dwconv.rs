@@ -86,7 +86,7 @@ unsafe fn run<const ACT: u8>(
     let r0 = rows.start;
     for fr in rows {
         let (b, oy) = (fr / oh, fr % oh);
-        let mut sums_b = sums.as_deref_mut().map(|t| &mut t[b * c..(b + 1) * c]);
+        let sums_b = sums.as_deref_mut().map(|t| &mut t[b * c..(b + 1) * c]);
         {
             let top = oy * s == 0; // kernel row 0 would read input row -1
             let bottom = oy * s + 1 >= h; // kernel row 2 would read input row h
@@ -97,7 +97,7 @@ unsafe fn run<const ACT: u8>(
                 weights,
                 bias,
                 output: &mut *output,
-                sums: sums_b.as_deref_mut(),
+                sums: sums_b,
                 rows: [
                     if top { 0 } else { row_start(0) },
                     row_start(1),
