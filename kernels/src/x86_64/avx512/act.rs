@@ -75,8 +75,8 @@ unsafe fn gelu32_row(idx: __m512i, k: usize) -> __m512 {
 /// Exact-form GELU by the 32-segment scheme of [`crate::activation::gelu32`] (same operations,
 /// same order, so the same bits); NaN stays NaN.
 ///
-/// Per vector: 6 multiply-adds (one multiply to place `x` in the table, 3 of Horner's rule, `x/2`,
-/// the final one), 3 adds and 4 two-register permutes. The 8-segment degree-6 form the other tiers
+/// Per vector: 7 multiply-adds (2 place `x` in its segment, 3 of Horner's rule, `x/2`, the final
+/// one), a subtraction and 4 two-register permutes. The 8-segment degree-6 form the other tiers
 /// use took 10 multiply-adds, 7 permutes and a conversion here; the multiply-adds are what the
 /// GEMM this epilogue follows is short of. RepViT-M1.0 at one thread on Zen 4, four interleaved
 /// rounds of 100 passes: median 22.1-22.4 -> 21.6-21.7 ms, minimum 21.8-21.9 -> 21.4-21.5 ms; a
