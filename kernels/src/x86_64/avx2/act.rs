@@ -196,14 +196,11 @@ mod tests {
 
     #[test]
     fn activations_match_scalar_bit_for_bit_and_gelu_is_exact() {
-        if !(std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma"))
-        {
-            return;
-        }
-        // SAFETY: AVX2+FMA was detected just above.
-        crate::activation::tier_test::check_tier(8, crate::activation::gelu, |act, xs| unsafe {
-            apply_dyn(act, xs)
+        crate::x86_64::test_tier(crate::Isa::Avx2, || {
+            // SAFETY: `test_tier` runs this only where the AVX2 tier (AVX2 + FMA) is available.
+            crate::activation::tier_test::check_tier(8, crate::activation::gelu, |act, xs| unsafe {
+                apply_dyn(act, xs)
+            })
         });
     }
 }

@@ -213,12 +213,14 @@ mod tests {
 
     #[test]
     fn activations_match_scalar_bit_for_bit_and_gelu_is_exact() {
-        if !(std::arch::is_x86_feature_detected!("avx512f")) {
-            return;
-        }
-        // SAFETY: AVX-512F was detected just above.
-        crate::activation::tier_test::check_tier(16, crate::activation::gelu32, |act, xs| unsafe {
-            apply_dyn(act, xs)
+        crate::x86_64::test_tier(crate::Isa::Avx512, || {
+            // SAFETY: `test_tier` runs this only where the AVX-512 tier is available, which
+            // includes AVX-512F.
+            crate::activation::tier_test::check_tier(
+                16,
+                crate::activation::gelu32,
+                |act, xs| unsafe { apply_dyn(act, xs) },
+            )
         });
     }
 }
