@@ -163,12 +163,13 @@ pub(crate) const GELU_POLY: [[f32; GELU_SEGMENTS]; 7] = [
 ];
 /// Segments of the AVX-512 GELU table ([`gelu32`]): two 16-float registers per power.
 pub(crate) const GELU32_SEGMENTS: usize = 32;
-/// `f = u * GELU32_SCALE` puts segment `i` at `f` in `[i - 1/2, i + 1/2)`; `(32 - 1.5e0) / 5.6e0`.
+/// `f = u * GELU32_SCALE` puts segment `i` at `f` in `[i - 1/2, i + 1/2)`; `(32 - 1.5) / 5.6`.
 pub(crate) const GELU32_SCALE: f32 = 5.446_429;
-/// `u` is clamped to this first: the largest f32 whose `fma(u, GELU32_SCALE, ROUND_MAGIC)` rounds to
-/// the last segment, 31 (from `u = 5.6e0` on, where `erf(u / sqrt 2)` is 1 within 1e-8).
+/// `u` is clamped to this first (about `31 / GELU32_SCALE`), so that `fma(u, GELU32_SCALE,
+/// ROUND_MAGIC)` rounds to at most 31, the last segment (from `u = 5.6` on, where `erf(u / sqrt 2)`
+/// is 1 within 1e-8).
 pub(crate) const GELU32_CLAMP: f32 = 5.691_803_5;
-/// `1.5e0 * 2^23`: `t = f + ROUND_MAGIC` (`0 <= f < 2^22`) is rounded to an integer, ties to even, which
+/// `1.5 * 2^23`: `t = f + ROUND_MAGIC` (`0 <= f < 2^22`) is rounded to an integer, ties to even, which
 /// its low mantissa bits hold; `t - ROUND_MAGIC` is exact.
 pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `GELU32_POLY[k][i]`: half the coefficient of `r^k` in segment `i` of `erf(|x| / sqrt 2)` (the
@@ -406,10 +407,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn gelu32(x: f32) -> f32 {
     let u = x.abs();
-    let uc = u.min(GELU32_CLAMP);
-    let t = uc.mul_add(GELU32_SCALE, ROUND_MAGIC);
-    let i = t - ROUND_MAGIC;
-    let r = uc.mul_add(GELU32_SCALE, -i);
+    let (i, r) = gelu32_segment(u);
     // `i` is integral in [0, 31] (`uc * GELU32_SCALE` is at most 31 after rounding): exact cast.
     let i = i as usize;
     let mut p = GELU32_POLY[3][i];
@@ -417,6 +415,17 @@ pub(crate) fn gelu32(x: f32) -> f32 {
         p = p.mul_add(r, row[i]);
     }
     u.mul_add(p, 0.5 * x)
+}
+
+/// The segment of `u = |x|` in the 32-segment table and the local variable: `u` clamped to
+/// [`GELU32_CLAMP`], `t = fma(u, GELU32_SCALE, ROUND_MAGIC)`, `i = t - ROUND_MAGIC` (an integer in
+/// `0..32`, as a float) and `r = fma(u, GELU32_SCALE, -i)` in about `[-1/2, 1/2]`.
+#[inline(always)]
+fn gelu32_segment(u: f32) -> (f32, f32) {
+    let uc = u.min(GELU32_CLAMP);
+    let t = uc.mul_add(GELU32_SCALE, ROUND_MAGIC);
+    let i = t - ROUND_MAGIC;
+    (i, uc.mul_add(GELU32_SCALE, -i))
 }
 
 // Compile-time activation codes, shared by every SIMD tier: kernels are generic over `const ACT: u8`
@@ -557,10 +566,7 @@ mod tests {
     /// segment is reached, and `r` stays within half a segment.
     #[test]
     fn gelu32_segments() {
-        let index = |u: f32| {
-            let t = u.min(GELU32_CLAMP).mul_add(GELU32_SCALE, ROUND_MAGIC);
-            t - ROUND_MAGIC
-        };
+        let index = |u: f32| gelu32_segment(u).0;
         assert_eq!(index(GELU32_CLAMP), (GELU32_SEGMENTS - 1) as f32);
         assert_eq!(index(f32::MAX), (GELU32_SEGMENTS - 1) as f32);
         assert!(
@@ -572,12 +578,11 @@ mod tests {
         let mut seen = [false; GELU32_SEGMENTS];
         for i in 0..=6 * 4096 {
             let u = i as f32 / 4096.0;
-            let j = index(u);
+            let (j, r) = gelu32_segment(u);
             assert!(
                 j.fract() == 0.0 && (0.0..GELU32_SEGMENTS as f32).contains(&j),
                 "{u}"
             );
-            let r = u.min(GELU32_CLAMP).mul_add(GELU32_SCALE, -j);
             assert!(r.abs() <= 0.5 + 1e-6, "{u}: r = {r}");
             seen[j as usize] = true;
         }

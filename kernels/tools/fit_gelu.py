@@ -15,7 +15,8 @@ multiply-adds. Two tables, one per register width:
 
 Least squares on Chebyshev-like nodes, reweighted towards minimax, then an f32 simulation of each
 exact evaluation order, checked against math.erf. Prints the Rust tables pasted into
-`src/activation.rs`. Needs numpy. Run: python3 kernels/tools/fit_gelu.py
+`src/activation.rs` (the committed 8-segment table came from an earlier numpy: a refit with numpy
+2.4 differs in the last bit of 3 of its 56 coefficients). Needs numpy. Run: python3 kernels/tools/fit_gelu.py
 """
 import math
 
