@@ -18,6 +18,7 @@
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
+pub use crate::ukernel::ActivationFn;
 use crate::{Isa, Kernels};
 use pulp::{Simd, WithSimd};
 
@@ -143,23 +144,6 @@ impl WithSimd for Sums<'_> {
         }
         simd.partial_store_f32s(out_tail, tail);
     }
-}
-
-/// An in-place activation kernel ([`crate::registry::Op::Activation`]): `data[i] = act(data[i])`
-/// with the vector activations of the kernel's tier, which equal the scalar forms bit for bit
-/// (the portable tier's GELU within rounding where its `mul_add` does not fuse, see
-/// `crate::portable`).
-///
-/// # Safety
-/// The kernel's tier must be available.
-pub type ActivationFn = unsafe fn(act: Activation, data: &mut [f32]);
-
-/// [`ActivationFn`] of the scalar tier: the scalar forms, under pulp's scalar level.
-///
-/// # Safety
-/// None (`unsafe` only to share the kernels' function-pointer type).
-pub(crate) unsafe fn activation_scalar(act: Activation, data: &mut [f32]) {
-    vectorize(Isa::Scalar, MapInPlace(data, |v| act.apply(v)));
 }
 
 /// Applies `act` to every element in place (for where it is not fused into a kernel's store), with

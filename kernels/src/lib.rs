@@ -34,6 +34,7 @@ pub mod dwconv;
 mod dwconv_kxk;
 pub mod elementwise;
 pub mod error;
+mod generic;
 pub mod isa;
 pub mod linear;
 pub mod pointwise;
@@ -42,6 +43,7 @@ pub mod reference;
 pub mod registry;
 pub mod se;
 pub mod tensor;
+pub mod ukernel;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -52,11 +54,12 @@ mod x86_64;
 
 pub use activation::Activation;
 pub use conv::Conv3x3;
-pub use dwconv::{DwConv, DwConv3x3, DwConvGeom, dwconv};
+pub use dwconv::{DwConv, DwConv3x3, dwconv};
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision};
-pub use pointwise::{PackedPointwise, PointwiseGeom, PointwiseHalfFn};
+pub use pointwise::PackedPointwise;
 pub use tensor::{ALIGN, AlignedBuf, SendPtr, Shape, Tensor};
+pub use ukernel::{DwConvGeom, PointwiseGeom, PointwiseHalfFn};
 
 /// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
 ///
