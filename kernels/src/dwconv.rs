@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::registry::{self, Op};
+use crate::registry::{self, DwConvKernel, Op};
 use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_from_slice};
 use crate::ukernel::check_k;
 pub use crate::ukernel::{DW_KERNEL_SIZES, DwConvFn, DwConvGeom};
@@ -37,17 +37,20 @@ pub fn dw_weights_from_oihw(c: usize, k: usize, oihw: &[f32]) -> Result<Vec<f32>
     Ok(out)
 }
 
-/// A depthwise k x k layer ready to run: weights in the kernels' layout, 64-byte aligned.
+/// A depthwise k x k layer ready to run: weights in the kernels' layout, 64-byte aligned, and the
+/// registry's kernel for one tier, bound when the layer is made ([`DwConv::create`]), as XNNPACK
+/// fills an operator's config once. Running it with a [`Kernels`] of another tier is an error.
 ///
 /// ```
 /// use mobile_cnn_kernels::{Activation, DwConv, Kernels, Shape, Tensor};
 /// let c = 3;
+/// let k = Kernels::new().unwrap();
 /// // PyTorch layout [c, 1, 5, 5]: every tap 1.0, so each output sums its 5x5 neighbourhood.
-/// let layer = DwConv::new(c, 5, &vec![1.0; 25 * c], &[0.0; 3], 1, Activation::Identity).unwrap();
+/// let w = vec![1.0; 25 * c];
+/// let layer = DwConv::create(&k, c, 5, &w, &[0.0; 3], 1, Activation::Identity).unwrap();
 /// let input = Tensor::from_slice(Shape::new(1, 3, 3, c), &[1.0; 27]).unwrap();
 /// let mut out = Tensor::zeros(layer.output_shape(input.shape()).unwrap()).unwrap();
 /// let mut sums = [0.0f32; 3];
-/// let k = Kernels::new().unwrap();
 /// layer.run(&k, &input, &mut out, Some(&mut sums)).unwrap();
 /// // Padding 2: every output of a 3x3 image sees all 9 pixels.
 /// assert!(out.as_slice().iter().all(|&y| y == 9.0));
@@ -68,11 +71,74 @@ pub struct DwConv {
     act: Activation,
     weights: AlignedBuf,
     bias: AlignedBuf,
+    /// The registry's kernel of size `k` for one tier; `None` for a layer made by the unbound
+    /// [`DwConv::new`] (looked up at every run).
+    kernel: Option<DwConvKernel>,
 }
 
 impl DwConv {
-    /// Builds the layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`.
-    /// Errors on wrong lengths, `c == 0`, `k` not 3, 5 or 7, or a stride other than 1 or 2.
+    /// Builds the layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`, bound to
+    /// the depthwise kernel of `kernels`' tier. Errors on wrong lengths, `c == 0`, `k` not 3, 5 or
+    /// 7, or a stride other than 1 or 2.
+    pub fn create(
+        kernels: &Kernels,
+        c: usize,
+        k: usize,
+        weights_oihw: &[f32],
+        bias: &[f32],
+        stride: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        Self::new(c, k, weights_oihw, bias, stride, act)?.bound(kernels.isa())
+    }
+
+    /// [`DwConv::create`] from weights already in the tap-major `[k][k][c]` layout.
+    pub fn create_tap_major(
+        kernels: &Kernels,
+        c: usize,
+        k: usize,
+        weights: &[f32],
+        bias: &[f32],
+        stride: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        Self::from_tap_major(c, k, weights, bias, stride, act)?.bound(kernels.isa())
+    }
+
+    /// This layer bound to the kernel of `isa` (an error if this CPU lacks the tier).
+    fn bound(self, isa: Isa) -> Result<Self> {
+        let kernel = registry::find(Op::DwConv { k: self.k }, isa.check("the API")?)?.dwconv()?;
+        Ok(DwConv {
+            kernel: Some(kernel),
+            ..self
+        })
+    }
+
+    /// The kernel to run with `kernels`: the bound one (an error if `kernels` is of another tier),
+    /// or for an unbound layer the registry's, looked up now.
+    fn kernel_for(&self, kernels: &Kernels) -> Result<DwConvKernel> {
+        match self.kernel {
+            Some(kernel) if kernel.info.isa == kernels.isa() => Ok(kernel),
+            Some(kernel) => Err(Error::param(
+                "dwconv layer",
+                format!(
+                    "bound to {}, but the kernels in use are {}",
+                    kernel.info.isa,
+                    kernels.isa()
+                ),
+            )),
+            None => registry::find(Op::DwConv { k: self.k }, kernels.isa())?.dwconv(),
+        }
+    }
+
+    /// The bound kernel (`None` for a layer made by [`DwConv::new`]).
+    pub fn kernel(&self) -> Option<&DwConvKernel> {
+        self.kernel.as_ref()
+    }
+
+    /// Builds an unbound layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`
+    /// (errors as [`DwConv::create`]): it runs with any tier, looking the kernel up at every run.
+    /// Kept for callers written before [`DwConv::create`]; goes once they have moved.
     pub fn new(
         c: usize,
         k: usize,
@@ -98,7 +164,8 @@ impl DwConv {
         }
     }
 
-    /// Builds the layer from weights already in the tap-major `[k][k][c]` layout.
+    /// An unbound layer ([`DwConv::new`]) from weights already in the tap-major `[k][k][c]`
+    /// layout. Kept for callers written before [`DwConv::create_tap_major`].
     pub fn from_tap_major(
         c: usize,
         k: usize,
@@ -115,6 +182,7 @@ impl DwConv {
             act,
             weights: aligned_from_slice(weights),
             bias: aligned_from_slice(bias),
+            kernel: None,
         })
     }
 
@@ -177,8 +245,8 @@ impl DwConv {
         Ok(g.output_shape())
     }
 
-    /// Runs the layer with the kernel of `kernels`' instruction set. `sums`, when given, must hold
-    /// `n * c` floats and receives the per-image, per-channel sums of the output.
+    /// Runs the layer with its kernel in one call on the calling thread. `sums`, when given, must
+    /// hold `n * c` floats and receives the per-image, per-channel sums of the output.
     pub fn run(
         &self,
         kernels: &Kernels,
@@ -194,8 +262,7 @@ impl DwConv {
                 output.shape(),
             ));
         }
-        dwconv(
-            kernels.isa(),
+        self.kernel_for(kernels)?.run_rows(
             &g,
             0..g.rows(),
             input.as_slice(),
@@ -218,8 +285,7 @@ impl DwConv {
         sums: Option<&mut [f32]>,
     ) -> Result<()> {
         let g = self.geom(input.shape())?;
-        dwconv(
-            kernels.isa(),
+        self.kernel_for(kernels)?.run_rows(
             &g,
             rows,
             input.as_slice(),
@@ -258,7 +324,9 @@ impl std::ops::Deref for DwConv3x3 {
 
 /// Runs the registered depthwise kernel of size `geom.k` for `isa` on raw slices: the band of flat
 /// output rows `rows` (layouts and band contract in [`DwConvGeom`]). Errors when `isa` has no such
-/// kernel or is not available, or a length does not match the geometry.
+/// kernel or is not available, or a length does not match the geometry. Looks the kernel up on
+/// every call: code that runs the same layer again binds it once ([`DwConv::create`], or
+/// [`crate::registry::find`] and [`crate::registry::KernelInfo::dwconv`] for raw slices).
 #[allow(clippy::too_many_arguments)]
 pub fn dwconv(
     isa: Isa,

@@ -13,9 +13,7 @@
 //! microseconds at 7x7x448, well under 1 % of the block's two pointwise convolutions.
 
 use crate::activation::{Activation, exp, relu6};
-use crate::elementwise::{
-    MapInPlace, activation_in_place, channel_sums, scale_channels_in_place, vectorize,
-};
+use crate::elementwise::Elementwise;
 use crate::error::{Error, Result};
 use crate::registry::{self, Op};
 use crate::tensor::Tensor;
@@ -129,8 +127,11 @@ fn gemv_split(kernels: &Kernels, gemv: GemvFn, x: &[f32], wt: &[f32], bias: &[f3
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
     isa: Isa,
-    /// The registry's matrix-vector kernel for `isa`.
+    /// The registry's matrix-vector kernel for `isa`, bound at construction.
     gemv: GemvFn,
+    /// The activation kernel and SIMD level of `isa` (inner activation, gate, sums, scale), bound
+    /// at construction.
+    ew: Elementwise,
     c: usize,
     r: usize,
     /// fc1 transposed: `[c][r]`.
@@ -203,6 +204,7 @@ impl SqueezeExcite {
         Ok(SqueezeExcite {
             isa,
             gemv,
+            ew: Elementwise::for_isa(isa)?,
             c,
             r,
             w1t: transpose(fc1_w, r, c),
@@ -294,13 +296,11 @@ impl SqueezeExcite {
                 *m = v * inv;
             }
             gemv_split(kernels, self.gemv, mean, &self.w1t, &self.b1, hidden);
-            activation_in_place(kernels, self.inner, hidden);
+            self.ew.activation_in_place(self.inner, hidden);
             gemv_split(kernels, self.gemv, hidden, &self.w2t, &self.b2, out);
             match self.gate {
-                Gate::Sigmoid => vectorize(self.isa, MapInPlace(out, |v| Gate::Sigmoid.apply(v))),
-                Gate::HardSigmoid => {
-                    vectorize(self.isa, MapInPlace(out, |v| Gate::HardSigmoid.apply(v)))
-                }
+                Gate::Sigmoid => self.ew.map_in_place(out, |v| Gate::Sigmoid.apply(v)),
+                Gate::HardSigmoid => self.ew.map_in_place(out, |v| Gate::HardSigmoid.apply(v)),
             }
         }
         Ok(())
@@ -323,9 +323,9 @@ impl SqueezeExcite {
         }
         let (sums, rest) = scratch[..need].split_at_mut(s.n * s.c);
         let (scale, gate_scratch) = rest.split_at_mut(s.n * s.c);
-        channel_sums(kernels, t, sums)?;
+        self.ew.channel_sums(t, sums)?;
         self.gate_into(kernels, sums, s.h * s.w, scale, gate_scratch)?;
-        scale_channels_in_place(kernels, t, scale)
+        self.ew.scale_channels_in_place(kernels, t, scale)
     }
 }
 
