@@ -11,6 +11,8 @@
 use std::ops::Range;
 
 use crate::activation::Activation;
+use crate::dwconv_bands;
+pub use crate::dwconv_bands::{DW_BAND_MACS, DW_PARALLEL_MACS, DwBands};
 use crate::error::{Error, Result};
 use crate::registry::{self, DwConvKernel, Op};
 use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_from_slice};
@@ -245,8 +247,9 @@ impl DwConv {
         Ok(g.output_shape())
     }
 
-    /// Runs the layer with its kernel in one call on the calling thread. `sums`, when given, must
-    /// hold `n * c` floats and receives the per-image, per-channel sums of the output.
+    /// Runs the layer with its kernel in one call on the calling thread (for threads and sums that
+    /// do not depend on them, [`DwConv::run_bands`]). `sums`, when given, must hold `n * c` floats
+    /// and receives the per-image, per-channel sums of the output.
     pub fn run(
         &self,
         kernels: &Kernels,
@@ -271,6 +274,78 @@ impl DwConv {
             output.as_mut_slice(),
             sums,
         )
+    }
+
+    /// Runs the layer over row bands chosen from the shape ([`DwBands`], about [`DW_BAND_MACS`]
+    /// multiply-adds each), shared among `kernels`' threads when the layer has at least
+    /// [`DW_PARALLEL_MACS`] multiply-adds: the threaded depthwise, whose results are the same bits
+    /// for any thread count.
+    ///
+    /// `sums = Some((sums, partials))` asks for the per-image, per-channel sums of the output (the
+    /// squeeze of squeeze-excite): `sums` holds `n * c` floats and receives, per image, the bands'
+    /// partial sums added in band order; `partials` is scratch of at least
+    /// [`DwConv::band_partials_len`] floats (the caller owns it, so a call allocates nothing).
+    /// The sums equal [`DwConv::run`]'s up to f32 rounding of the additions (not bitwise: the
+    /// additions associate differently); the outputs equal [`DwConv::run`]'s bit for bit. Without
+    /// sums, a layer too small to share runs as one call.
+    ///
+    /// ```
+    /// use mobile_cnn_kernels::{Activation, DwConv, Kernels, Shape, Tensor};
+    /// let c = 16;
+    /// let k = Kernels::new().unwrap().with_threads(2).unwrap();
+    /// let dw = DwConv::create(&k, c, 3, &vec![0.5; 9 * c], &vec![0.0; c], 1, Activation::Relu)
+    ///     .unwrap();
+    /// let x = Tensor::from_slice(Shape::new(1, 56, 56, c), &vec![1.0; 56 * 56 * c]).unwrap();
+    /// let mut y = Tensor::zeros(dw.output_shape(x.shape()).unwrap()).unwrap();
+    /// let mut sums = vec![0.0; c];
+    /// let mut partials = vec![0.0; dw.band_partials_len(x.shape()).unwrap()];
+    /// dw.run_bands(&k, &x, &mut y, Some((&mut sums, &mut partials))).unwrap();
+    /// // Row 1, column 0: 6 of the 9 taps fall inside the image.
+    /// assert_eq!(y.as_slice()[56 * c..57 * c], [3.0; 16]);
+    /// assert_eq!(sums[0], y.as_slice().iter().step_by(c).sum::<f32>());
+    /// ```
+    pub fn run_bands(
+        &self,
+        kernels: &Kernels,
+        input: &Tensor,
+        output: &mut Tensor,
+        sums: Option<(&mut [f32], &mut [f32])>,
+    ) -> Result<()> {
+        let g = self.geom(input.shape())?;
+        if output.shape() != g.output_shape() {
+            return Err(Error::shape(
+                "dwconv output",
+                g.output_shape(),
+                output.shape(),
+            ));
+        }
+        let kernel = self.kernel_for(kernels)?;
+        let bands = DwBands::of(&g);
+        let parallel = bands.parallel(kernels, &g);
+        let (x, y) = (input.as_slice(), output.as_mut_slice());
+        if sums.is_none() && !parallel {
+            // Without sums the bits do not depend on the bands: one call.
+            return kernel.run_rows(&g, 0..g.rows(), x, &self.weights, &self.bias, y, None);
+        }
+        dwconv_bands::run_bands(
+            kernels,
+            parallel,
+            &kernel,
+            &g,
+            bands,
+            &self.weights,
+            &self.bias,
+            x,
+            y,
+            sums,
+        )
+    }
+
+    /// Floats of the `partials` scratch [`DwConv::run_bands`] needs for an input of shape `input`
+    /// (0 when every image is one band).
+    pub fn band_partials_len(&self, input: Shape) -> Result<usize> {
+        let g = self.geom(input)?;
+        Ok(DwBands::of(&g).partials_len(&g))
     }
 
     /// Runs one band of flat output rows `rows` (over `n * oh`, see [`DwConvGeom`]) into `output`,
