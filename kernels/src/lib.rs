@@ -15,6 +15,18 @@
 //! when the tier lacks the precision on this CPU. Ops with a kernel of that precision (the
 //! pointwise GEMM, [`PackedPointwise::pack_precision`]) use it; everything else stays f32.
 //!
+//! Ops bind their kernel once, when they are made (`PackedPointwise::pack*`, [`DwConv::create`],
+//! [`se::SqueezeExcite::new`], [`elementwise::Elementwise::new`]), and take their threads from the
+//! [`Kernels`] they run with. [`DwConv::run_bands`] is the threaded depthwise (row bands sized from
+//! the shape, squeeze-excite sums added in band order: the same bits for any thread count), and
+//! [`layout`] the NCHW <-> NHWC copies. The kernel function types and geometries every tier
+//! implements are in [`ukernel`].
+//!
+//! Start with the example `kernels/examples/inverted_residual.rs` (`cargo run -p
+//! mobile-cnn-kernels --example inverted_residual`): an inverted-residual block (pointwise expand,
+//! depthwise 3x3 with squeeze-excite, pointwise project with the residual) from this public API
+//! alone, at two threads, checked against [`mod@reference`] by `kernels/tests/inverted_residual.rs`.
+//!
 //! ```
 //! use mobile_cnn_kernels::{Isa, Kernels};
 //! let k = Kernels::new().unwrap();
