@@ -11,202 +11,14 @@
 use std::ops::Range;
 
 use crate::activation::Activation;
+use crate::dwconv_bands;
+pub use crate::dwconv_bands::{DW_BAND_MACS, DW_PARALLEL_MACS, DwBands};
 use crate::error::{Error, Result};
-use crate::registry::{self, Op};
+use crate::registry::{self, DwConvKernel, Op};
 use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_from_slice};
+use crate::ukernel::check_k;
+pub use crate::ukernel::{DW_KERNEL_SIZES, DwConvFn, DwConvGeom};
 use crate::{Isa, Kernels};
-
-/// Kernel sizes the crate implements.
-pub const DW_KERNEL_SIZES: [usize; 3] = [3, 5, 7];
-
-/// An error unless `k` is one of [`DW_KERNEL_SIZES`].
-fn check_k(k: usize) -> Result<()> {
-    if DW_KERNEL_SIZES.contains(&k) {
-        Ok(())
-    } else {
-        Err(Error::param(
-            "dwconv kernel size k",
-            format!("expected 3, 5 or 7, found {k}"),
-        ))
-    }
-}
-
-/// Everything a depthwise kernel needs to know besides its buffers.
-///
-/// Buffers, all contiguous f32:
-/// - input: NHWC `[n, h, w, c]` (always the whole tensor, also when a band is computed)
-/// - weights: tap-major `[k][k][c]` (`weights[(ky * k + kx) * c + ch]`), see [`DwConv::new`] for
-///   conversion from PyTorch's `[c, 1, k, k]`
-/// - bias: `[c]`
-/// - output: the band's flat output rows `rows` of NHWC `[n, oh, ow, c]`, that is
-///   `rows.len() * ow * c` floats starting at flat row `rows.start`, with
-///   `oh = (h + 2 * pad - k) / stride + 1`, `ow = (w + 2 * pad - k) / stride + 1`, `pad = k / 2`
-///   (PyTorch's `Conv2d(c, c, k, stride, k // 2, groups=c)`)
-/// - sums (optional): `[n, c]`, overwritten with the band's partial sums:
-///   `sums[b * c + ch] = sum over the band's rows of image b, over x, of output[b, y, x, ch]`
-///   (zero for an image the band does not touch).
-///
-/// Band contract: the outputs of a band are bitwise the same as those rows of a whole run (every
-/// output element is computed alone, whatever the band). A band's partial sums depend only on the
-/// band, never on what else runs; adding the partial sums of a fixed list of bands in band order
-/// therefore gives the same bits for any thread count. They equal the whole run's sums up to f32
-/// rounding of the additions (not bitwise: the additions associate differently).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DwConvGeom {
-    /// Batch.
-    pub n: usize,
-    /// Input height (>= 1).
-    pub h: usize,
-    /// Input width (>= 1).
-    pub w: usize,
-    /// Channels (>= 1).
-    pub c: usize,
-    /// Kernel size: 3, 5 or 7 (padding `k / 2`).
-    pub k: usize,
-    /// 1 or 2.
-    pub stride: usize,
-    /// Applied before the store (and before the sums are taken).
-    pub act: Activation,
-}
-
-impl DwConvGeom {
-    /// Zero padding on every side, `k / 2`.
-    pub fn pad(&self) -> usize {
-        self.k / 2
-    }
-
-    /// Output height, `(h + 2 * pad - k) / stride + 1` (= `(h - 1) / stride + 1` for odd `k`).
-    pub fn oh(&self) -> usize {
-        (self.h + 2 * self.pad() - self.k) / self.stride + 1
-    }
-
-    /// Output width, `(w + 2 * pad - k) / stride + 1`.
-    pub fn ow(&self) -> usize {
-        (self.w + 2 * self.pad() - self.k) / self.stride + 1
-    }
-
-    /// Flat output rows of the batch, `n * oh` (the whole-tensor band is `0..rows()`).
-    pub fn rows(&self) -> usize {
-        self.n * self.oh()
-    }
-
-    /// The output shape.
-    pub fn output_shape(&self) -> Shape {
-        Shape::new(self.n, self.oh(), self.ow(), self.c)
-    }
-
-    /// Multiply-adds performed by a whole run (`k * k` per output element, padding included).
-    pub fn macs(&self) -> u64 {
-        (self.k * self.k) as u64 * (self.n * self.oh() * self.ow() * self.c) as u64
-    }
-
-    /// Checks the geometry, the band and every buffer length against it (`output` is the band's
-    /// length, `sums` always `n * c`).
-    pub fn check_rows(
-        &self,
-        rows: &Range<usize>,
-        input: usize,
-        weights: usize,
-        bias: usize,
-        output: usize,
-        sums: Option<usize>,
-    ) -> Result<()> {
-        check_k(self.k)?;
-        if self.stride != 1 && self.stride != 2 {
-            return Err(Error::param(
-                "dwconv stride",
-                format!("expected 1 or 2, found {}", self.stride),
-            ));
-        }
-        if self.n == 0 || self.h == 0 || self.w == 0 || self.c == 0 {
-            return Err(Error::shape(
-                "dwconv input",
-                "n, h, w, c >= 1",
-                Shape::new(self.n, self.h, self.w, self.c),
-            ));
-        }
-        let in_len = Shape::new(self.n, self.h, self.w, self.c)
-            .checked_len()
-            .ok_or_else(|| {
-                Error::shape("dwconv input", "a size that fits in memory", "overflow")
-            })?;
-        if rows.start > rows.end || rows.end > self.rows() {
-            return Err(Error::shape(
-                "dwconv row band",
-                format!("a range within 0..{} (n * oh)", self.rows()),
-                format!("{rows:?}"),
-            ));
-        }
-        let checks = [
-            ("dwconv input", in_len, input),
-            (
-                "dwconv weights [k][k][c]",
-                self.k * self.k * self.c,
-                weights,
-            ),
-            ("dwconv bias", self.c, bias),
-            (
-                "dwconv output (the band's rows)",
-                rows.len() * self.ow() * self.c,
-                output,
-            ),
-        ];
-        for (what, expected, found) in checks {
-            if expected != found {
-                return Err(Error::shape(
-                    what,
-                    format!("{expected} elements"),
-                    format!("{found} elements"),
-                ));
-            }
-        }
-        if let Some(s) = sums
-            && s != self.n * self.c
-        {
-            return Err(Error::shape(
-                "dwconv sums",
-                format!("{} elements (n * c)", self.n * self.c),
-                s,
-            ));
-        }
-        Ok(())
-    }
-
-    /// [`check_rows`](Self::check_rows) for the whole tensor (`output` is `n * oh * ow * c`).
-    pub fn check(
-        &self,
-        input: usize,
-        weights: usize,
-        bias: usize,
-        output: usize,
-        sums: Option<usize>,
-    ) -> Result<()> {
-        // `rows()` needs a valid stride; check_rows reports a bad one first.
-        let all = if self.stride == 1 || self.stride == 2 {
-            0..self.rows()
-        } else {
-            0..0
-        };
-        self.check_rows(&all, input, weights, bias, output, sums)
-    }
-}
-
-/// Signature shared by every depthwise kernel: computes the flat output rows `rows` (layouts and
-/// band contract in [`DwConvGeom`]).
-///
-/// # Safety
-/// The caller must ensure that the kernel's instruction set is available on this CPU, that
-/// `geom.k` is the kernel's size, and that [`DwConvGeom::check_rows`] accepts the geometry, the
-/// band and the slice lengths.
-pub type DwConvFn = unsafe fn(
-    geom: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
-);
 
 /// Converts PyTorch's depthwise weight layout `[c, 1, k, k]` to the kernels' tap-major `[k][k][c]`.
 pub fn dw_weights_from_oihw(c: usize, k: usize, oihw: &[f32]) -> Result<Vec<f32>> {
@@ -227,17 +39,20 @@ pub fn dw_weights_from_oihw(c: usize, k: usize, oihw: &[f32]) -> Result<Vec<f32>
     Ok(out)
 }
 
-/// A depthwise k x k layer ready to run: weights in the kernels' layout, 64-byte aligned.
+/// A depthwise k x k layer ready to run: weights in the kernels' layout, 64-byte aligned, and the
+/// registry's kernel for one tier, bound when the layer is made ([`DwConv::create`]), as XNNPACK
+/// fills an operator's config once. Running it with a [`Kernels`] of another tier is an error.
 ///
 /// ```
 /// use mobile_cnn_kernels::{Activation, DwConv, Kernels, Shape, Tensor};
 /// let c = 3;
+/// let k = Kernels::new().unwrap();
 /// // PyTorch layout [c, 1, 5, 5]: every tap 1.0, so each output sums its 5x5 neighbourhood.
-/// let layer = DwConv::new(c, 5, &vec![1.0; 25 * c], &[0.0; 3], 1, Activation::Identity).unwrap();
+/// let w = vec![1.0; 25 * c];
+/// let layer = DwConv::create(&k, c, 5, &w, &[0.0; 3], 1, Activation::Identity).unwrap();
 /// let input = Tensor::from_slice(Shape::new(1, 3, 3, c), &[1.0; 27]).unwrap();
 /// let mut out = Tensor::zeros(layer.output_shape(input.shape()).unwrap()).unwrap();
 /// let mut sums = [0.0f32; 3];
-/// let k = Kernels::new().unwrap();
 /// layer.run(&k, &input, &mut out, Some(&mut sums)).unwrap();
 /// // Padding 2: every output of a 3x3 image sees all 9 pixels.
 /// assert!(out.as_slice().iter().all(|&y| y == 9.0));
@@ -258,11 +73,74 @@ pub struct DwConv {
     act: Activation,
     weights: AlignedBuf,
     bias: AlignedBuf,
+    /// The registry's kernel of size `k` for one tier; `None` for a layer made by the unbound
+    /// [`DwConv::new`] (looked up at every run).
+    kernel: Option<DwConvKernel>,
 }
 
 impl DwConv {
-    /// Builds the layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`.
-    /// Errors on wrong lengths, `c == 0`, `k` not 3, 5 or 7, or a stride other than 1 or 2.
+    /// Builds the layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`, bound to
+    /// the depthwise kernel of `kernels`' tier. Errors on wrong lengths, `c == 0`, `k` not 3, 5 or
+    /// 7, or a stride other than 1 or 2.
+    pub fn create(
+        kernels: &Kernels,
+        c: usize,
+        k: usize,
+        weights_oihw: &[f32],
+        bias: &[f32],
+        stride: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        Self::new(c, k, weights_oihw, bias, stride, act)?.bound(kernels.isa())
+    }
+
+    /// [`DwConv::create`] from weights already in the tap-major `[k][k][c]` layout.
+    pub fn create_tap_major(
+        kernels: &Kernels,
+        c: usize,
+        k: usize,
+        weights: &[f32],
+        bias: &[f32],
+        stride: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        Self::from_tap_major(c, k, weights, bias, stride, act)?.bound(kernels.isa())
+    }
+
+    /// This layer bound to the kernel of `isa` (an error if this CPU lacks the tier).
+    fn bound(self, isa: Isa) -> Result<Self> {
+        let kernel = registry::find(Op::DwConv { k: self.k }, isa.check("the API")?)?.dwconv()?;
+        Ok(DwConv {
+            kernel: Some(kernel),
+            ..self
+        })
+    }
+
+    /// The kernel to run with `kernels`: the bound one (an error if `kernels` is of another tier),
+    /// or for an unbound layer the registry's, looked up now.
+    fn kernel_for(&self, kernels: &Kernels) -> Result<DwConvKernel> {
+        match self.kernel {
+            Some(kernel) if kernel.info.isa == kernels.isa() => Ok(kernel),
+            Some(kernel) => Err(Error::param(
+                "dwconv layer",
+                format!(
+                    "bound to {}, but the kernels in use are {}",
+                    kernel.info.isa,
+                    kernels.isa()
+                ),
+            )),
+            None => registry::find(Op::DwConv { k: self.k }, kernels.isa())?.dwconv(),
+        }
+    }
+
+    /// The bound kernel (`None` for a layer made by [`DwConv::new`]).
+    pub fn kernel(&self) -> Option<&DwConvKernel> {
+        self.kernel.as_ref()
+    }
+
+    /// Builds an unbound layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`
+    /// (errors as [`DwConv::create`]): it runs with any tier, looking the kernel up at every run.
+    /// Kept for callers written before [`DwConv::create`]; goes once they have moved.
     pub fn new(
         c: usize,
         k: usize,
@@ -288,7 +166,8 @@ impl DwConv {
         }
     }
 
-    /// Builds the layer from weights already in the tap-major `[k][k][c]` layout.
+    /// An unbound layer ([`DwConv::new`]) from weights already in the tap-major `[k][k][c]`
+    /// layout. Kept for callers written before [`DwConv::create_tap_major`].
     pub fn from_tap_major(
         c: usize,
         k: usize,
@@ -305,6 +184,7 @@ impl DwConv {
             act,
             weights: aligned_from_slice(weights),
             bias: aligned_from_slice(bias),
+            kernel: None,
         })
     }
 
@@ -367,8 +247,9 @@ impl DwConv {
         Ok(g.output_shape())
     }
 
-    /// Runs the layer with the kernel of `kernels`' instruction set. `sums`, when given, must hold
-    /// `n * c` floats and receives the per-image, per-channel sums of the output.
+    /// Runs the layer with its kernel in one call on the calling thread (for threads and sums that
+    /// do not depend on them, [`DwConv::run_bands`]). `sums`, when given, must hold `n * c` floats
+    /// and receives the per-image, per-channel sums of the output.
     pub fn run(
         &self,
         kernels: &Kernels,
@@ -384,8 +265,7 @@ impl DwConv {
                 output.shape(),
             ));
         }
-        dwconv(
-            kernels.isa(),
+        self.kernel_for(kernels)?.run_rows(
             &g,
             0..g.rows(),
             input.as_slice(),
@@ -394,6 +274,78 @@ impl DwConv {
             output.as_mut_slice(),
             sums,
         )
+    }
+
+    /// Runs the layer over row bands chosen from the shape ([`DwBands`], about [`DW_BAND_MACS`]
+    /// multiply-adds each), shared among `kernels`' threads when the layer has at least
+    /// [`DW_PARALLEL_MACS`] multiply-adds: the threaded depthwise, whose results are the same bits
+    /// for any thread count.
+    ///
+    /// `sums = Some((sums, partials))` asks for the per-image, per-channel sums of the output (the
+    /// squeeze of squeeze-excite): `sums` holds `n * c` floats and receives, per image, the bands'
+    /// partial sums added in band order; `partials` is scratch of at least
+    /// [`DwConv::band_partials_len`] floats (the caller owns it, so a call allocates nothing).
+    /// The sums equal [`DwConv::run`]'s up to f32 rounding of the additions (not bitwise: the
+    /// additions associate differently); the outputs equal [`DwConv::run`]'s bit for bit. Without
+    /// sums, a layer too small to share runs as one call.
+    ///
+    /// ```
+    /// use mobile_cnn_kernels::{Activation, DwConv, Kernels, Shape, Tensor};
+    /// let c = 16;
+    /// let k = Kernels::new().unwrap().with_threads(2).unwrap();
+    /// let dw = DwConv::create(&k, c, 3, &vec![0.5; 9 * c], &vec![0.0; c], 1, Activation::Relu)
+    ///     .unwrap();
+    /// let x = Tensor::from_slice(Shape::new(1, 56, 56, c), &vec![1.0; 56 * 56 * c]).unwrap();
+    /// let mut y = Tensor::zeros(dw.output_shape(x.shape()).unwrap()).unwrap();
+    /// let mut sums = vec![0.0; c];
+    /// let mut partials = vec![0.0; dw.band_partials_len(x.shape()).unwrap()];
+    /// dw.run_bands(&k, &x, &mut y, Some((&mut sums, &mut partials))).unwrap();
+    /// // Row 1, column 0: 6 of the 9 taps fall inside the image.
+    /// assert_eq!(y.as_slice()[56 * c..57 * c], [3.0; 16]);
+    /// assert_eq!(sums[0], y.as_slice().iter().step_by(c).sum::<f32>());
+    /// ```
+    pub fn run_bands(
+        &self,
+        kernels: &Kernels,
+        input: &Tensor,
+        output: &mut Tensor,
+        sums: Option<(&mut [f32], &mut [f32])>,
+    ) -> Result<()> {
+        let g = self.geom(input.shape())?;
+        if output.shape() != g.output_shape() {
+            return Err(Error::shape(
+                "dwconv output",
+                g.output_shape(),
+                output.shape(),
+            ));
+        }
+        let kernel = self.kernel_for(kernels)?;
+        let bands = DwBands::of(&g);
+        let parallel = bands.parallel(kernels, &g);
+        let (x, y) = (input.as_slice(), output.as_mut_slice());
+        if sums.is_none() && !parallel {
+            // Without sums the bits do not depend on the bands: one call.
+            return kernel.run_rows(&g, 0..g.rows(), x, &self.weights, &self.bias, y, None);
+        }
+        dwconv_bands::run_bands(
+            kernels,
+            parallel,
+            &kernel,
+            &g,
+            bands,
+            &self.weights,
+            &self.bias,
+            x,
+            y,
+            sums,
+        )
+    }
+
+    /// Floats of the `partials` scratch [`DwConv::run_bands`] needs for an input of shape `input`
+    /// (0 when every image is one band).
+    pub fn band_partials_len(&self, input: Shape) -> Result<usize> {
+        let g = self.geom(input)?;
+        Ok(DwBands::of(&g).partials_len(&g))
     }
 
     /// Runs one band of flat output rows `rows` (over `n * oh`, see [`DwConvGeom`]) into `output`,
@@ -408,8 +360,7 @@ impl DwConv {
         sums: Option<&mut [f32]>,
     ) -> Result<()> {
         let g = self.geom(input.shape())?;
-        dwconv(
-            kernels.isa(),
+        self.kernel_for(kernels)?.run_rows(
             &g,
             rows,
             input.as_slice(),
@@ -448,7 +399,9 @@ impl std::ops::Deref for DwConv3x3 {
 
 /// Runs the registered depthwise kernel of size `geom.k` for `isa` on raw slices: the band of flat
 /// output rows `rows` (layouts and band contract in [`DwConvGeom`]). Errors when `isa` has no such
-/// kernel or is not available, or a length does not match the geometry.
+/// kernel or is not available, or a length does not match the geometry. Looks the kernel up on
+/// every call: code that runs the same layer again binds it once ([`DwConv::create`], or
+/// [`crate::registry::find`] and [`crate::registry::KernelInfo::dwconv`] for raw slices).
 #[allow(clippy::too_many_arguments)]
 pub fn dwconv(
     isa: Isa,

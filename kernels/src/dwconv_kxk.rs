@@ -24,7 +24,7 @@
 
 use std::ops::Range;
 
-use crate::dwconv::DwConvGeom;
+use crate::ukernel::DwConvGeom;
 
 /// One SIMD register of f32 lanes and what the k x k loop nest needs of it.
 ///

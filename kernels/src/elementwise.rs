@@ -1,7 +1,7 @@
 //! Memory-bound element-wise and reduction ops: activation in place, add, per-channel scale (the
 //! excite of squeeze-excite applied to a tensor), per-channel sums and global average pooling.
 //!
-//! Each op is written once over [`pulp`]'s SIMD vectors (`vectorize` maps the kernels' tier to
+//! Each op is written once over [`pulp`]'s SIMD vectors (`Level` maps the kernels' tier to
 //! pulp's level: x86-64-v4, v3, NEON or scalar) and pulp compiles it once per level under that
 //! level's `#[target_feature]`. These loops are bound by memory bandwidth, where hand-scheduling per
 //! tier has nothing to win: on AVX2 (Zen 3) the pulp bodies run level with the per-tier loops they
@@ -17,49 +17,80 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+use crate::registry::{self, Op};
 use crate::tensor::{Shape, Tensor};
+pub use crate::ukernel::ActivationFn;
 use crate::{Isa, Kernels};
 use pulp::{Simd, WithSimd};
 
-/// Runs `op` with the [`pulp`] SIMD level of `isa`: x86-64-v4 (512-bit) for the AVX-512 tier,
-/// x86-64-v3 (256-bit, AVX2 + FMA) for the AVX2 tier, NEON for the NEON tier, pulp's scalar lanes
-/// for the scalar and portable tiers (compiled for the target's baseline, which the compiler may
-/// vectorise: SSE2 on x86-64, NEON on aarch64). pulp compiles `op` once per level under that level's `#[target_feature]`,
-/// so one body serves every tier. A level pulp does not detect on this CPU (its x86-64-v3 also asks
-/// for BMI1/2, LZCNT, MOVBE and F16C; its v4 for AVX-512 BW/CD/DQ/VL) falls back to the next lower
-/// one, down to scalar: same results, fewer lanes.
-pub(crate) fn vectorize<Op: WithSimd>(isa: Isa, op: Op) -> Op::Output {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            if let Some(simd) = pulp::x86::V4::try_new() {
-                return Simd::vectorize(simd, op);
-            }
-            if let Some(simd) = pulp::x86::V3::try_new() {
-                return Simd::vectorize(simd, op);
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            if let Some(simd) = pulp::x86::V3::try_new() {
-                return Simd::vectorize(simd, op);
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            if let Some(simd) = pulp::aarch64::Neon::try_new() {
-                return Simd::vectorize(simd, op);
-            }
-        }
-        _ => {}
-    }
-    Simd::vectorize(pulp::Scalar::new(), op)
+/// The [`pulp`] SIMD level of a tier, detected once (when an op binds it): x86-64-v4 (512-bit)
+/// for the AVX-512 tier, x86-64-v3 (256-bit, AVX2 + FMA) for the AVX2 tier, NEON for the NEON
+/// tier, pulp's scalar lanes for the scalar and portable tiers (compiled for the target's baseline,
+/// which the compiler may vectorise: SSE2 on x86-64, NEON on aarch64). pulp compiles an op once
+/// per level under that level's `#[target_feature]`, so one body serves every tier. A level pulp
+/// does not detect on this CPU (its x86-64-v3 also asks for BMI1/2, LZCNT, MOVBE and F16C; its v4
+/// for AVX-512 BW/CD/DQ/VL) falls back to the next lower one, down to scalar: same results, fewer
+/// lanes. The variants hold pulp's proof tokens, so running needs no further check.
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    #[cfg(target_arch = "x86_64")]
+    V4(pulp::x86::V4),
+    #[cfg(target_arch = "x86_64")]
+    V3(pulp::x86::V3),
+    #[cfg(target_arch = "aarch64")]
+    Neon(pulp::aarch64::Neon),
+    Scalar,
 }
 
-/// `f` applied to every element of a slice, compiled under the SIMD level [`vectorize`] picks (the
+impl Level {
+    /// The level of `isa` on this CPU.
+    fn of(isa: Isa) -> Level {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                if let Some(simd) = pulp::x86::V4::try_new() {
+                    return Level::V4(simd);
+                }
+                if let Some(simd) = pulp::x86::V3::try_new() {
+                    return Level::V3(simd);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                if let Some(simd) = pulp::x86::V3::try_new() {
+                    return Level::V3(simd);
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                if let Some(simd) = pulp::aarch64::Neon::try_new() {
+                    return Level::Neon(simd);
+                }
+            }
+            _ => {}
+        }
+        Level::Scalar
+    }
+
+    /// Runs `op` at this level.
+    #[inline]
+    fn run<Op: WithSimd>(self, op: Op) -> Op::Output {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Level::V4(simd) => Simd::vectorize(simd, op),
+            #[cfg(target_arch = "x86_64")]
+            Level::V3(simd) => Simd::vectorize(simd, op),
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon(simd) => Simd::vectorize(simd, op),
+            Level::Scalar => Simd::vectorize(pulp::Scalar::new(), op),
+        }
+    }
+}
+
+/// `f` applied to every element of a slice, compiled under a SIMD level (`Level`) (the
 /// compiler vectorises the loop where `f` allows). For element-wise maps with no vector form of
 /// their own, such as the SE gates' sigmoid.
-pub(crate) struct MapInPlace<'a, F>(pub(crate) &'a mut [f32], pub(crate) F);
+struct MapInPlace<'a, F>(&'a mut [f32], F);
 
 impl<F: Fn(f32) -> f32> WithSimd for MapInPlace<'_, F> {
     type Output = ();
@@ -145,39 +176,123 @@ impl WithSimd for Sums<'_> {
     }
 }
 
-/// An in-place activation kernel ([`crate::registry::Op::Activation`]): `data[i] = act(data[i])`
-/// with the vector activations of the kernel's tier, which equal the scalar forms bit for bit
-/// (the portable tier's GELU within rounding where its `mul_add` does not fuse, see
-/// `crate::portable`).
+/// The element-wise ops bound to one tier: the registry's in-place activation kernel and the
+/// [`pulp`] SIMD level of the memory-bound ops, both chosen once, when the object is made (as an
+/// XNNPACK config is filled once), then run with no lookup. Ops that hold one (squeeze-excite)
+/// make it at construction; the free functions of this module are the same ops for one call.
 ///
-/// # Safety
-/// The kernel's tier must be available.
-pub type ActivationFn = unsafe fn(act: Activation, data: &mut [f32]);
+/// ```
+/// use mobile_cnn_kernels::{Activation, Kernels, elementwise::Elementwise};
+/// let k = Kernels::new().unwrap();
+/// let ew = Elementwise::new(&k).unwrap();
+/// let mut x = [-1.0f32, 2.0, 3.0];
+/// ew.add_in_place(&mut x, &[1.0, 1.0, 1.0]).unwrap();
+/// ew.activation_in_place(Activation::Relu, &mut x);
+/// assert_eq!(x, [0.0, 3.0, 4.0]);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Elementwise {
+    isa: Isa,
+    level: Level,
+    /// The registry's activation kernel for `isa` (available: checked when bound).
+    activation: ActivationFn,
+}
 
-/// [`ActivationFn`] of the scalar tier: the scalar forms, under pulp's scalar level.
-///
-/// # Safety
-/// None (`unsafe` only to share the kernels' function-pointer type).
-pub(crate) unsafe fn activation_scalar(act: Activation, data: &mut [f32]) {
-    vectorize(Isa::Scalar, MapInPlace(data, |v| act.apply(v)));
+impl std::fmt::Debug for Elementwise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Elementwise")
+            .field("isa", &self.isa)
+            .field("level", &self.level)
+            .finish()
+    }
+}
+
+impl Elementwise {
+    /// Binds the ops of `kernels`' tier.
+    pub fn new(kernels: &Kernels) -> Result<Self> {
+        Self::for_isa(kernels.isa())
+    }
+
+    /// Binds the ops of `isa`; an error if this CPU lacks it (or, never in a released crate, the
+    /// registry has no activation kernel for it).
+    pub fn for_isa(isa: Isa) -> Result<Self> {
+        let isa = isa.check("the API")?;
+        let activation = registry::find(Op::Activation, isa)?.activation_fn()?;
+        Ok(Elementwise {
+            isa,
+            level: Level::of(isa),
+            activation,
+        })
+    }
+
+    /// The tier bound.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Applies `act` to every element in place (for where it is not fused into a kernel's store)
+    /// with the tier's vector activations, the same bits as a fused store.
+    pub fn activation_in_place(&self, act: Activation, data: &mut [f32]) {
+        // SAFETY: the kernel is the registry's for `self.isa`, checked available in `for_isa`.
+        unsafe { (self.activation)(act, data) }
+    }
+
+    /// `dst += src`, element-wise. Errors when the lengths differ.
+    pub fn add_in_place(&self, dst: &mut [f32], src: &[f32]) -> Result<()> {
+        if dst.len() != src.len() {
+            return Err(Error::shape("add operand", dst.len(), src.len()));
+        }
+        self.level.run(Add { dst, src });
+        Ok(())
+    }
+
+    /// Multiplies channel `c` of image `b` by `scale[b * C + c]` in place (`t` is NHWC
+    /// `[n, h, w, C]`), with the threads of `kernels` above 2^14 elements.
+    pub fn scale_channels_in_place(
+        &self,
+        kernels: &Kernels,
+        t: &mut Tensor,
+        scale: &[f32],
+    ) -> Result<()> {
+        scale_channels_at(self.level, kernels, t, scale)
+    }
+
+    /// Per-image, per-channel sums of an NHWC tensor into `out` (`[n, c]`, overwritten), each
+    /// channel added pixel after pixel.
+    pub fn channel_sums(&self, t: &Tensor, out: &mut [f32]) -> Result<()> {
+        channel_sums_at(self.level, t, out)
+    }
+
+    /// Global average pooling: NHWC `[n, h, w, c]` to `[n, c]` means (overwritten).
+    pub fn global_avg_pool(&self, t: &Tensor, out: &mut [f32]) -> Result<()> {
+        global_avg_pool_at(self.level, t, out)
+    }
+
+    /// `f` applied to every element of `data` under the bound SIMD level (for maps with no vector
+    /// form of their own, such as the squeeze-excite gates).
+    pub(crate) fn map_in_place(&self, data: &mut [f32], f: impl Fn(f32) -> f32) {
+        self.level.run(MapInPlace(data, f));
+    }
 }
 
 /// Applies `act` to every element in place (for where it is not fused into a kernel's store), with
 /// the registry's activation kernel for the tier of `kernels`.
+///
+/// Looks the kernel up on every call; code that runs the same op again binds it once with
+/// [`Elementwise::new`] (this function is that, for one call).
 pub fn activation_in_place(kernels: &Kernels, act: Activation, data: &mut [f32]) {
-    let f = crate::registry::find(crate::registry::Op::Activation, kernels.isa())
-        .and_then(|k| k.activation_fn())
-        .expect("every tier registers an activation kernel (registry test)");
-    // SAFETY: the tier of a `Kernels` was checked available when it was built.
-    unsafe { f(act, data) }
+    Elementwise::new(kernels)
+        .expect("every tier registers an activation kernel (registry test)")
+        .activation_in_place(act, data)
 }
 
-/// `dst += src`, element-wise. Errors when the lengths differ.
+/// `dst += src`, element-wise. Errors when the lengths differ. ([`Elementwise::add_in_place`]
+/// with the SIMD level detected on this call.)
 pub fn add_in_place(kernels: &Kernels, dst: &mut [f32], src: &[f32]) -> Result<()> {
     if dst.len() != src.len() {
         return Err(Error::shape("add operand", dst.len(), src.len()));
     }
-    vectorize(kernels.isa(), Add { dst, src });
+    Level::of(kernels.isa()).run(Add { dst, src });
     Ok(())
 }
 
@@ -189,6 +304,10 @@ const SCALE_PARALLEL_ELEMS: usize = 1 << 14;
 
 /// Multiplies channel `c` of image `b` by `scale[b * C + c]` in place (`t` is NHWC `[n, h, w, C]`).
 pub fn scale_channels_in_place(kernels: &Kernels, t: &mut Tensor, scale: &[f32]) -> Result<()> {
+    scale_channels_at(Level::of(kernels.isa()), kernels, t, scale)
+}
+
+fn scale_channels_at(level: Level, kernels: &Kernels, t: &mut Tensor, scale: &[f32]) -> Result<()> {
     let s = t.shape();
     if scale.len() != s.n * s.c {
         return Err(Error::shape("channel scale [n, c]", s.n * s.c, scale.len()));
@@ -200,21 +319,21 @@ pub fn scale_channels_in_place(kernels: &Kernels, t: &mut Tensor, scale: &[f32])
     } else {
         1
     };
-    let isa = kernels.isa();
     kernels.for_each_pixel_run(data, c, s.h * s.w, parts, |img, _, run| {
-        vectorize(
-            isa,
-            Scale {
-                data: run,
-                scale: &scale[img * c..(img + 1) * c],
-            },
-        )
+        level.run(Scale {
+            data: run,
+            scale: &scale[img * c..(img + 1) * c],
+        })
     });
     Ok(())
 }
 
 /// Per-image, per-channel sums of an NHWC tensor into `out` (`[n, c]`, overwritten).
 pub fn channel_sums(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()> {
+    channel_sums_at(Level::of(kernels.isa()), t, out)
+}
+
+fn channel_sums_at(level: Level, t: &Tensor, out: &mut [f32]) -> Result<()> {
     let s = t.shape();
     if out.len() != s.n * s.c {
         return Err(Error::shape("channel sums [n, c]", s.n * s.c, out.len()));
@@ -225,7 +344,7 @@ pub fn channel_sums(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()
         .chunks_exact(per_image.max(1))
         .zip(out.chunks_exact_mut(s.c.max(1)))
     {
-        vectorize(kernels.isa(), Sums { data: img, out: o });
+        level.run(Sums { data: img, out: o });
     }
     Ok(())
 }
@@ -240,7 +359,11 @@ pub fn channel_sums(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()
 /// assert_eq!(out, [2.0, 15.0]);
 /// ```
 pub fn global_avg_pool(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()> {
-    channel_sums(kernels, t, out)?;
+    global_avg_pool_at(Level::of(kernels.isa()), t, out)
+}
+
+fn global_avg_pool_at(level: Level, t: &Tensor, out: &mut [f32]) -> Result<()> {
+    channel_sums_at(level, t, out)?;
     let Shape { h, w, .. } = t.shape();
     let inv = 1.0 / (h * w) as f32;
     for v in out.iter_mut() {

@@ -27,6 +27,9 @@ pub enum Error {
         isa: &'static str,
         /// Where the request came from (`KERNELS_ISA` or the API).
         source: &'static str,
+        /// The tiers this CPU and target can run, comma-separated (filled in by the `isa` module,
+        /// so this module needs nothing of it).
+        available: String,
     },
     /// `KERNELS_ISA` names no known tier.
     IsaUnknown {
@@ -48,6 +51,11 @@ pub enum Error {
         isa: &'static str,
         /// Where the request came from (`KERNELS_PRECISION` or the API).
         source: &'static str,
+        /// What is missing: the CPU feature the precision needs on the tier, or that the tier has
+        /// no kernels of it.
+        need: String,
+        /// What this CPU offers, per tier.
+        offered: String,
     },
     /// `KERNELS_PRECISION` names no known precision.
     PrecisionUnknown {
@@ -97,14 +105,13 @@ impl fmt::Display for Error {
                 write!(f, "{what}: expected {expected}, found {found}")
             }
             Error::Param { what, reason } => write!(f, "{what}: {reason}"),
-            Error::IsaUnavailable { isa, source } => write!(
+            Error::IsaUnavailable {
+                isa,
+                source,
+                available,
+            } => write!(
                 f,
-                "instruction set `{isa}` requested by {source} is not available on this CPU/target (available: {})",
-                crate::Isa::available()
-                    .iter()
-                    .map(|i| i.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "instruction set `{isa}` requested by {source} is not available on this CPU/target (available: {available})",
             ),
             Error::IsaUnknown { value } => write!(
                 f,
@@ -115,17 +122,12 @@ impl fmt::Display for Error {
                 precision,
                 isa,
                 source,
+                need,
+                offered,
             } => {
-                let need = crate::Precision::from_name(precision)
-                    .and_then(|p| crate::Isa::from_name(isa).and_then(|i| p.feature_on(i)))
-                    .map_or_else(
-                        || format!("`{isa}` has no {precision} kernels"),
-                        |feat| format!("{precision} on `{isa}` needs the CPU feature `{feat}`"),
-                    );
                 write!(
                     f,
-                    "precision `{precision}` requested by {source} is not available with instruction set `{isa}` on this CPU ({need}); this CPU offers {}",
-                    crate::Precision::offered()
+                    "precision `{precision}` requested by {source} is not available with instruction set `{isa}` on this CPU ({need}); this CPU offers {offered}",
                 )
             }
             Error::PrecisionUnknown { value } => write!(

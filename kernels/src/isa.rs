@@ -118,6 +118,11 @@ impl Isa {
             Err(Error::IsaUnavailable {
                 isa: self.name(),
                 source,
+                available: Isa::available()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
     }
@@ -248,10 +253,16 @@ impl Precision {
         if self.is_available_on(isa) {
             Ok(self)
         } else {
+            let (precision, isa_name) = (self.name(), isa.name());
             Err(Error::PrecisionUnavailable {
-                precision: self.name(),
-                isa: isa.name(),
+                precision,
+                isa: isa_name,
                 source,
+                need: self.feature_on(isa).map_or_else(
+                    || format!("`{isa_name}` has no {precision} kernels"),
+                    |feat| format!("{precision} on `{isa_name}` needs the CPU feature `{feat}`"),
+                ),
+                offered: Precision::offered(),
             })
         }
     }

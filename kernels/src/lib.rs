@@ -15,6 +15,18 @@
 //! when the tier lacks the precision on this CPU. Ops with a kernel of that precision (the
 //! pointwise GEMM, [`PackedPointwise::pack_precision`]) use it; everything else stays f32.
 //!
+//! Ops bind their kernel once, when they are made (`PackedPointwise::pack*`, [`DwConv::create`],
+//! [`se::SqueezeExcite::new`], [`elementwise::Elementwise::new`]), and take their threads from the
+//! [`Kernels`] they run with. [`DwConv::run_bands`] is the threaded depthwise (row bands sized from
+//! the shape, squeeze-excite sums added in band order: the same bits for any thread count), and
+//! [`layout`] the NCHW <-> NHWC copies. The kernel function types and geometries every tier
+//! implements are in [`ukernel`].
+//!
+//! Start with the example `kernels/examples/inverted_residual.rs` (`cargo run -p
+//! mobile-cnn-kernels --example inverted_residual`): an inverted-residual block (pointwise expand,
+//! depthwise 3x3 with squeeze-excite, pointwise project with the residual) from this public API
+//! alone, at two threads, checked against [`mod@reference`] by `kernels/tests/inverted_residual.rs`.
+//!
 //! ```
 //! use mobile_cnn_kernels::{Isa, Kernels};
 //! let k = Kernels::new().unwrap();
@@ -31,10 +43,13 @@ pub mod activation;
 pub mod conv;
 pub mod convert;
 pub mod dwconv;
+mod dwconv_bands;
 mod dwconv_kxk;
 pub mod elementwise;
 pub mod error;
+mod generic;
 pub mod isa;
+pub mod layout;
 pub mod linear;
 pub mod pointwise;
 mod pool;
@@ -42,6 +57,7 @@ pub mod reference;
 pub mod registry;
 pub mod se;
 pub mod tensor;
+pub mod ukernel;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -52,11 +68,12 @@ mod x86_64;
 
 pub use activation::Activation;
 pub use conv::Conv3x3;
-pub use dwconv::{DwConv, DwConv3x3, DwConvGeom, dwconv};
+pub use dwconv::{DwConv, DwConv3x3, dwconv};
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision};
-pub use pointwise::{PackedPointwise, PointwiseGeom, PointwiseHalfFn};
+pub use pointwise::PackedPointwise;
 pub use tensor::{ALIGN, AlignedBuf, SendPtr, Shape, Tensor};
+pub use ukernel::{DwConvGeom, PointwiseGeom, PointwiseHalfFn};
 
 /// A chosen, verified instruction set and a thread count: the handle every safe operation runs with.
 ///

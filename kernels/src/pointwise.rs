@@ -25,115 +25,12 @@ use aligned_vec::{AVec, ConstAlign};
 use crate::activation::Activation;
 use crate::convert;
 use crate::error::{Error, Result};
-use crate::registry::{self, HalfTile, KernelInfo, KernelKey, Op, PointwiseEntry};
+use crate::registry::{self, KernelInfo, KernelKey, Op, PointwiseEntry};
 use crate::tensor::SendPtr;
 use crate::tensor::{ALIGN, AlignedBuf, Shape, Tensor, aligned_zeros};
+use crate::ukernel::HalfTile;
+pub use crate::ukernel::{PointwiseFn, PointwiseGeom, PointwiseHalfFn};
 use crate::{Isa, Kernels, Precision};
-
-/// Problem size and epilogue of one pointwise call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PointwiseGeom {
-    /// Rows of the input and output (pixels, `n * h * w`).
-    pub p: usize,
-    /// Input channels.
-    pub k: usize,
-    /// Output channels.
-    pub n: usize,
-    /// Applied to `acc + bias` before the residual is added.
-    pub act: Activation,
-}
-
-impl PointwiseGeom {
-    /// Multiply-adds performed.
-    pub fn macs(&self) -> u64 {
-        (self.p as u64) * (self.k as u64) * (self.n as u64)
-    }
-
-    /// Checks the geometry and the buffer lengths (`residual` is `None` when there is none).
-    pub fn check(&self, input: usize, output: usize, residual: Option<usize>) -> Result<()> {
-        if self.p == 0 || self.k == 0 || self.n == 0 {
-            return Err(Error::shape(
-                "pointwise geometry",
-                "p, k, n >= 1",
-                format!("p={} k={} n={}", self.p, self.k, self.n),
-            ));
-        }
-        let pk = self.p.checked_mul(self.k);
-        let pn = self.p.checked_mul(self.n);
-        if pk != Some(input) {
-            return Err(Error::shape(
-                "pointwise input [p, k]",
-                format!("{} x {} elements", self.p, self.k),
-                input,
-            ));
-        }
-        if pn != Some(output) {
-            return Err(Error::shape(
-                "pointwise output [p, n]",
-                format!("{} x {} elements", self.p, self.n),
-                output,
-            ));
-        }
-        if let Some(r) = residual
-            && Some(r) != pn
-        {
-            return Err(Error::shape(
-                "pointwise residual [p, n]",
-                format!("{} x {} elements", self.p, self.n),
-                r,
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// One block of a pointwise call: all of K for the rows `rows` and the column panels `panels`.
-///
-/// # Safety
-/// Callers of a [`PointwiseFn`] must guarantee: the kernel's ISA is available; `packed` was packed
-/// for this kernel's ISA and panel width with `geom.k` and `geom.n`; `input` is valid for reads of
-/// `p * k` floats, `output` for writes of `p * n` floats, and `residual`, when not null, for reads of
-/// `p * n` floats; neither `input` nor `residual` may overlap `output` (a tile reads all of its rows'
-/// input after other tiles of the block have stored theirs; the safe [`PackedPointwise::run_slices`]
-/// takes them as a shared and an exclusive borrow, so they cannot); `rows` and `panels` lie within
-/// the problem, and no other thread writes the same block of `output` at the same time.
-pub type PointwiseFn = unsafe fn(
-    geom: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-);
-
-/// One block of a half-precision pointwise call (weights in bf16 or f16, activations in f32):
-/// all of K for the rows `rows` and the column panels `panels`, computing
-/// `out = act(round(in) . W + bias) (+ residual)` where `round` rounds the input to the kernel's
-/// precision (as its instruction does) and `W` holds the already rounded weights.
-///
-/// Layout (packed by [`PackedPointwise::pack_for`] from the entry's [`HalfTile`] `{ nr, kpack,
-/// dtype }`): `bias` is `[panels * nr]` f32 (zero past N); `weights` is, per panel of `nr` output
-/// channels, `[kp][nr][kpack]` `u16` bit patterns of `dtype` with `kp = k.div_ceil(kpack)`, zero
-/// past N and past K. Input, residual and output are f32 (`[p, k]`, `[p, n]`, `[p, n]`).
-///
-/// # Safety
-/// Callers must guarantee: the kernel's ISA and precision are available
-/// ([`crate::registry::KernelInfo::is_available`]); `bias` and `weights` were packed for this
-/// kernel's [`HalfTile`] with `geom.k` and `geom.n`; `input` is valid for reads of `p * k` floats,
-/// `output` for writes of `p * n` floats, and `residual`, when not null, for reads of `p * n`
-/// floats; neither `input` nor `residual` aliases `output`; `rows` and `panels` lie within the
-/// problem, and no other thread writes the same block of `output` at the same time.
-pub type PointwiseHalfFn = unsafe fn(
-    geom: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-);
 
 /// The packed weights of one pointwise layer, in the layout of the kernel that packed them.
 #[derive(Debug, Clone)]

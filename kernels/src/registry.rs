@@ -20,11 +20,10 @@
 
 use std::ops::Range;
 
-use crate::dwconv::{DwConvFn, DwConvGeom};
-use crate::elementwise::ActivationFn;
 use crate::error::{Error, Result};
-use crate::pointwise::{PointwiseFn, PointwiseHalfFn};
-use crate::se::{self, GemvFn};
+use crate::generic;
+pub use crate::ukernel::HalfTile;
+use crate::ukernel::{ActivationFn, DwConvFn, DwConvGeom, GemvFn, PointwiseFn, PointwiseHalfFn};
 use crate::{Isa, Precision, portable, scalar};
 
 /// The operations the crate implements.
@@ -70,20 +69,6 @@ pub struct KernelKey {
     pub dtype: Precision,
     /// The instruction set it needs.
     pub isa: Isa,
-}
-
-/// Packed layout of a half-precision pointwise kernel: weights of `kpack` consecutive input
-/// channels of one output channel sit side by side (`[k / kpack][nr][kpack]` per panel, K padded
-/// with zeros to a multiple of `kpack`), e.g. `kpack = 2` for `vdpbf16ps` and `bfdot`, which
-/// multiply pairs along K, and `kpack = 1` for `fmla v.8h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HalfTile {
-    /// Output channels per panel.
-    pub nr: usize,
-    /// Consecutive input channels stored together.
-    pub kpack: usize,
-    /// The precision the weights are rounded to (round to nearest even).
-    pub dtype: Precision,
 }
 
 /// The entry point of a kernel, typed by operation.
@@ -479,46 +464,46 @@ static REGISTRY: &[KernelInfo] = &[
         name: "dwconv7x7_c8_neon",
         func: KernelFn::DwConv(crate::aarch64::neon::dwconv::dwconv7x7_c8_neon),
     },
-    // Matrix-vector products of the squeeze-excite gate (one body, `se::gemv_body`, per tier).
+    // Matrix-vector products of the squeeze-excite gate (one body, `generic::gemv_body`, per tier).
     KernelInfo {
         op: Op::Gemv,
         isa: Isa::Scalar,
         name: "gemv_c64_scalar",
-        func: KernelFn::Gemv(se::gemv_c64_scalar),
+        func: KernelFn::Gemv(generic::gemv_c64_scalar),
     },
     KernelInfo {
         op: Op::Gemv,
         isa: Isa::Portable,
         name: "gemv_c64_portable",
-        func: KernelFn::Gemv(se::gemv_c64_portable),
+        func: KernelFn::Gemv(generic::gemv_c64_portable),
     },
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
         op: Op::Gemv,
         isa: Isa::Avx2,
         name: "gemv_c64_avx2",
-        func: KernelFn::Gemv(se::gemv_c64_avx2),
+        func: KernelFn::Gemv(generic::gemv_c64_avx2),
     },
     #[cfg(target_arch = "x86_64")]
     KernelInfo {
         op: Op::Gemv,
         isa: Isa::Avx512,
         name: "gemv_c128_avx512",
-        func: KernelFn::Gemv(se::gemv_c128_avx512),
+        func: KernelFn::Gemv(generic::gemv_c128_avx512),
     },
     #[cfg(target_arch = "aarch64")]
     KernelInfo {
         op: Op::Gemv,
         isa: Isa::Neon,
         name: "gemv_c64_neon",
-        func: KernelFn::Gemv(se::gemv_c64_neon),
+        func: KernelFn::Gemv(generic::gemv_c64_neon),
     },
     // Activations in place (the vector activations of each tier's fused epilogues).
     KernelInfo {
         op: Op::Activation,
         isa: Isa::Scalar,
         name: "activation_scalar",
-        func: KernelFn::Activation(crate::elementwise::activation_scalar),
+        func: KernelFn::Activation(generic::activation_scalar),
     },
     KernelInfo {
         op: Op::Activation,

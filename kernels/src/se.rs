@@ -13,11 +13,11 @@
 //! microseconds at 7x7x448, well under 1 % of the block's two pointwise convolutions.
 
 use crate::activation::{Activation, exp, relu6};
-use crate::elementwise::{
-    MapInPlace, activation_in_place, channel_sums, scale_channels_in_place, vectorize,
-};
+use crate::elementwise::Elementwise;
 use crate::error::{Error, Result};
+use crate::registry::{self, Op};
 use crate::tensor::Tensor;
+pub use crate::ukernel::GemvFn;
 use crate::{Isa, Kernels};
 
 /// The gate applied to `fc2`'s output.
@@ -85,86 +85,6 @@ pub fn reduced_channels(c: usize, ratio: f64) -> usize {
     make_divisible_with(c as f64 * ratio, 8, None, 0.0)
 }
 
-/// Largest block of outputs the matrix-vector product keeps in registers: 8 AVX-512 registers
-/// (enough independent FMA chains to cover the FMA latency), 16 AVX2 or NEON registers.
-const fn gemv_block(isa: Isa) -> usize {
-    match isa {
-        Isa::Avx512 => 128,
-        _ => 64,
-    }
-}
-
-#[inline(always)]
-fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
-    // Fused where the tier has FMA (every vector tier); the scalar tier must not call libm's fmaf.
-    if FUSED { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// Outputs `j0..j0 + B` of `y = bias + x . wt` (`wt` is `[x.len()][n]`), summed in a local array
-/// the compiler keeps in vector registers, into `y`, which holds columns `base..` (`base <= j0`).
-/// Each output is its bias, then one multiply-add per row in row order, whatever `B` and the window:
-/// a split into windows gives the same bits.
-#[inline(always)]
-fn gemv_cols<const B: usize, const FUSED: bool>(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    j0: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    let mut acc = [0.0f32; B];
-    acc.copy_from_slice(&bias[j0..j0 + B]);
-    for (row, &xi) in wt.chunks_exact(n).zip(x) {
-        let w: &[f32; B] = row[j0..j0 + B].try_into().expect("block inside the row");
-        for (a, &wv) in acc.iter_mut().zip(w) {
-            *a = madd::<FUSED>(wv, xi, *a);
-        }
-    }
-    y[j0 - base..j0 - base + B].copy_from_slice(&acc);
-}
-
-/// Columns `base..base + y.len()` of `bias + x . wt` (`wt` `[x.len()][n]`, `bias` `[n]`) into `y`,
-/// in blocks of at most `MAX` outputs.
-#[inline(always)]
-fn gemv_body<const MAX: usize, const FUSED: bool>(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
-    let end = base + y.len();
-    let mut j0 = base;
-    while end - j0 >= MAX {
-        gemv_cols::<MAX, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += MAX;
-    }
-    // The rest in blocks of halving width (64, 32, 16, 8), then single columns.
-    if MAX > 64 && end - j0 >= 64 {
-        gemv_cols::<64, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += 64;
-    }
-    if end - j0 >= 32 {
-        gemv_cols::<32, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += 32;
-    }
-    if end - j0 >= 16 {
-        gemv_cols::<16, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += 16;
-    }
-    if end - j0 >= 8 {
-        gemv_cols::<8, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += 8;
-    }
-    while j0 < end {
-        gemv_cols::<1, FUSED>(x, wt, n, j0, bias, y, base);
-        j0 += 1;
-    }
-}
-
 /// Bytes of weights from which [`gemv_split`] shares the columns among the threads: the gate's
 /// matrix-vector products stream their weights (MobileNetV3-L's 960x240 pair is 1.8 MB, about
 /// 0.14 ms on one Zen 3 core, where the weights come from beyond L2), so two cores pulling halves
@@ -174,7 +94,7 @@ const GEMV_PARALLEL_BYTES: usize = 64 * 1024;
 
 /// `y = bias + x . wt` (`wt` `[x.len()][y.len()]`) with the threads of `kernels`: one contiguous
 /// window of columns (a multiple of 8) per thread when the weights are large enough. Results are the
-/// same bits for any split (see [`gemv_cols`]).
+/// same bits for any split (see `generic::gemv_cols`).
 fn gemv_split(kernels: &Kernels, gemv: GemvFn, x: &[f32], wt: &[f32], bias: &[f32], y: &mut [f32]) {
     let n = y.len();
     let parts = if wt.len() * 4 >= GEMV_PARALLEL_BYTES {
@@ -190,87 +110,6 @@ fn gemv_split(kernels: &Kernels, gemv: GemvFn, x: &[f32], wt: &[f32], bias: &[f3
         unsafe { gemv(x, wt, n, bias, win, i * window) }
     });
 }
-
-/// A matrix-vector product kernel ([`crate::registry::Op::Gemv`]): columns `base..base + y.len()`
-/// of `bias + x . wt` into `y` (`wt` is `[x.len()][n]` row-major, `bias` `[n]`). Each output is its
-/// bias, then one multiply-add per row of `wt` in row order (fused on the vector tiers), whatever
-/// the window: a split into windows gives the same bits.
-///
-/// # Safety
-/// The kernel's tier must be available; `wt.len() == x.len() * n`, `bias.len() == n` and
-/// `base + y.len() <= n`.
-pub type GemvFn =
-    unsafe fn(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize);
-
-/// Checks the lengths of a [`GemvFn`] call (the kernels index with bounds checks; this catches a
-/// caller's mistake where the kernel would not).
-#[inline(always)]
-fn gemv_lengths_ok(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &[f32], base: usize) -> bool {
-    wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n
-}
-
-/// Stamps out a tier's [`GemvFn`]: `gemv_entry!(name, Tier, fused, "features", "doc")` defines
-/// `name`, [`gemv_body`] with the tier's block width, compiled with `#[target_feature(enable =
-/// features)]` when features are given.
-macro_rules! gemv_entry {
-    ($(#[$cfg:meta])* $name:ident, $isa:ident, $fused:literal, $doc:literal $(, $features:literal)?) => {
-        #[doc = concat!("[`GemvFn`] ", $doc)]
-        ///
-        /// # Safety
-        /// The tier's features must be available; lengths as [`GemvFn`] (checked in debug builds;
-        /// the body indexes with bounds checks).
-        $(#[$cfg])*
-        $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn $name(
-            x: &[f32],
-            wt: &[f32],
-            n: usize,
-            bias: &[f32],
-            y: &mut [f32],
-            base: usize,
-        ) {
-            debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-            gemv_body::<{ gemv_block(Isa::$isa) }, $fused>(x, wt, n, bias, y, base)
-        }
-    };
-}
-
-gemv_entry!(
-    gemv_c64_scalar,
-    Scalar,
-    false,
-    "of the scalar tier: a multiply then an add (no software `fmaf`), blocks of 64."
-);
-gemv_entry!(
-    gemv_c64_portable,
-    Portable,
-    false,
-    "of the portable tier: the scalar body, vectorised by the compiler with the target's baseline SIMD."
-);
-gemv_entry!(
-    #[cfg(target_arch = "x86_64")]
-    gemv_c64_avx2,
-    Avx2,
-    true,
-    "with AVX2 and FMA, blocks of 64 columns.",
-    "avx2,fma"
-);
-gemv_entry!(
-    #[cfg(target_arch = "x86_64")]
-    gemv_c128_avx512,
-    Avx512,
-    true,
-    "with AVX-512F, blocks of 128 columns.",
-    "avx512f,avx2,fma"
-);
-gemv_entry!(
-    #[cfg(target_arch = "aarch64")]
-    gemv_c64_neon,
-    Neon,
-    true,
-    "with NEON, blocks of 64 columns.",
-    "neon"
-);
 
 /// A squeeze-excite module ready to run.
 ///
@@ -288,8 +127,11 @@ gemv_entry!(
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
     isa: Isa,
-    /// The registry's matrix-vector kernel for `isa`.
+    /// The registry's matrix-vector kernel for `isa`, bound at construction.
     gemv: GemvFn,
+    /// The activation kernel and SIMD level of `isa` (inner activation, gate, sums, scale), bound
+    /// at construction.
+    ew: Elementwise,
     c: usize,
     r: usize,
     /// fc1 transposed: `[c][r]`.
@@ -358,10 +200,11 @@ impl SqueezeExcite {
         if fc2_b.len() != c {
             return Err(Error::shape("se fc2 bias [c]", c, fc2_b.len()));
         }
-        let gemv = crate::registry::find(crate::registry::Op::Gemv, isa)?.gemv_fn()?;
+        let gemv = registry::find(Op::Gemv, isa)?.gemv_fn()?;
         Ok(SqueezeExcite {
             isa,
             gemv,
+            ew: Elementwise::for_isa(isa)?,
             c,
             r,
             w1t: transpose(fc1_w, r, c),
@@ -453,13 +296,11 @@ impl SqueezeExcite {
                 *m = v * inv;
             }
             gemv_split(kernels, self.gemv, mean, &self.w1t, &self.b1, hidden);
-            activation_in_place(kernels, self.inner, hidden);
+            self.ew.activation_in_place(self.inner, hidden);
             gemv_split(kernels, self.gemv, hidden, &self.w2t, &self.b2, out);
             match self.gate {
-                Gate::Sigmoid => vectorize(self.isa, MapInPlace(out, |v| Gate::Sigmoid.apply(v))),
-                Gate::HardSigmoid => {
-                    vectorize(self.isa, MapInPlace(out, |v| Gate::HardSigmoid.apply(v)))
-                }
+                Gate::Sigmoid => self.ew.map_in_place(out, |v| Gate::Sigmoid.apply(v)),
+                Gate::HardSigmoid => self.ew.map_in_place(out, |v| Gate::HardSigmoid.apply(v)),
             }
         }
         Ok(())
@@ -482,9 +323,9 @@ impl SqueezeExcite {
         }
         let (sums, rest) = scratch[..need].split_at_mut(s.n * s.c);
         let (scale, gate_scratch) = rest.split_at_mut(s.n * s.c);
-        channel_sums(kernels, t, sums)?;
+        self.ew.channel_sums(t, sums)?;
         self.gate_into(kernels, sums, s.h * s.w, scale, gate_scratch)?;
-        scale_channels_in_place(kernels, t, scale)
+        self.ew.scale_channels_in_place(kernels, t, scale)
     }
 }
 

@@ -18,7 +18,7 @@
 //! `s + e` correctly, which a plain `s as f32` (double rounding) would not.
 
 use crate::activation::Activation;
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// The default f16 NaN (any NaN the model produces; the tests compare NaN-ness only).
 const F16_NAN: u16 = 0x7e00;

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use super::half_model;
 use crate::activation::{Activation, GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// A half-precision pointwise block function (the shape of `PointwiseHalfFn`).
 pub(crate) type HalfFn = unsafe fn(

@@ -29,7 +29,7 @@ use std::ops::Range;
 
 use super::half::{bfdot_lane, f32x4_to_bf16_hi, f32x4_to_bf16_lo, load_bias, store_row};
 use super::neon::act::with_act;
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// Rows per micro-tile.
 pub(crate) const MR: usize = 8;

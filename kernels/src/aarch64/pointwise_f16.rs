@@ -31,7 +31,7 @@ use std::ops::Range;
 
 use super::half::{f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, load_bias, store_row};
 use super::neon::act::with_act;
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// Rows per micro-tile.
 pub(crate) const MR: usize = 8;

@@ -11,7 +11,7 @@ use std::ops::Range;
 use wide::f32x4;
 
 use crate::activation::with_act;
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// Rows per full tile.
 const MR: usize = 4;

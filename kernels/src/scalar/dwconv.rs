@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use crate::dwconv::DwConvGeom;
+use crate::ukernel::DwConvGeom;
 
 /// Portable depthwise kernel of size `K` over the flat output rows `rows` (layouts in
 /// [`DwConvGeom`]). Per output element: the bias, then one fused multiply-add per tap whose input

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 const MR: usize = 4;
 const NR: usize = 8;

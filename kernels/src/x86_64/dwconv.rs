@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use crate::dwconv::DwConvGeom;
+use crate::ukernel::DwConvGeom;
 use crate::x86_64::SimdF32;
 
 /// What one output row pass needs besides the channel block.
@@ -428,7 +428,7 @@ unsafe fn tile<
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::activation::Activation;
-    use crate::dwconv::{DwConvFn, DwConvGeom};
+    use crate::ukernel::{DwConvFn, DwConvGeom};
 
     /// Deterministic values in [-1, 1).
     fn fill(seed: u64, len: usize) -> Vec<f32> {

@@ -32,7 +32,7 @@
 
 use std::ops::Range;
 
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 use crate::x86_64::SimdF32;
 
 /// Bytes of input rows a row chunk may hold (the input of a chunk is reused by every panel).
@@ -291,8 +291,8 @@ pub(crate) mod tests {
     use std::ops::Range;
 
     use crate::activation::Activation;
-    use crate::pointwise::{PointwiseFn, PointwiseGeom};
     use crate::reference;
+    use crate::ukernel::{PointwiseFn, PointwiseGeom};
 
     const GUARD_BITS: u32 = 0x7fc0_beef;
     const GUARD: usize = 37;

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 use crate::x86_64::SimdF32;
 
 /// Bytes of converted input rows a row chunk may hold (reused by every panel).
@@ -324,8 +324,8 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::activation::Activation;
-    use crate::pointwise::PointwiseHalfFn;
     use crate::registry::{self, KernelKey, Op};
+    use crate::ukernel::PointwiseHalfFn;
     use crate::x86_64::pointwise::dispatch_tile;
     use crate::x86_64::with_act;
     use crate::{Isa, PackedPointwise, Precision};

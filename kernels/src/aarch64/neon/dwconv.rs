@@ -18,8 +18,8 @@ use core::arch::aarch64::*;
 use super::act::{self, act_of_code, with_act};
 use std::ops::Range;
 
-use crate::dwconv::DwConvGeom;
 use crate::dwconv_kxk::{self as kxk, BandArgs, DwVec, KxkTier, kxk_entry};
+use crate::ukernel::DwConvGeom;
 
 /// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
 /// `rows` (layouts and band contract in [`DwConvGeom`]). When `sums` is given it is overwritten
@@ -453,9 +453,9 @@ unsafe impl DwVec for float32x4_t {
 mod tests {
     use super::*;
     use crate::activation::Activation;
-    use crate::dwconv::DwConvFn;
     use crate::reference;
     use crate::scalar::dwconv::dwconv3x3_c1_scalar as dwconv3x3_scalar;
+    use crate::ukernel::DwConvFn;
 
     const GUARD: usize = 19;
 

@@ -29,7 +29,7 @@ use core::arch::aarch64::*;
 use std::ops::Range;
 
 use super::act::{self, with_act};
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 
 /// Rows per micro-tile.
 const MR: usize = 8;

@@ -5,8 +5,8 @@ use core::arch::x86_64::__m256;
 
 use std::ops::Range;
 
-use crate::dwconv::DwConvGeom;
 use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, kxk_entry};
+use crate::ukernel::DwConvGeom;
 use crate::x86_64::dwconv::{self, RowArgs, Tier};
 use crate::x86_64::with_act;
 

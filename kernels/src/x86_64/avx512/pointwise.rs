@@ -12,7 +12,7 @@
 use core::arch::x86_64::{__m256, __m512};
 use std::ops::Range;
 
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 use crate::x86_64::pointwise::{self, Gemm, Tile, dispatch_tile};
 use crate::x86_64::with_act;
 

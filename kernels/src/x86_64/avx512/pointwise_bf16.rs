@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 use std::ops::Range;
 
-use crate::pointwise::PointwiseGeom;
+use crate::ukernel::PointwiseGeom;
 use crate::x86_64::pointwise::dispatch_tile;
 use crate::x86_64::pointwise_bf16::{self, Bf16Dot, GemmBf16, TileBf16, row_stride};
 use crate::x86_64::with_act;
