@@ -289,9 +289,7 @@ impl Network {
     pub fn layer_bench(&self, shape: [usize; 4]) -> Result<LayerBench<'_>, Error> {
         let layers = self.layers(shape)?;
         let input = bench_input(shape)?;
-        let outputs = shape[0]
-            .checked_mul(self.num_outputs())
-            .unwrap_or(usize::MAX);
+        let outputs = shape[0].saturating_mul(self.num_outputs());
         let mut b = LayerBench {
             model: self,
             ws: Workspace::new(&self.graph, self.num_classes(), shape)?,

@@ -397,9 +397,7 @@ fn at_least_one(m: &ArgMatches, name: &str, default: usize) -> Result<usize, Err
 
 /// The logits of one batch of `shape` for `model`, allocated fallibly (an error, never an abort).
 fn logits_buffer(model: &Network, shape: [usize; 4]) -> Result<Vec<f32>, Error> {
-    let len = shape[0]
-        .checked_mul(model.num_outputs())
-        .unwrap_or(usize::MAX);
+    let len = shape[0].saturating_mul(model.num_outputs());
     try_zeroed("logits", len, shape)
 }
 

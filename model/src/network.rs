@@ -272,9 +272,7 @@ impl Network {
     /// headless model the pooled features `[n, C_last]` (see [`Network::num_outputs`]).
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, Error> {
         self.check_input(input.len(), shape)?;
-        let len = shape[0]
-            .checked_mul(self.num_outputs())
-            .unwrap_or(usize::MAX);
+        let len = shape[0].saturating_mul(self.num_outputs());
         let mut out = try_zeroed("logits", len, shape)?;
         self.forward_into(input, shape, &mut out)?;
         Ok(out)
