@@ -8,11 +8,12 @@ use std::hint::black_box;
 use bench_suite::{criterion_config, isas_to_bench, peak, shapes};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mobile_cnn_kernels::registry::{self, Op};
-use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
+use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
 use mobile_cnn_kernels::tensor::aligned_zeros;
 use mobile_cnn_kernels::{
     Activation, Conv3x3, DwConvGeom, Isa, Kernels, PackedPointwise, Precision, Shape, Tensor,
 };
+use repvit::families::widths::make_divisible;
 
 fn bench_peak(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak_fma");

@@ -17,8 +17,8 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use mobile_cnn_kernels::Kernels;
-use repvit::family::all_names;
-use repvit::model::distinct_layers;
+use repvit::all_names;
+use repvit::distinct_layers;
 use repvit::{Arch, LayerBench, Network};
 
 const SHAPE: [usize; 4] = [1, 3, 224, 224];

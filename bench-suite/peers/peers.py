@@ -34,7 +34,7 @@ ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
 SIZE, OPSET = 224, 17
 LITERT = Path(__file__).resolve().parent / "litert_peer.py"
 # Where the two threads ran in a round, from what `repvit bench` measured just before and after its
-# timed passes of that round (`Kernels::core_sharing` and `Kernels::core_round_trip`): "shared" when
+# timed passes of that round (`repvit::cores::core_sharing` and `core_round_trip`): "shared" when
 # the threads slowed each other like two hardware threads of one core (sharing above SHARED), "far"
 # when a cache line took NEAR_NS or more there and back, else "near" (two cores of one L3). On the
 # 2-core AMD EPYC Zen 4 VMs of 2026-12-06 the placement changed every few minutes between all three

@@ -146,12 +146,6 @@ impl SpinPool {
         Ok(pool)
     }
 
-    /// Tests: makes workers that see a new call wait before joining it (as preempted workers do).
-    #[cfg(test)]
-    pub(crate) fn hold_workers(&self, hold: bool) {
-        self.shared.hold.store(hold, Ordering::SeqCst);
-    }
-
     /// Participants, the caller included.
     pub(crate) fn threads(&self) -> usize {
         self.next.len()

@@ -101,6 +101,8 @@ pub enum Error {
     UnknownVariant {
         /// The name given.
         name: String,
+        /// The names accepted, described (each family names its own; see `families/mod.rs`).
+        expected: String,
     },
     /// An invalid custom configuration.
     Config {
@@ -115,6 +117,16 @@ pub enum Error {
         expected: String,
         /// What was found.
         found: String,
+    },
+    /// Memory for a forward pass (a workspace, the input or output of a batch) that would not
+    /// fit: the allocator refused it, or its size overflows `usize`.
+    OutOfMemory {
+        /// What was to be allocated.
+        what: String,
+        /// Bytes asked for (`None`: more than `usize` can count).
+        bytes: Option<usize>,
+        /// The NCHW input shape it was for.
+        input: [usize; 4],
     },
     /// A kernel refused its arguments (a bug in this crate if the input was validated) or the
     /// requested ISA / thread count is unavailable.
@@ -179,7 +191,7 @@ impl fmt::Display for Error {
                 shape: s,
             } => write!(
                 f,
-                "{}: unexpected tensor `{key}` (shape {}): expected only the keys of the detected RepViT",
+                "{}: unexpected tensor `{key}` (shape {}): expected only the keys of the detected architecture",
                 path.display(),
                 shape(s)
             ),
@@ -229,18 +241,8 @@ impl fmt::Display for Error {
                 "{}: not a timm MobileNetV3/MobileNetV2 checkpoint: {reason}",
                 path.display()
             ),
-            Error::UnknownVariant { name } => {
-                let names: Vec<&str> = crate::config::VARIANTS.iter().map(|v| v.name).collect();
-                let mobilenets: Vec<&str> = crate::mobilenet::MobileNetKind::ALL
-                    .iter()
-                    .map(|k| k.timm_name())
-                    .collect();
-                write!(
-                    f,
-                    "unknown architecture `{name}`: expected a RepViT variant, one of {} (with or without the `repvit_` prefix), or one of {}",
-                    names.join(", "),
-                    mobilenets.join(", ")
-                )
+            Error::UnknownVariant { name, expected } => {
+                write!(f, "unknown architecture `{name}`: expected {expected}")
             }
             Error::Config { reason } => write!(f, "invalid network configuration: {reason}"),
             Error::Input {
@@ -248,6 +250,24 @@ impl fmt::Display for Error {
                 expected,
                 found,
             } => write!(f, "{what}: expected {expected}, found {found}"),
+            Error::OutOfMemory {
+                what,
+                bytes: Some(bytes),
+                input,
+            } => write!(
+                f,
+                "{what} for NCHW input {input:?}: {bytes} bytes ({:.1} GiB) could not be allocated",
+                *bytes as f64 / f64::from(1u32 << 30)
+            ),
+            Error::OutOfMemory {
+                what,
+                bytes: None,
+                input,
+            } => write!(
+                f,
+                "{what} for NCHW input {input:?}: more bytes than fit in usize ({})",
+                usize::MAX
+            ),
             Error::Kernel { layer, source } => write!(f, "{layer}: {source}"),
         }
     }

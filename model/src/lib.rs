@@ -1,7 +1,7 @@
 //! RepViT ("RepViT: Revisiting Mobile CNN From ViT Perspective", CVPR 2024), MobileNetV3-Large/
 //! -Small and MobileNetV2 composed from `mobile-cnn-kernels`, all run by one [`Network`]. This
 //! crate holds configuration, loading and re-parameterisation (BatchNorm folded at load); all the
-//! arithmetic of inference lives in the kernel crate. Each family ([`Family`]: [`Config`] for
+//! arithmetic of inference lives in the kernel crate. Each family ([`Family`]: [`RepVitConfig`] for
 //! RepViT, [`MobileNetConfig`]) appends its steps to a [`Graph`]; [`Network::load`] detects the
 //! family and configuration from a timm checkpoint's tensors (or checks a named one).
 //!
@@ -11,12 +11,18 @@
 //! with bf16-rounded inputs and f32 accumulation; the stem, depthwise convolutions,
 //! squeeze-excite, pooling, the head, biases and the activations between layers stay f32.
 //!
+//! Layout: [`graph`] (the step list, a precision per tensor), [`plan`] (shape inference, buffer
+//! slots, the workspace; allocation failures are errors), [`network`] (loading, forward, the
+//! runner), [`inspect`] (per-layer table and timing), [`load`] (state dicts, parameters,
+//! BatchNorm folding, npy), [`families`] (RepViT, the MobileNets), `dw_bands.rs` (the threaded
+//! depthwise scheduler, bound for the kernel crate), [`cores`] (where the pool's threads run).
+//!
 //! ```
 //! use mobile_cnn_kernels::Kernels;
-//! use repvit::{Config, RepVit};
+//! use repvit::{RepVitConfig, RepVit};
 //! let k = Kernels::new().unwrap();
 //! // A small custom RepViT with random weights; `RepVit::load` reads timm's `model.safetensors`.
-//! let cfg = Config::custom(&[16, 32], &[1, 1], false, 10, true).unwrap();
+//! let cfg = RepVitConfig::custom(&[16, 32], &[1, 1], false, 10, true).unwrap();
 //! let model = RepVit::random(&cfg, 7, &k).unwrap();
 //! let logits = model.forward(&vec![0.5; 2 * 3 * 32 * 32], [2, 3, 32, 32]).unwrap();
 //! assert_eq!(logits.len(), 2 * 10);
@@ -24,25 +30,24 @@
 //! assert!(model.forward(&vec![0.5; 100], [2, 3, 32, 32]).is_err());
 //! ```
 
-pub mod checkpoint;
-pub mod config;
+pub mod cores;
+mod dw_bands;
 pub mod error;
-pub mod family;
-pub mod fuse;
-pub mod mobilenet;
-pub mod model;
-pub mod npy;
-pub mod official;
+pub mod families;
+pub mod graph;
+pub mod inspect;
+pub mod load;
+pub mod network;
+pub mod plan;
 pub mod preprocess;
-pub mod weights;
 
-pub use checkpoint::StateDict;
-pub use config::{Config, VARIANTS, Variant};
+pub use dw_bands::DW_PARALLEL_MACS;
 pub use error::Error;
-pub use family::{Arch, Family};
-pub use mobilenet::{MobileNetConfig, MobileNetKind};
-pub use model::{
-    BatchSplit, DistinctLayer, FeatureMap, Graph, LayerBench, LayerInfo, LayerKind, Network,
-    RepVit, distinct_layers,
-};
-pub use weights::{FusedWeights, Layout};
+pub use families::mobilenet::{MobileNetConfig, MobileNetKind};
+pub use families::repvit::{FusedWeights, Layout, RepVitConfig, VARIANTS, Variant};
+pub use families::{Arch, Family, all_names};
+pub use graph::{Graph, TensorPrecision};
+pub use inspect::{DistinctLayer, LayerBench, LayerInfo, LayerKind, bench_input, distinct_layers};
+pub use load::checkpoint::StateDict;
+pub use load::npy;
+pub use network::{BatchSplit, FeatureMap, Network, RepVit};

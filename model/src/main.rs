@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use mobile_cnn_kernels::{Isa, Kernels, Precision};
-use repvit::family::all_names;
+use repvit::all_names;
+use repvit::plan::try_zeroed;
 use repvit::preprocess::{imagenet_class, top_k};
-use repvit::{Arch, BatchSplit, Error, LayerInfo, Network, npy};
+use repvit::{Arch, BatchSplit, Error, LayerInfo, Network, bench_input, cores, npy};
 
 /// Every instruction-set tier's name, as `--isa` and `KERNELS_ISA` take them.
 fn isa_names() -> String {
@@ -377,14 +378,33 @@ fn stage_path(out: &str, stage: usize) -> String {
     format!("{stem}_stage{stage}.npy")
 }
 
-/// Above this `Kernels::core_sharing` slowdown the two threads are taken to share one core (two
+/// Above this `cores::core_sharing` slowdown the two threads are taken to share one core (two
 /// cores read about 1.0, two hardware threads of one core about 2).
 const SHARED_CORE: f64 = 1.4;
 
+/// The value of `--<name>` (default `default`), refused when 0: zero timed iterations or images
+/// would time nothing, and silently running one instead would report a run nobody asked for.
+fn at_least_one(m: &ArgMatches, name: &str, default: usize) -> Result<usize, Error> {
+    match m.get_one::<usize>(name).copied().unwrap_or(default) {
+        0 => Err(Error::Input {
+            what: format!("--{name}"),
+            expected: "an integer >= 1".into(),
+            found: "0".into(),
+        }),
+        v => Ok(v),
+    }
+}
+
+/// The logits of one batch of `shape` for `model`, allocated fallibly (an error, never an abort).
+fn logits_buffer(model: &Network, shape: [usize; 4]) -> Result<Vec<f32>, Error> {
+    let len = shape[0].saturating_mul(model.num_outputs());
+    try_zeroed("logits", len, shape)
+}
+
 fn bench(m: &ArgMatches) -> Result<(), Error> {
     let k = kernels(m)?;
-    let iters = (*m.get_one::<usize>("iters").unwrap_or(&50)).max(1);
-    let batch = (*m.get_one::<usize>("batch").unwrap_or(&1)).max(1);
+    let iters = at_least_one(m, "iters", 50)?;
+    let batch = at_least_one(m, "batch", 1)?;
     let size = (*m.get_one::<usize>("size").unwrap_or(&224)).max(1);
     let json = m.get_flag("json");
     let name = m
@@ -420,28 +440,26 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         BatchSplit::Images => "images",
     };
     let shape = [batch, 3, size, size];
-    let x: Vec<f32> = (0..batch * 3 * size * size)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
+    let x = bench_input(shape)?;
     for model in &models {
-        let mut out = vec![0.0; batch * model.num_outputs()];
+        let mut out = logits_buffer(model, shape)?;
         // Warm-up: allocates the workspace, faults pages in, settles clocks.
         let warm = Instant::now();
         while warm.elapsed().as_secs_f64() < 0.3 {
             model.forward_into(&x, shape, &mut out)?;
         }
         // How far apart the pool's cores are, just before and just after the timed passes (see
-        // `Kernels::core_round_trip`): on a VM the two-thread figures depend on it.
-        let rtt_before = k.core_round_trip();
-        let sharing_before = k.core_sharing();
+        // `cores::core_round_trip`): on a VM the two-thread figures depend on it.
+        let rtt_before = cores::core_round_trip(&k);
+        let sharing_before = cores::core_sharing(&k);
         let mut times: Vec<f64> = Vec::with_capacity(iters);
         for _ in 0..iters {
             let t0 = Instant::now();
             model.forward_into(&x, shape, &mut out)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        let rtt = rtt_before.zip(k.core_round_trip());
-        let sharing = sharing_before.zip(k.core_sharing());
+        let rtt = rtt_before.zip(cores::core_round_trip(&k));
+        let sharing = sharing_before.zip(cores::core_sharing(&k));
         let (median, min) = median_min(&mut times);
         let images_per_s = batch as f64 * 1e3 / median;
         let layers = if m.get_flag("no-layers") {
@@ -546,14 +564,11 @@ fn layers_at(
                 .collect(),
         );
     }
-    let len = shape.iter().product::<usize>();
-    let x: Vec<f32> = (0..len)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
+    let x = bench_input(shape)?;
     for mi in 0..per_count[0].len() {
         let models: Vec<&Network> = per_count.iter().map(|ms| &ms[mi]).collect();
         let infos = models[0].layers(shape)?;
-        let mut out = vec![0.0; shape[0] * models[0].num_outputs()];
+        let mut out = logits_buffer(models[0], shape)?;
         let warm = Instant::now();
         while warm.elapsed().as_secs_f64() < 0.3 {
             for m in &models {

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use crate::Error;
+use crate::error::Error;
 
 /// ImageNet mean per RGB channel (timm's `IMAGENET_DEFAULT_MEAN`).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -135,8 +135,11 @@ fn checkpoint_of_another_variant() {
     );
     // Legacy and non-legacy of the same widths are different variants too.
     let k = Kernels::new().unwrap();
-    let sd =
-        repvit::weights::random_state_dict(&repvit::Config::variant("m1").unwrap(), 3).unwrap();
+    let sd = repvit::families::repvit::random_state_dict(
+        &repvit::RepVitConfig::variant("m1").unwrap(),
+        3,
+    )
+    .unwrap();
     let e = RepVit::from_state_dict(sd, Some("m0_9"), &k).unwrap_err();
     assert_mentions(
         &e,
@@ -347,4 +350,93 @@ fn hostile_shapes_and_indices_are_errors() {
         }
     });
     assert_mentions(&load(&p, None), &["no-blocks.safetensors"]);
+}
+
+/// Runs the `repvit` binary (through `$REPVIT_TEST_RUNNER` when set, as in classify.rs).
+fn repvit_cli(args: &[&str]) -> std::process::Output {
+    let exe = env!("CARGO_BIN_EXE_repvit");
+    let mut cmd = match std::env::var("REPVIT_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut parts = r.split_whitespace();
+            let mut c = std::process::Command::new(parts.next().unwrap());
+            c.args(parts).arg(exe);
+            c
+        }
+        _ => std::process::Command::new(exe),
+    };
+    cmd.args(args).output().unwrap()
+}
+
+fn small_model() -> RepVit {
+    let cfg = repvit::RepVitConfig::custom(&[16, 32], &[1, 1], false, 10, true).unwrap();
+    RepVit::random(&cfg, 7, &Kernels::new().unwrap()).unwrap()
+}
+
+/// A size that would not fit is an error naming the bytes and the input shape, returned without
+/// allocating it (it was an abort: "memory allocation of ... bytes failed").
+#[test]
+fn a_batch_that_cannot_fit_is_an_error_with_its_size() {
+    let model = small_model();
+    // 3 x 10^7 x 10^7 floats: 1.2 PB of input alone, beyond any address space (so the test
+    // cannot allocate it even where memory is overcommitted).
+    let e = model
+        .layer_bench([1, 3, 10_000_000, 10_000_000])
+        .unwrap_err();
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e:?}");
+    assert_mentions(
+        &e,
+        &["1200000000000000 bytes", "[1, 3, 10000000, 10000000]"],
+    );
+    // More than usize can count.
+    let e = repvit::bench_input([usize::MAX / 2, 3, 4, 4]).unwrap_err();
+    assert!(matches!(e, Error::OutOfMemory { bytes: None, .. }), "{e:?}");
+    assert_mentions(&e, &["more bytes than fit in usize"]);
+    // The per-layer table needs no memory for the activations: it still works at that size.
+    assert!(model.layers([1, 3, 10_000_000, 10_000_000]).is_ok());
+}
+
+/// An empty batch is refused (never run as one image).
+#[test]
+fn an_empty_batch_is_refused() {
+    let model = small_model();
+    let e = model.forward(&[], [0, 3, 32, 32]).unwrap_err();
+    assert_mentions(&e, &["N >= 1", "[0, 3, 32, 32]"]);
+    assert!(model.layer_bench([0, 3, 32, 32]).is_err());
+    let mut out = [];
+    assert!(model.forward_into(&[], [0, 3, 32, 32], &mut out).is_err());
+}
+
+/// `repvit bench`: a size or batch that would not fit ends with one error line naming the bytes
+/// (not an abort), and `--batch 0` / `--iters 0` are refused instead of run as 1.
+#[test]
+fn bench_refuses_sizes_that_cannot_fit_and_zero_counts() {
+    for (args, want) in [
+        // Beyond any address space (see above).
+        (&["--size", "10000000"][..], "1200000000000000 bytes"),
+        (&["--batch", "1000000000"][..], "602112000000000 bytes"),
+        (
+            &["--batch", "0"][..],
+            "--batch: expected an integer >= 1, found 0",
+        ),
+        (
+            &["--iters", "0"][..],
+            "--iters: expected an integer >= 1, found 0",
+        ),
+    ] {
+        let mut all = vec![
+            "bench",
+            "--variant",
+            "m0_9",
+            "--threads",
+            "1",
+            "--no-layers",
+        ];
+        all.extend_from_slice(args);
+        let out = repvit_cli(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
 }

@@ -119,11 +119,13 @@ fn deployed_official_checkpoint_matches_timms_fused_model() {
 #[test]
 fn deployed_checkpoint_with_named_variant_and_errors() {
     // A deployed full-size layout is checked against the variant by its deployed keys.
-    let cfg = repvit::Config::variant("m1").unwrap();
-    let mut rng = repvit::weights::RandomParams::new(3);
+    let cfg = repvit::RepVitConfig::variant("m1").unwrap();
+    let mut rng = repvit::load::params::RandomParams::new(3);
     let mut sd = StateDict::new("m1-deployed.safetensors");
-    use repvit::weights::Params;
-    for (key, shape) in repvit::weights::expected_keys_layout(&cfg, Layout::Deployed).unwrap() {
+    use repvit::load::params::Params;
+    for (key, shape) in
+        repvit::families::repvit::expected_keys_layout(&cfg, Layout::Deployed).unwrap()
+    {
         let data = rng.tensor(&key, &shape).unwrap();
         sd.insert(key, shape, data).unwrap();
     }

@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 use mobile_cnn_kernels::Kernels;
-use repvit::{Config, LayerKind, RepVit, distinct_layers};
+use repvit::{LayerKind, RepVit, RepVitConfig, distinct_layers};
 
 fn small() -> RepVit {
-    let cfg = Config::custom(&[16, 32, 48], &[2, 1, 2], false, 10, true).unwrap();
+    let cfg = RepVitConfig::custom(&[16, 32, 48], &[2, 1, 2], false, 10, true).unwrap();
     RepVit::random(&cfg, 3, &Kernels::new().unwrap().with_threads(1).unwrap()).unwrap()
 }
 
 #[test]
 fn m1_0_steps_have_timm_names_shapes_and_the_papers_macs() {
     let k = Kernels::new().unwrap().with_threads(1).unwrap();
-    let m = RepVit::random(&Config::variant("m1_0").unwrap(), 1, &k).unwrap();
+    let m = RepVit::random(&RepVitConfig::variant("m1_0").unwrap(), 1, &k).unwrap();
     let layers = m.layers([1, 3, 224, 224]).unwrap();
     assert_eq!(layers.len(), m.num_layers());
     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::mobilenet::{BlockKind, MobileNetKind};
+use repvit::families::mobilenet::{BlockKind, MobileNetKind};
 use repvit::{Arch, Error, LayerKind, MobileNetConfig, Network, StateDict, npy};
 
 fn fixture(name: &str) -> PathBuf {
@@ -345,7 +345,7 @@ fn headless_checkpoints_load_by_name_and_from_a_file() {
         num_classes: 0,
         ..MobileNetConfig::variant("mobilenetv3_large_100").unwrap()
     };
-    let sd = repvit::mobilenet::random_state_dict(&cfg, 7).unwrap();
+    let sd = repvit::families::mobilenet::random_state_dict(&cfg, 7).unwrap();
     assert!(sd.keys().all(|k| !k.starts_with("classifier")));
     let m = Network::from_state_dict(sd, Some("mobilenetv3_large_100"), &k).unwrap();
     assert_eq!((m.num_classes(), m.num_outputs()), (0, 1280));

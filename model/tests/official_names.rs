@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use mobile_cnn_kernels::Kernels;
-use repvit::{Config, RepVit, StateDict, npy};
+use repvit::{RepVit, RepVitConfig, StateDict, npy};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -143,8 +143,8 @@ fn official_names_of_every_variant_load() {
         ("m1", None),
     ];
     for (variant, rows) in rows {
-        let cfg = Config::variant(variant).unwrap();
-        let sd = repvit::weights::random_state_dict(&cfg, 5).unwrap();
+        let cfg = RepVitConfig::variant(variant).unwrap();
+        let sd = repvit::families::repvit::random_state_dict(&cfg, 5).unwrap();
         let (path, last) =
             write_official(&sd, &cfg.depth, &format!("{variant}-official.safetensors"));
         if let Some(rows) = rows {

@@ -1,20 +1,21 @@
 //! Every published variant as data: key lists, detection from shapes, random models that run.
 
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::config::VARIANTS;
-use repvit::model::DW_PARALLEL_MACS;
-use repvit::weights::{expected_keys, random_state_dict};
-use repvit::{Arch, BatchSplit, Config, LayerKind, Network, RepVit, StateDict};
+use repvit::DW_PARALLEL_MACS;
+use repvit::VARIANTS;
+use repvit::families::repvit::{expected_keys, random_state_dict};
+use repvit::{Arch, BatchSplit, LayerKind, Network, RepVit, RepVitConfig, StateDict};
 
 #[test]
 fn every_variant_is_detected_from_its_shapes() {
     for v in &VARIANTS {
-        let cfg = Config::from_variant(v);
+        let cfg = RepVitConfig::from_variant(v);
         let sd = random_state_dict(&cfg, 1).unwrap();
-        let found = repvit::weights::detect_config(&sd).unwrap();
+        let found = repvit::families::repvit::detect_config(&sd).unwrap();
         assert_eq!(found, cfg, "{}", v.name);
         assert_eq!(
-            repvit::weights::resolve_config(&sd, Some(&format!("repvit_{}", v.name))).unwrap(),
+            repvit::families::repvit::resolve_config(&sd, Some(&format!("repvit_{}", v.name)))
+                .unwrap(),
             cfg
         );
     }
@@ -23,7 +24,7 @@ fn every_variant_is_detected_from_its_shapes() {
 #[test]
 fn key_counts_match_timm() {
     // Counted from timm 1.0.31 state_dicts without num_batches_tracked.
-    let c = Config::variant("m1_0").unwrap();
+    let c = RepVitConfig::variant("m1_0").unwrap();
     let keys = expected_keys(&c).unwrap();
     let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert!(keys.iter().any(
@@ -52,7 +53,7 @@ fn key_counts_match_timm() {
 fn random_models_of_every_variant_run() {
     let k = Kernels::new().unwrap().with_threads(2).unwrap();
     for v in &VARIANTS {
-        let cfg = Config::from_variant(v);
+        let cfg = RepVitConfig::from_variant(v);
         let model = RepVit::random(&cfg, 5, &k).unwrap();
         let x: Vec<f32> = (0..2 * 3 * 48 * 40)
             .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
@@ -65,7 +66,7 @@ fn random_models_of_every_variant_run() {
 
 #[test]
 fn random_equals_loading_its_state_dict_and_isas_agree() {
-    let cfg = Config::custom(&[16, 24, 40], &[2, 0, 3], false, 7, true).unwrap();
+    let cfg = RepVitConfig::custom(&[16, 24, 40], &[2, 0, 3], false, 7, true).unwrap();
     let x: Vec<f32> = (0..3 * 3 * 29 * 35)
         .map(|i| ((i * 31 % 23) as f32 - 11.0) / 7.0)
         .collect();
@@ -102,7 +103,7 @@ fn random_equals_loading_its_state_dict_and_isas_agree() {
 
 #[test]
 fn batch_items_are_independent_and_threads_agree() {
-    let cfg = Config::custom(&[16, 32], &[1, 2], true, 5, false).unwrap();
+    let cfg = RepVitConfig::custom(&[16, 32], &[1, 2], true, 5, false).unwrap();
     let k1 = Kernels::new().unwrap().with_threads(1).unwrap();
     let m = RepVit::random(&cfg, 2, &k1).unwrap();
     let img = 3 * 20 * 24;
@@ -222,7 +223,7 @@ fn assert_threads_and_splits_agree(
 /// height); 188 x 180 makes the first stage's token mixers (47 x 45 x 16) large enough to split.
 #[test]
 fn thread_count_and_batch_split_give_identical_bits() {
-    let cfg = Config::custom(&[16, 24, 40], &[2, 1, 2], true, 11, true).unwrap();
+    let cfg = RepVitConfig::custom(&[16, 24, 40], &[2, 1, 2], true, 11, true).unwrap();
     let (n, h, w) = (3, 188, 180);
     let x: Vec<f32> = (0..n * 3 * h * w)
         .map(|i| ((i * 37 % 41) as f32 - 20.0) / 13.0)

@@ -13,7 +13,7 @@ use bench_suite::estimate::{
     ASSUMPTIONS, latency_csv, latency_table, parse_cores, parse_main_loops, predict, rates,
 };
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::{Config, RepVit, VARIANTS};
+use repvit::{RepVit, RepVitConfig, VARIANTS};
 
 fn main() -> ExitCode {
     match run() {
@@ -57,7 +57,7 @@ fn run() -> Result<PathBuf, String> {
         .map_err(|e| e.to_string())?;
     let mut layers = Vec::new();
     for v in &VARIANTS {
-        let model = RepVit::random(&Config::from_variant(v), 1, &k)
+        let model = RepVit::random(&RepVitConfig::from_variant(v), 1, &k)
             .map_err(|e| format!("{}: {e}", v.name))?;
         let l = model
             .layers([1, 3, 224, 224])

@@ -23,7 +23,7 @@ use bench_suite::report::{
     OURS, PAPER, Peers, comparisons, md_table, num, parse_peers, percent_of_peak, verdicts,
 };
 use mobile_cnn_kernels::{Isa, Kernels};
-use repvit::family::all_names;
+use repvit::all_names;
 use repvit::{Arch, LayerInfo, LayerKind, Network};
 
 struct Args {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::Error;
+use crate::families::repvit::official;
 
 /// One tensor of a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,7 @@ pub struct Entry {
 ///
 /// Keys ending in `num_batches_tracked` (BatchNorm's training counter, any dtype) are dropped on
 /// reading: inference never needs them. Files with the official RepViT repository's key names are
-/// renamed to timm's on reading (`crate::official`).
+/// renamed to timm's on reading (`families::repvit::official`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateDict {
     path: PathBuf,
@@ -154,8 +155,8 @@ impl StateDict {
         }
         let wrapper = strip_wrappers(&mut tensors);
         // The official repository's names (`features.*`, `classifier.*`) become timm's.
-        if crate::official::is_official(tensors.keys().map(String::as_str)) {
-            tensors = crate::official::to_timm(&path, tensors)?;
+        if official::is_official(tensors.keys().map(String::as_str)) {
+            tensors = official::to_timm(&path, tensors)?;
         }
         Ok(StateDict {
             path,

@@ -1,13 +1,14 @@
 //! RepViT configurations as data: one table of published variants, plus custom configurations (small
-//! test models, other class counts). The whole network is derived from a [`Config`].
+//! test models, other class counts). The whole network is derived from a [`RepVitConfig`].
 
 use std::fmt;
 
 use crate::error::Error;
+use crate::load::bounds::{MAX_CLASSES, MAX_MLP_RATIO, MAX_WIDTH};
 
 /// A RepViT network's shape: everything needed to list its weights and run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct RepVitConfig {
     /// Variant name without the `repvit_` prefix (`m1_0`, ...), or `custom`.
     pub name: String,
     /// Channels of each stage (`C0` is the stem's output width).
@@ -95,10 +96,19 @@ pub const VARIANTS: [Variant; 8] = [
     },
 ];
 
+/// The names [`RepVitConfig::variant`] accepts, described for an error message.
+pub fn known_names() -> String {
+    let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+    format!(
+        "a RepViT variant, one of {} (with or without the `repvit_` prefix)",
+        names.join(", ")
+    )
+}
+
 /// Configurations with more stages than this are refused.
 pub const MAX_STAGES: usize = 64;
-/// Configurations with more blocks in a stage than this are refused.
-pub const MAX_BLOCKS: usize = 4096;
+/// Configurations with more blocks in one stage than this are refused.
+pub const MAX_BLOCKS_PER_STAGE: usize = 4096;
 
 /// timm's SE placement: alternating, starting with SE, in every stage.
 pub fn alternating_se(depth: &[usize]) -> Vec<Vec<bool>> {
@@ -111,25 +121,26 @@ pub fn alternating_se(depth: &[usize]) -> Vec<Vec<bool>> {
 /// timm's `make_divisible(v, divisor, round_limit=0.)` as `SqueezeExcite` calls it: the nearest
 /// multiple of `divisor` (at least `divisor`), never bumped up.
 pub fn se_reduced(c: usize) -> usize {
-    mobile_cnn_kernels::se::reduced_channels(c, 0.25)
+    crate::families::widths::reduced_channels(c, 0.25)
 }
 
-impl Config {
+impl RepVitConfig {
     /// A published variant by name: `m1_0` or `repvit_m1_0` (1000 classes, both heads).
-    pub fn variant(name: &str) -> Result<Config, Error> {
+    pub fn variant(name: &str) -> Result<RepVitConfig, Error> {
         let short = name.strip_prefix("repvit_").unwrap_or(name);
         let v = VARIANTS
             .iter()
             .find(|v| v.name == short)
             .ok_or_else(|| Error::UnknownVariant {
                 name: name.to_string(),
+                expected: known_names(),
             })?;
-        Ok(Config::from_variant(v))
+        Ok(RepVitConfig::from_variant(v))
     }
 
     /// The configuration of a table entry.
-    pub fn from_variant(v: &Variant) -> Config {
-        Config {
+    pub fn from_variant(v: &Variant) -> RepVitConfig {
+        RepVitConfig {
             name: v.name.to_string(),
             embed_dim: v.embed_dim.to_vec(),
             depth: v.depth.to_vec(),
@@ -143,15 +154,15 @@ impl Config {
     }
 
     /// A custom configuration with timm's defaults for everything not given (SE alternating,
-    /// `mlp_ratio` 2, 3 input channels), checked with [`Config::validate`].
+    /// `mlp_ratio` 2, 3 input channels), checked with [`RepVitConfig::validate`].
     pub fn custom(
         embed_dim: &[usize],
         depth: &[usize],
         legacy: bool,
         num_classes: usize,
         distillation: bool,
-    ) -> Result<Config, Error> {
-        let c = Config {
+    ) -> Result<RepVitConfig, Error> {
+        let c = RepVitConfig {
             name: "custom".to_string(),
             embed_dim: embed_dim.to_vec(),
             depth: depth.to_vec(),
@@ -202,7 +213,6 @@ impl Config {
                 self.mlp_ratio, self.in_chans
             ));
         }
-        use crate::weights::{MAX_CLASSES, MAX_MLP_RATIO, MAX_WIDTH};
         let widest = self.embed_dim.iter().copied().max().unwrap_or(0);
         let deepest = self.depth.iter().copied().max().unwrap_or(0);
         let bounds = [
@@ -211,7 +221,7 @@ impl Config {
             ("mlp_ratio", self.mlp_ratio, MAX_MLP_RATIO),
             ("num_classes", self.num_classes, MAX_CLASSES),
             ("stage count", self.depth.len(), MAX_STAGES),
-            ("blocks per stage", deepest, MAX_BLOCKS),
+            ("blocks per stage", deepest, MAX_BLOCKS_PER_STAGE),
         ];
         if let Some((what, v, max)) = bounds.into_iter().find(|&(_, v, max)| v > max) {
             return bad(format!("{what} {v} exceeds the bound {max}"));
@@ -220,7 +230,7 @@ impl Config {
     }
 
     /// Whether two configurations describe the same network (names aside).
-    pub fn same_structure(&self, other: &Config) -> bool {
+    pub fn same_structure(&self, other: &RepVitConfig) -> bool {
         (
             &self.embed_dim,
             &self.depth,
@@ -265,7 +275,7 @@ impl Config {
     }
 }
 
-impl fmt::Display for Config {
+impl fmt::Display for RepVitConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -290,12 +300,15 @@ mod tests {
     #[test]
     fn names_with_and_without_prefix() {
         assert_eq!(
-            Config::variant("m1_0").unwrap(),
-            Config::variant("repvit_m1_0").unwrap()
+            RepVitConfig::variant("m1_0").unwrap(),
+            RepVitConfig::variant("repvit_m1_0").unwrap()
         );
-        assert_eq!(Config::variant("m3").unwrap().depth, vec![4, 4, 18, 2]);
-        assert!(Config::variant("m3").unwrap().legacy);
-        let e = Config::variant("m9").unwrap_err().to_string();
+        assert_eq!(
+            RepVitConfig::variant("m3").unwrap().depth,
+            vec![4, 4, 18, 2]
+        );
+        assert!(RepVitConfig::variant("m3").unwrap().legacy);
+        let e = RepVitConfig::variant("m9").unwrap_err().to_string();
         assert!(
             e.contains("m9") && e.contains("m1_0") && e.contains("m2_3"),
             "{e}"
@@ -336,7 +349,7 @@ mod tests {
 
     #[test]
     fn se_alternates_per_stage() {
-        let c = Config::variant("m0_9").unwrap();
+        let c = RepVitConfig::variant("m0_9").unwrap();
         assert_eq!(c.se[0], vec![true, false]);
         assert_eq!(c.se[2].iter().filter(|&&s| s).count(), 7);
         assert!(c.matching_variant().is_some());
@@ -344,13 +357,13 @@ mod tests {
 
     #[test]
     fn custom_configs_are_validated() {
-        assert!(Config::custom(&[16, 32], &[1, 2], false, 10, true).is_ok());
-        assert!(Config::custom(&[16, 32], &[1], false, 10, true).is_err());
-        assert!(Config::custom(&[], &[], false, 10, true).is_err());
+        assert!(RepVitConfig::custom(&[16, 32], &[1, 2], false, 10, true).is_ok());
+        assert!(RepVitConfig::custom(&[16, 32], &[1], false, 10, true).is_err());
+        assert!(RepVitConfig::custom(&[], &[], false, 10, true).is_err());
         // num_classes 0 is headless (timm's `num_classes=0`).
-        assert!(Config::custom(&[16], &[1], false, 0, true).is_ok());
-        assert!(Config::custom(&[1 << 17], &[1], false, 10, true).is_err());
-        let mut c = Config::custom(&[16], &[1], false, 10, true).unwrap();
+        assert!(RepVitConfig::custom(&[16], &[1], false, 0, true).is_ok());
+        assert!(RepVitConfig::custom(&[1 << 17], &[1], false, 10, true).is_err());
+        let mut c = RepVitConfig::custom(&[16], &[1], false, 10, true).unwrap();
         c.mlp_ratio = 1 << 62;
         assert!(c.validate().unwrap_err().to_string().contains("bound"));
     }

@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::checkpoint::Entry;
 use crate::error::Error;
 
 /// Whether the keys look like the official repository's: any `features.*` (every official
@@ -64,10 +63,8 @@ fn downsample_part(rest: &str) -> Option<String> {
 }
 
 /// Renames official keys to timm's; keys already in timm's form (or unknown) are kept.
-pub fn to_timm(
-    path: &Path,
-    tensors: BTreeMap<String, Entry>,
-) -> Result<BTreeMap<String, Entry>, Error> {
+/// `E` is whatever the loader keeps per tensor (untouched here).
+pub fn to_timm<E>(path: &Path, tensors: BTreeMap<String, E>) -> Result<BTreeMap<String, E>, Error> {
     let rows: BTreeSet<usize> = tensors
         .keys()
         .filter_map(|k| feature(k).map(|f| f.0))

@@ -11,13 +11,19 @@
 
 use std::fmt;
 
-use mobile_cnn_kernels::se::{Gate, SqueezeExcite, make_divisible};
+use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
 use mobile_cnn_kernels::{Activation, Conv3x3, Kernels};
 
-use crate::checkpoint::StateDict;
 use crate::error::{Error, KernelContext, KeyDifference};
-use crate::model::{Graph, Op, Vector, depthwise, pack};
-use crate::weights::{KeyRecorder, Params, conv_bn, with_bias};
+use crate::families::family::{Family, depthwise, pack};
+use crate::families::widths::make_divisible;
+use crate::graph::{Graph, Op, Vector};
+use crate::load::checkpoint::StateDict;
+use crate::load::params::{Folded, KeyRecorder, Params, RandomParams, conv_bn, with_bias};
+use crate::preprocess::EvalTransform;
+
+/// BatchNorm epsilon of every MobileNet BatchNorm (timm builds them with PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
 
 /// The three MobileNets timm registers under these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,6 +342,7 @@ impl MobileNetConfig {
             .map(MobileNetConfig::of)
             .ok_or_else(|| Error::UnknownVariant {
                 name: name.to_string(),
+                expected: known_names(),
             })
     }
 
@@ -371,6 +378,7 @@ impl MobileNetConfig {
             "conv_stem.weight",
             "bn1",
             [self.stem, self.in_chans, 3, 3],
+            BN_EPS,
         )?;
         let conv = Conv3x3::new(
             k.isa(),
@@ -441,7 +449,13 @@ impl MobileNetConfig {
                 None => Ok(()),
             }
         } else {
-            let head = conv_bn(p, "conv_head.weight", "bn2", [self.head, last, 1, 1])?;
+            let head = conv_bn(
+                p,
+                "conv_head.weight",
+                "bn2",
+                [self.head, last, 1, 1],
+                BN_EPS,
+            )?;
             let y = g.buf();
             g.push(
                 "conv_head",
@@ -483,12 +497,7 @@ impl MobileNetConfig {
     }
 }
 
-fn push_classifier(
-    k: &Kernels,
-    g: &mut Graph,
-    f: &crate::weights::Folded,
-    src: Vector,
-) -> Result<(), Error> {
+fn push_classifier(k: &Kernels, g: &mut Graph, f: &Folded, src: Vector) -> Result<(), Error> {
     let linear =
         mobile_cnn_kernels::linear::Linear::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
             .layer(|| "classifier".into())?;
@@ -535,6 +544,7 @@ fn push_block(
             &format!("{name}.conv_dw.weight"),
             &format!("{name}.{bn}"),
             [b.mid, 1, b.k, b.k],
+            BN_EPS,
         )?;
         let dst = g.buf();
         let dname = format!("{name}.conv_dw");
@@ -567,6 +577,7 @@ fn push_block(
             &format!("{name}.{conv}.weight"),
             &format!("{name}.{bn}"),
             shape,
+            BN_EPS,
         )?;
         let cname = format!("{name}.{conv}");
         let dst = g.buf();
@@ -614,8 +625,9 @@ fn push_block(
     }
 }
 
-/// Detection refuses checkpoints with more blocks per stage than this.
-const MAX_BLOCKS: usize = 64;
+/// Detection refuses checkpoints with a stage or block index (`blocks.<stage>.<block>`) at or
+/// beyond this.
+const MAX_INDEX: usize = 64;
 
 /// Whether a checkpoint looks like a timm MobileNet (it has `conv_stem.weight`).
 pub fn looks_like_mobilenet(sd: &StateDict) -> bool {
@@ -654,8 +666,8 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
                 "tensor `{key}` is not `blocks.<stage>.<block>.*`"
             )));
         };
-        if i >= MAX_BLOCKS || j >= MAX_BLOCKS {
-            return Err(not(format!("tensor `{key}`: index beyond {MAX_BLOCKS}")));
+        if i >= MAX_INDEX || j >= MAX_INDEX {
+            return Err(not(format!("tensor `{key}`: index beyond {MAX_INDEX}")));
         }
         if depth.len() <= i {
             depth.resize(i + 1, 0);
@@ -786,16 +798,49 @@ pub fn resolve(sd: &StateDict, name: Option<&str>) -> Result<MobileNetConfig, Er
     })
 }
 
-/// A state dict of random parameters for `cfg` ([`crate::weights::RandomParams`]) under timm's
+/// The names [`MobileNetConfig::variant`] accepts, described for an error message.
+pub fn known_names() -> String {
+    let names: Vec<&str> = MobileNetKind::ALL.iter().map(|k| k.timm_name()).collect();
+    format!("one of {}", names.join(", "))
+}
+
+/// A state dict of random parameters for `cfg` ([`RandomParams`]) under timm's
 /// names.
 pub fn random_state_dict(cfg: &MobileNetConfig, seed: u64) -> Result<StateDict, Error> {
-    let mut rng = crate::weights::RandomParams::new(seed);
+    let mut rng = RandomParams::new(seed);
     let mut sd = StateDict::new(format!("<random {} seed {seed}>", cfg.name));
     for (key, shape) in cfg.expected_keys()? {
         let data = rng.tensor(&key, &shape)?;
         sd.insert(key, shape, data)?;
     }
     Ok(sd)
+}
+
+impl Family for MobileNetConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn in_chans(&self) -> usize {
+        self.in_chans
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// 224, crop_pct 0.875, bicubic, ImageNet mean/std (timm's default pretrained configs of
+    /// `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`).
+    fn eval_transform(&self) -> EvalTransform {
+        EvalTransform {
+            crop_pct: 0.875,
+            ..EvalTransform::default()
+        }
+    }
+
+    fn build(&self, p: &mut dyn Params, k: &Kernels, g: &mut Graph) -> Result<(), Error> {
+        MobileNetConfig::build(self, p, k, g)
+    }
 }
 
 #[cfg(test)]

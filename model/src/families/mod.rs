@@ -1,91 +1,35 @@
 //! Network families on the shared runner. A family is a configuration type implementing
-//! [`Family`]: it names itself, knows its eval transform, and appends its steps to a
-//! [`Graph`] while reading (and folding) its parameters. Loading, folding helpers, shape inference
-//! and step running are shared ([`crate::Network`]); [`Arch`] is the closed set this crate ships,
-//! detected from a checkpoint's tensors or named.
+//! [`Family`] (`family.rs`): it names itself, knows its eval transform, and appends its steps to a
+//! [`Graph`](crate::graph::Graph) while reading (and folding) its parameters. [`Arch`] is the
+//! closed list this crate ships, in detection order; adding a family is one file (or folder)
+//! here, its `pub mod` line and its [`Arch`] variant.
+//!
+//! Error messages name the families' variants as data: each family describes its own names
+//! (`known_names`), and [`Arch`] joins them.
+
+pub mod family;
+pub mod mobilenet;
+pub mod repvit;
+pub mod widths;
 
 use std::fmt;
 
+pub use family::Family;
 use mobile_cnn_kernels::Kernels;
+use mobilenet::{MobileNetConfig, MobileNetKind};
+use repvit::{RepVitConfig, VARIANTS};
 
-use crate::checkpoint::StateDict;
-use crate::config::{Config, VARIANTS};
 use crate::error::Error;
-use crate::mobilenet::{self, MobileNetConfig, MobileNetKind};
-use crate::model::{Graph, push_repvit};
+use crate::graph::Graph;
+use crate::load::checkpoint::StateDict;
+use crate::load::params::Params;
 use crate::preprocess::EvalTransform;
-use crate::weights::{FusedWeights, Params, resolve_config};
-
-/// What a network family provides to the shared runner.
-pub trait Family {
-    /// The architecture's name (timm's where it has one).
-    fn name(&self) -> &str;
-    /// Input channels.
-    fn in_chans(&self) -> usize;
-    /// Classifier outputs.
-    fn num_classes(&self) -> usize;
-    /// timm's eval transform of the family's pretrained configurations.
-    fn eval_transform(&self) -> EvalTransform;
-    /// Reads every parameter from `p` under timm's names, folds BatchNorm, and appends the steps
-    /// (weights packed for the ISA of `k`) to `g`.
-    fn build(&self, p: &mut dyn Params, k: &Kernels, g: &mut Graph) -> Result<(), Error>;
-}
-
-impl Family for Config {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn in_chans(&self) -> usize {
-        self.in_chans
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    /// 224, crop_pct 0.95, bicubic, ImageNet mean/std (every timm `repvit_*` pretrained config).
-    fn eval_transform(&self) -> EvalTransform {
-        EvalTransform::default()
-    }
-
-    fn build(&self, p: &mut dyn Params, k: &Kernels, g: &mut Graph) -> Result<(), Error> {
-        push_repvit(&FusedWeights::build(self, p)?, k, g)
-    }
-}
-
-impl Family for MobileNetConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn in_chans(&self) -> usize {
-        self.in_chans
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    /// 224, crop_pct 0.875, bicubic, ImageNet mean/std (timm's default pretrained configs of
-    /// `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`).
-    fn eval_transform(&self) -> EvalTransform {
-        EvalTransform {
-            crop_pct: 0.875,
-            ..EvalTransform::default()
-        }
-    }
-
-    fn build(&self, p: &mut dyn Params, k: &Kernels, g: &mut Graph) -> Result<(), Error> {
-        MobileNetConfig::build(self, p, k, g)
-    }
-}
 
 /// Every architecture this crate runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arch {
     /// RepViT (any variant or custom configuration).
-    RepVit(Config),
+    RepVit(RepVitConfig),
     /// MobileNetV3-Large/-Small or MobileNetV2.
     MobileNet(MobileNetConfig),
 }
@@ -96,6 +40,17 @@ impl fmt::Display for Arch {
             Arch::RepVit(c) => c.fmt(f),
             Arch::MobileNet(c) => c.fmt(f),
         }
+    }
+}
+
+/// An unknown name as one family reports it, listing every family's names instead.
+fn every_family_name(e: Error) -> Error {
+    match e {
+        Error::UnknownVariant { name, .. } => Error::UnknownVariant {
+            name,
+            expected: format!("{}, or {}", repvit::known_names(), mobilenet::known_names()),
+        },
+        e => e,
     }
 }
 
@@ -154,8 +109,9 @@ impl Arch {
         if MobileNetConfig::is_family_name(name) {
             MobileNetConfig::variant(name).map(Arch::MobileNet)
         } else {
-            Config::variant(name).map(Arch::RepVit)
+            RepVitConfig::variant(name).map(Arch::RepVit)
         }
+        .map_err(every_family_name)
     }
 
     /// The architecture of a checkpoint: detected from its tensors (`name` absent), or the named
@@ -168,7 +124,8 @@ impl Arch {
         if mobilenet {
             mobilenet::resolve(sd, name).map(Arch::MobileNet)
         } else {
-            resolve_config(sd, name).map(Arch::RepVit)
+            repvit::resolve_config(sd, name).map(Arch::RepVit)
         }
+        .map_err(every_family_name)
     }
 }
