@@ -14,8 +14,10 @@
 //! Layout: [`graph`] (the step list, a precision per tensor), [`plan`] (shape inference, buffer
 //! slots, the workspace; allocation failures are errors), [`network`] (loading, forward, the
 //! runner), [`inspect`] (per-layer table and timing), [`load`] (state dicts, parameters,
-//! BatchNorm folding, npy), [`families`] (RepViT, the MobileNets), `dw_bands.rs` (the threaded
-//! depthwise scheduler, bound for the kernel crate), [`cores`] (where the pool's threads run).
+//! BatchNorm folding, npy), [`families`] (RepViT, the MobileNets), [`cores`] (where the pool's threads
+//! run). The threaded depthwise (row bands, squeeze-excite sums in band order) and the NCHW <->
+//! NHWC copies are the kernel crate's (`DwConv::run_bands`, `layout`): this crate holds no
+//! `unsafe`.
 //!
 //! ```
 //! use mobile_cnn_kernels::Kernels;
@@ -30,8 +32,9 @@
 //! assert!(model.forward(&vec![0.5; 100], [2, 3, 32, 32]).is_err());
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cores;
-mod dw_bands;
 pub mod error;
 pub mod families;
 pub mod graph;
@@ -41,7 +44,6 @@ pub mod network;
 pub mod plan;
 pub mod preprocess;
 
-pub use dw_bands::DW_PARALLEL_MACS;
 pub use error::Error;
 pub use families::mobilenet::{MobileNetConfig, MobileNetKind};
 pub use families::repvit::{FusedWeights, Layout, RepVitConfig, VARIANTS, Variant};
@@ -50,4 +52,5 @@ pub use graph::{Graph, TensorPrecision};
 pub use inspect::{DistinctLayer, LayerBench, LayerInfo, LayerKind, bench_input, distinct_layers};
 pub use load::checkpoint::StateDict;
 pub use load::npy;
+pub use mobile_cnn_kernels::dwconv::DW_PARALLEL_MACS;
 pub use network::{BatchSplit, FeatureMap, Network, RepVit};

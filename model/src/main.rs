@@ -15,6 +15,8 @@
 //! per-layer table: every step's median ms at each count and the speed-up of the last count over
 //! the first, then per-kind totals and the end-to-end medians.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mobile_cnn_kernels::elementwise::{global_avg_pool, scale_channels_in_place};
+use mobile_cnn_kernels::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use mobile_cnn_kernels::{Kernels, Shape, Tensor};
 
-use crate::dw_bands::{DW_PARALLEL_MACS, DwBands, run_dw_bands, to_nchw};
 use crate::error::{Error, KernelContext};
 use crate::families::Arch;
 use crate::families::repvit::{FusedWeights, RepVitConfig, push_repvit};
@@ -496,9 +496,10 @@ impl Network {
     /// squeeze-excite gate's matrix-vector products above 64 KiB of weights (`se.rs`; MobileNetV3-L
     /// at two threads 4.0 -> 3.8 ms). The global pool (3 us) runs on the calling thread.
     ///
-    /// Depthwise steps always run in row bands chosen from the shape ([`DwBands`], about
-    /// [`DW_BAND_MACS`] each), so the squeeze-excite sums come out the same whatever runs them;
-    /// the bands are shared among the threads when the step has at least [`DW_PARALLEL_MACS`]
+    /// Depthwise steps always run in row bands chosen from the shape
+    /// ([`DwConv::run_bands`](mobile_cnn_kernels::DwConv::run_bands), about
+    /// [`DW_BAND_MACS`](mobile_cnn_kernels::dwconv::DW_BAND_MACS) each), so the squeeze-excite sums come out the same whatever runs them;
+    /// the bands are shared among the threads when the step has at least [`DW_PARALLEL_MACS`](crate::DW_PARALLEL_MACS)
     /// multiply-adds. The depthwise steps run at about 40 multiply-adds per ns on one thread
     /// (stride 2 at about 10), so 100k multiply-adds are 2.5 us or more. With rayon's pool (a wake-up
     /// per call, blocks to whichever thread came first) the threshold was 300k and the unsplit steps
@@ -522,45 +523,11 @@ impl Network {
         };
         match &step.op {
             Op::ToNhwc => {
-                let [n, c, h, w] = ws.input_shape;
-                // NCHW -> NHWC (a copy; no arithmetic), in one contiguous run of output pixels per
-                // thread (the rows the same thread's share of the stem then reads). About 0.1 ms on
-                // one core at 224x224, so it splits whenever there are threads.
+                // NCHW -> NHWC (a copy; no arithmetic), one contiguous run of output pixels per
+                // thread (`layout::nchw_to_nhwc`): about 0.1 ms on one core at 224x224, so it
+                // splits whenever there are threads.
                 let dst = ws.bufs[ws.slot[Graph::INPUT]].as_mut_slice();
-                let (hw, c1) = (h * w, c.max(1));
-                if input.len() < n * c * hw || dst.len() < n * c * hw {
-                    return Err(Error::Config {
-                        reason: format!(
-                            "{}: input of {} values for {n}x{c}x{h}x{w}",
-                            step.name,
-                            input.len()
-                        ),
-                    });
-                }
-                // Per run of pixels inside one image, channel by channel: each input plane is
-                // read sequentially (pixel by pixel, the 1-thread time was 1.5x longer).
-                k.for_each_pixel_run(&mut dst[..n * c * hw], c1, hw, k.threads(), |b, p0, run| {
-                    let px = run.len() / c1;
-                    if c == 3 {
-                        // RGB, the usual input: the three planes interleaved pixel by pixel in one
-                        // loop of fixed stride, which the compiler turns into vector shuffles.
-                        let plane = |ch: usize| &input[(b * 3 + ch) * hw + p0..][..px];
-                        let (r, g, bl) = (plane(0), plane(1), plane(2));
-                        for (d, ((&r, &g), &bl)) in
-                            run.chunks_exact_mut(3).zip(r.iter().zip(g).zip(bl))
-                        {
-                            d.copy_from_slice(&[r, g, bl]);
-                        }
-                        return;
-                    }
-                    for ch in 0..c {
-                        let plane = &input[(b * c + ch) * hw + p0..][..px];
-                        for (d, &v) in run[ch..].iter_mut().step_by(c1).zip(plane) {
-                            *d = v;
-                        }
-                    }
-                });
-                Ok(())
+                nchw_to_nhwc(k, input, ws.input_shape, dst).layer(ctx)
             }
             Op::Conv { conv, src, dst, .. } => {
                 let [x, y] = ws
@@ -579,32 +546,12 @@ impl Network {
                     .bufs
                     .get_disjoint_mut([ws.slot[*src], ws.slot[*dst]])
                     .map_err(disjoint)?;
-                let g = conv.geom(x.shape()).layer(ctx)?;
-                let bands = DwBands::of(&g);
-                let parallel =
-                    k.threads() > 1 && g.n * bands.per_image > 1 && g.macs() >= DW_PARALLEL_MACS;
-                if !*sums && !parallel {
-                    // Without sums the bits do not depend on the bands: one call.
-                    return conv.run(k, x, y, None).layer(ctx);
-                }
-                if y.shape() != g.output_shape() {
-                    return Err(Error::Config {
-                        reason: format!(
-                            "{}: depthwise output buffer {} for output {}",
-                            step.name,
-                            y.shape(),
-                            g.output_shape()
-                        ),
-                    });
-                }
+                // The kernel crate's threaded depthwise: row bands shared among the threads,
+                // the squeeze-excite sums reduced in band order (the same bits for any thread
+                // count); the workspace holds the sums and the per-band partials (`plan.rs`).
                 let sums = if *sums {
-                    let nc = g.n * g.c;
-                    // With one band per image the band writes `sums` itself (no partials).
-                    let partials = if bands.per_image > 1 {
-                        g.n * bands.per_image * g.c
-                    } else {
-                        0
-                    };
+                    let nc = x.shape().n * x.shape().c;
+                    let partials = conv.band_partials_len(x.shape()).layer(ctx)?;
                     let short = || Error::Config {
                         reason: format!("{}: workspace too small for the channel sums", step.name),
                     };
@@ -615,8 +562,7 @@ impl Network {
                 } else {
                     None
                 };
-                let (x, y) = (x.as_slice(), y.as_mut_slice());
-                run_dw_bands(k, parallel, conv, &g, bands, x, y, sums).layer(ctx)
+                conv.run_bands(k, x, y, sums).layer(ctx)
             }
             Op::Se { se, t } => {
                 let t = &mut ws.bufs[ws.slot[*t]];
@@ -709,7 +655,7 @@ fn feature_map(
 ) -> Result<FeatureMap, Error> {
     let Shape { n, h, w, c } = t.shape();
     let mut data = try_zeroed("feature map", t.as_slice().len(), input)?;
-    to_nchw(t, &mut data);
+    nhwc_to_nchw(t.as_slice(), t.shape(), &mut data).layer(|| "feature map".to_string())?;
     Ok(FeatureMap {
         stage,
         reduction,

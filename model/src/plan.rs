@@ -5,9 +5,9 @@
 
 use mobile_cnn_kernels::{Shape, Tensor};
 
-use crate::dw_bands::DwBands;
 use crate::error::{Error, KernelContext};
 use crate::graph::{Graph, Op, Step, Vector};
+use mobile_cnn_kernels::dwconv::DwBands;
 
 /// Shapes of every buffer and feature vector for one input shape, found by walking the steps.
 #[derive(Debug, Clone)]

@@ -40,12 +40,13 @@ pub(crate) fn pack(k: &Kernels, name: &str, f: &Folded) -> Result<PackedPointwis
 
 /// A folded depthwise `[c, 1, k, k]` convolution (`k` from the weight length), padding `k / 2`.
 pub(crate) fn depthwise(
+    k: &Kernels,
     name: &str,
     f: &Folded,
     stride: usize,
     act: Activation,
 ) -> Result<DwConv, Error> {
     let taps = f.weight.len() / f.cout.max(1);
-    let k = (1..=taps).find(|k| k * k == taps).unwrap_or(0);
-    DwConv::new(f.cout, k, &f.weight, &f.bias, stride, act).layer(|| name.to_string())
+    let size = (1..=taps).find(|s| s * s == taps).unwrap_or(0);
+    DwConv::create(k, f.cout, size, &f.weight, &f.bias, stride, act).layer(|| name.to_string())
 }

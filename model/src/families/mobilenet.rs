@@ -551,7 +551,7 @@ fn push_block(
         g.push(
             dname.clone(),
             Op::Dw {
-                conv: depthwise(&dname, &f, b.stride, b.act)?,
+                conv: depthwise(k, &dname, &f, b.stride, b.act)?,
                 src,
                 dst,
                 sums: b.se.is_some(),

@@ -11,8 +11,8 @@ use crate::families::family::{depthwise, pack};
 use crate::graph::{Graph, Op, Vector};
 use crate::load::params::Folded;
 
-fn dw(name: &str, f: &Folded, stride: usize) -> Result<DwConv, Error> {
-    depthwise(name, f, stride, Activation::Identity)
+fn dw(k: &Kernels, name: &str, f: &Folded, stride: usize) -> Result<DwConv, Error> {
+    depthwise(k, name, f, stride, Activation::Identity)
 }
 
 /// The buffers one stage's blocks run over.
@@ -37,7 +37,7 @@ fn push_block(
     steps.push(
         format!("{name}.token_mixer"),
         Op::Dw {
-            conv: dw(&format!("{name}.token_mixer"), &b.dw, 1)?,
+            conv: dw(k, &format!("{name}.token_mixer"), &b.dw, 1)?,
             src: sb.x,
             dst: sb.t,
             sums: b.se.is_some(),
@@ -151,7 +151,7 @@ pub(crate) fn push_repvit(fw: &FusedWeights, k: &Kernels, g: &mut Graph) -> Resu
             };
             push_block(k, g, &format!("{name}.pre_block"), &d.pre_block, p)?;
             let sname = format!("{name}.spatial_downsample");
-            let conv = dw(&sname, &d.spatial, 2)?;
+            let conv = dw(k, &sname, &d.spatial, 2)?;
             g.push(
                 sname,
                 Op::Dw {
