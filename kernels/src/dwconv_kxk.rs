@@ -524,24 +524,24 @@ unsafe fn step<
     }
 }
 
-/// Stamps out a tier's k x k entry point ([`crate::dwconv::DwConvFn`]): `kxk_entry!(name, Tier,
+/// Stamps out a tier's k x k entry point ([`crate::ukernel::DwConvFn`]): `kxk_entry!(name, Tier,
 /// k, "features")` defines `name`, which turns the runtime activation into a compile-time code with
 /// the `with_act!` in scope at the invocation (the tier's) and runs [`dwconv_kxk`] with `Tier`.
 macro_rules! kxk_entry {
     ($name:ident, $tier:ty, $k:literal, $features:literal) => {
         #[doc = concat!(
             "Depthwise ", stringify!($k), "x", stringify!($k), " convolution with ", $features,
-            " ([`crate::dwconv::DwConvFn`]; loop nest in [`crate::dwconv_kxk`])."
+            " ([`crate::ukernel::DwConvFn`]; loop nest in [`crate::dwconv_kxk`])."
         )]
         ///
         /// # Safety
         #[doc = concat!(
             $features, " must be available, `g.k == ", stringify!($k), "`, and ",
-            "[`crate::dwconv::DwConvGeom::check_rows`] must accept `g`, the band and the ",
+            "[`crate::ukernel::DwConvGeom::check_rows`] must accept `g`, the band and the ",
             "lengths of the slices."
         )]
         pub(crate) unsafe fn $name(
-            g: &$crate::dwconv::DwConvGeom,
+            g: &$crate::ukernel::DwConvGeom,
             rows: ::std::ops::Range<usize>,
             input: &[f32],
             weights: &[f32],

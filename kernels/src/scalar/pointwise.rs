@@ -10,7 +10,7 @@ const NR: usize = 8;
 /// Portable pointwise block kernel (panel width 8).
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`] (this kernel needs no CPU feature).
+/// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
 pub(crate) unsafe fn pointwise_4x8_scalar(
     g: &PointwiseGeom,
     input: *const f32,

@@ -130,7 +130,7 @@ pub(crate) use dispatch_tile;
 /// Rows `rows` x panels `panels` of `out = act(in . W + bias) (+ residual)` with the tiles of `G`.
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`] with `packed` packed for panel width
+/// The contract of [`crate::ukernel::PointwiseFn`] with `packed` packed for panel width
 /// `G::NR`, and the features of `G`'s tier available. (The ranges and the length of `packed` are
 /// checked here.)
 #[inline(always)]

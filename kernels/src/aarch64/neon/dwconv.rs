@@ -28,7 +28,7 @@ use crate::ukernel::DwConvGeom;
 ///
 /// # Safety
 /// NEON must be available, `g.k == 3`, and [`DwConvGeom::check_rows`] must accept `g`, the band
-/// and the lengths of the slices (the contract of [`crate::dwconv::DwConvFn`]).
+/// and the lengths of the slices (the contract of [`crate::ukernel::DwConvFn`]).
 pub(crate) unsafe fn dwconv3x3_c8_neon(
     g: &DwConvGeom,
     rows: Range<usize>,

@@ -40,7 +40,7 @@ const NR: usize = 8;
 /// and panels `panels` of `out = act(in . W + bias) (+ residual)`.
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`]: NEON is available; `packed` was packed with
+/// The contract of [`crate::ukernel::PointwiseFn`]: NEON is available; `packed` was packed with
 /// panel width 8 for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k` floats, `output`
 /// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats and
 /// does not alias `output`; no other thread writes the block at the same time. (The ranges and the

@@ -45,10 +45,10 @@ impl Gemm for Tiles {
 }
 
 /// Pointwise block kernel, AVX2+FMA, 6 rows x 16 output channels per tile (panel width 16)
-/// ([`crate::pointwise::PointwiseFn`]).
+/// ([`crate::ukernel::PointwiseFn`]).
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`]: AVX2+FMA are available; `packed` was packed
+/// The contract of [`crate::ukernel::PointwiseFn`]: AVX2+FMA are available; `packed` was packed
 /// with panel width 16 for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k` floats,
 /// `output` for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n`
 /// floats and does not alias `output`; no other thread writes the block at the same time. (The

@@ -17,7 +17,7 @@ const T: usize = 4;
 /// Taps reloaded per step (see [`dwconv::block`]).
 const RELOAD: bool = false;
 
-/// Depthwise 3x3 convolution with AVX-512F+AVX2+FMA ([`crate::dwconv::DwConvFn`]).
+/// Depthwise 3x3 convolution with AVX-512F+AVX2+FMA ([`crate::ukernel::DwConvFn`]).
 ///
 /// # Safety
 /// AVX-512F+AVX2+FMA must be available, and [`DwConvGeom::check_rows`] must accept `g` (with `k = 3`), the band

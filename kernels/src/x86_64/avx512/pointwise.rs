@@ -83,10 +83,10 @@ unsafe fn zmm_rows<const ACT: u8>(t: &Tile, m: usize) {
 }
 
 /// Pointwise block kernel, AVX-512F, 8 rows x 32 output channels per tile (panel width 32)
-/// ([`crate::pointwise::PointwiseFn`]).
+/// ([`crate::ukernel::PointwiseFn`]).
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`]: AVX-512F+AVX2+FMA are available; `packed`
+/// The contract of [`crate::ukernel::PointwiseFn`]: AVX-512F+AVX2+FMA are available; `packed`
 /// was packed with panel width 32 for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k`
 /// floats, `output` for writes of `g.p * g.n` floats, `residual` (when not null) for reads of
 /// `g.p * g.n` floats and does not alias `output`; no other thread writes the block at the same
