@@ -337,3 +337,21 @@ pub fn linear(
     }
     y
 }
+
+/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64): the test data of the kernel
+/// crate's own tests. (The conformance crate keeps the same generator for its tests: it sees only
+/// the public API, and this is test-only.)
+#[cfg(test)]
+pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}

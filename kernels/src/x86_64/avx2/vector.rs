@@ -64,6 +64,6 @@ unsafe impl SimdF32 for __m256 {
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: __m256) -> __m256 {
         // SAFETY: AVX2 and FMA are available (contract).
-        unsafe { super::act::apply::<ACT>(v) }
+        unsafe { crate::x86_64::act::apply::<Self, ACT>(v) }
     }
 }
