@@ -27,7 +27,9 @@
 use core::arch::aarch64::*;
 use std::ops::Range;
 
-use super::half::{bfdot_lane, f32x4_to_bf16_hi, f32x4_to_bf16_lo, HalfTile, Panel, run_panels, store_row};
+use super::half::{
+    HalfTile, Panel, bfdot_lane, f32x4_to_bf16_hi, f32x4_to_bf16_lo, run_panels, store_row,
+};
 use super::neon::act::with_act;
 use crate::pointwise::PointwiseGeom;
 
@@ -85,9 +87,7 @@ unsafe fn run<const ACT: u8>(
 ) {
     // SAFETY: this function's contract is `run_panels`'s with `Tiles` (panels of 8 channels),
     // and `Tiles::tile` needs the features this function is compiled with.
-    unsafe {
-        run_panels::<Tiles, 2, ACT>(g, input, bias, weights, residual, output, rows, panels)
-    }
+    unsafe { run_panels::<Tiles, 2, ACT>(g, input, bias, weights, residual, output, rows, panels) }
 }
 
 /// This kernel's tiles (weights per panel `[ceil(k / 2)][NR][2]` bf16 bits).

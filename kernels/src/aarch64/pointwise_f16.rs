@@ -29,7 +29,9 @@
 use core::arch::aarch64::*;
 use std::ops::Range;
 
-use super::half::{f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, HalfTile, Panel, run_panels, store_row};
+use super::half::{
+    HalfTile, Panel, f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, run_panels, store_row,
+};
 use super::neon::act::with_act;
 use crate::pointwise::PointwiseGeom;
 
@@ -85,9 +87,7 @@ unsafe fn run<const ACT: u8>(
 ) {
     // SAFETY: this function's contract is `run_panels`'s with `Tiles` (panels of 16 channels),
     // and `Tiles::tile` needs the features this function is compiled with.
-    unsafe {
-        run_panels::<Tiles, 4, ACT>(g, input, bias, weights, residual, output, rows, panels)
-    }
+    unsafe { run_panels::<Tiles, 4, ACT>(g, input, bias, weights, residual, output, rows, panels) }
 }
 
 /// This kernel's tiles (weights per panel `[k][NR]` f16 bits).

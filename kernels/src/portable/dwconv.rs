@@ -6,7 +6,7 @@
 
 use wide::f32x4;
 
-use crate::dwconv_kxk::{self as kxk, BandArgs, SimdF32, KxkTier, kxk_entry};
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
 
 kxk_entry!(
     dwconv3x3_c4_portable,

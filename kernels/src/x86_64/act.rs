@@ -8,9 +8,7 @@
 //! Every function here is `#[inline(always)]` and meant to be inlined into a `#[target_feature]`
 //! function of the implementing tier.
 
-use crate::activation::{
-    EXP_MAX, EXP_MIN, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, SIGMOID_CUTOFF,
-};
+use crate::activation::{EXP_MAX, EXP_MIN, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, SIGMOID_CUTOFF};
 use crate::x86_64::{
     ACT_GELU, ACT_HARDSWISH, ACT_IDENTITY, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, SimdF32,
 };
@@ -188,7 +186,10 @@ pub(crate) unsafe fn apply<V: ActVec, const ACT: u8>(x: V) -> V {
 /// `V`'s features must be available.
 #[cfg(test)]
 #[inline(always)]
-pub(crate) unsafe fn apply_lanes<V: ActVec>(act: crate::activation::Activation, xs: &[f32]) -> Vec<f32> {
+pub(crate) unsafe fn apply_lanes<V: ActVec>(
+    act: crate::activation::Activation,
+    xs: &[f32],
+) -> Vec<f32> {
     assert_eq!(xs.len(), V::LANES);
     let mut out = vec![0.0f32; V::LANES];
     // SAFETY: `xs` and `out` hold LANES floats each (asserted above); `V`'s features are available

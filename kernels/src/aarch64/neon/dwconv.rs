@@ -19,7 +19,7 @@ use super::act::{self, act_of_code, with_act};
 use std::ops::Range;
 
 use crate::dwconv::DwConvGeom;
-use crate::dwconv_kxk::{self as kxk, BandArgs, SimdF32, KxkTier, kxk_entry};
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
 
 /// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
 /// `rows` (layouts and band contract in [`DwConvGeom`]). When `sums` is given it is overwritten
