@@ -115,10 +115,10 @@ unsafe fn block<const ACT: u8>(
     }
 }
 
-/// Portable pointwise block kernel (panel width 8; [`crate::pointwise::PointwiseFn`]).
+/// Portable pointwise block kernel (panel width 8; [`crate::ukernel::PointwiseFn`]).
 ///
 /// # Safety
-/// The contract of [`crate::pointwise::PointwiseFn`] (this kernel needs no CPU feature).
+/// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
 pub(crate) unsafe fn pointwise_4x8_portable(
     g: &PointwiseGeom,
     input: *const f32,

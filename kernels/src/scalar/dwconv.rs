@@ -63,7 +63,7 @@ fn dwconv_scalar<const K: usize>(
 
 macro_rules! scalar_entry {
     ($name:ident, $k:literal) => {
-        #[doc = concat!("Portable depthwise ", stringify!($k), "x", stringify!($k), " kernel ([`crate::dwconv::DwConvFn`]).")]
+        #[doc = concat!("Portable depthwise ", stringify!($k), "x", stringify!($k), " kernel ([`crate::ukernel::DwConvFn`]).")]
         ///
         /// # Safety
         /// Safe to call with any arguments that [`DwConvGeom::check_rows`] accepts (it needs no CPU
