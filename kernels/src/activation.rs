@@ -480,35 +480,19 @@ pub(crate) const fn act_of_code(code: u8) -> Activation {
 /// `f::<A>` and each activation compiles its own loop nest.
 macro_rules! with_act {
     ($act:expr, |$a:ident| $body:expr) => {
+        $crate::activation::with_act!(
+            @arms $act, $a, $body,
+            Identity ACT_IDENTITY, Relu ACT_RELU, Relu6 ACT_RELU6, HardSwish ACT_HARDSWISH,
+            Gelu ACT_GELU, Silu ACT_SILU, Sigmoid ACT_SIGMOID
+        )
+    };
+    // One arm per (variant, code): `expr` with the code bound as the const `$a`.
+    (@arms $act:expr, $a:ident, $body:expr, $($variant:ident $code:ident),*) => {
         match $act {
-            $crate::activation::Activation::Identity => {
-                const $a: u8 = $crate::activation::ACT_IDENTITY;
+            $($crate::activation::Activation::$variant => {
+                const $a: u8 = $crate::activation::$code;
                 $body
-            }
-            $crate::activation::Activation::Relu => {
-                const $a: u8 = $crate::activation::ACT_RELU;
-                $body
-            }
-            $crate::activation::Activation::Relu6 => {
-                const $a: u8 = $crate::activation::ACT_RELU6;
-                $body
-            }
-            $crate::activation::Activation::HardSwish => {
-                const $a: u8 = $crate::activation::ACT_HARDSWISH;
-                $body
-            }
-            $crate::activation::Activation::Gelu => {
-                const $a: u8 = $crate::activation::ACT_GELU;
-                $body
-            }
-            $crate::activation::Activation::Silu => {
-                const $a: u8 = $crate::activation::ACT_SILU;
-                $body
-            }
-            $crate::activation::Activation::Sigmoid => {
-                const $a: u8 = $crate::activation::ACT_SIGMOID;
-                $body
-            }
+            })*
         }
     };
 }

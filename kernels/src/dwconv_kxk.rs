@@ -1,5 +1,5 @@
 //! The depthwise k x k loop nest (k = 5 and 7) shared by every SIMD tier: one generic body over
-//! the register type ([`DwVec`]), instantiated per tier in its own `#[target_feature]` function
+//! the register type ([`SimdF32`]), instantiated per tier in its own `#[target_feature]` function
 //! (see [`KxkTier`]): `dwconv5x5_c8_avx2`, `dwconv7x7_c16_avx512`, `dwconv5x5_c8_neon`, ...
 //!
 //! Loop order for a band of flat output rows: channel block of `NB` registers (outermost, so the
@@ -26,12 +26,18 @@ use std::ops::Range;
 
 use crate::ukernel::DwConvGeom;
 
-/// One SIMD register of f32 lanes and what the k x k loop nest needs of it.
+/// One SIMD register of f32 lanes and the operations the generic loop nests need.
+///
+/// The one vector trait of the hand-written tiers: AVX2 (`__m256`), AVX-512 (`__m512`), NEON
+/// (`float32x4_t`) and the portable tier (`wide::f32x4`) implement it, and the generic loop nests
+/// (this module's k x k body, the x86-64 3x3 and GEMM bodies, the element-wise activation) are
+/// written over it. Every method is `#[inline(always)]` in the implementations and executes
+/// instructions of the implementing tier.
 ///
 /// # Safety
 /// Implementors must only be used inside functions compiled with (and CPUs supporting) their target
-/// features; callers of each method must uphold its `# Safety` section.
-pub(crate) unsafe trait DwVec: Copy {
+/// features; callers of each method must uphold the `# Safety` section of that method.
+pub(crate) unsafe trait SimdF32: Copy {
     /// f32 lanes per register.
     const LANES: usize;
     /// A lane mask selecting the first `n` lanes.
@@ -47,6 +53,11 @@ pub(crate) unsafe trait DwVec: Copy {
     /// # Safety
     /// The tier's features must be available.
     unsafe fn zero() -> Self;
+    /// Every lane `x` (a broadcast; from memory it folds into the consuming instruction).
+    ///
+    /// # Safety
+    /// The tier's features must be available.
+    unsafe fn splat(x: f32) -> Self;
     /// Unaligned load of `LANES` floats.
     ///
     /// # Safety
@@ -77,64 +88,11 @@ pub(crate) unsafe trait DwVec: Copy {
     /// # Safety
     /// The tier's features must be available.
     unsafe fn add(a: Self, b: Self) -> Self;
-    /// The activation of code `ACT` (the tier's `ACT_*` codes).
+    /// The activation of code `ACT` (one of the `ACT_*` constants of [`crate::activation`]).
     ///
     /// # Safety
     /// The tier's features must be available.
     unsafe fn act<const ACT: u8>(v: Self) -> Self;
-}
-
-// The x86-64 register types already implement the crate's x86 vector trait; forward to it.
-// SAFETY: every method forwards to the `SimdF32` method of the same contract.
-#[cfg(target_arch = "x86_64")]
-unsafe impl<V: crate::x86_64::SimdF32> DwVec for V {
-    const LANES: usize = V::LANES;
-    type Mask = V::Mask;
-    #[inline(always)]
-    unsafe fn mask_first(n: usize) -> Self::Mask {
-        // SAFETY: same contract.
-        unsafe { V::mask_first(n) }
-    }
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        // SAFETY: same contract.
-        unsafe { V::zero() }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: same contract.
-        unsafe { V::load(p) }
-    }
-    #[inline(always)]
-    unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self {
-        // SAFETY: same contract.
-        unsafe { V::load_masked(p, m) }
-    }
-    #[inline(always)]
-    unsafe fn store(p: *mut f32, v: Self) {
-        // SAFETY: same contract.
-        unsafe { V::store(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn store_masked(p: *mut f32, m: Self::Mask, v: Self) {
-        // SAFETY: same contract.
-        unsafe { V::store_masked(p, m, v) }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: same contract.
-        unsafe { V::fma(a, b, c) }
-    }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: same contract.
-        unsafe { V::add(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn act<const ACT: u8>(v: Self) -> Self {
-        // SAFETY: same contract.
-        unsafe { V::act::<ACT>(v) }
-    }
 }
 
 /// What a channel-block pass needs besides the block: the band and raw views of the buffers.
@@ -191,25 +149,8 @@ pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
     output: &mut [f32],
     sums: Option<&mut [f32]>,
 ) {
-    debug_assert!(g.k == K);
-    debug_assert!(
-        g.check_rows(
-            &rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.as_ref().map(|s| s.len())
-        )
-        .is_ok()
-    );
-    let sums = match sums {
-        Some(s) => {
-            s.fill(0.0);
-            s.as_mut_ptr()
-        }
-        None => core::ptr::null_mut(),
-    };
+    debug_check_band(g, K, &rows, input, weights, bias, output, sums.as_deref());
+    let sums = zeroed_sums(sums);
     let a = BandArgs {
         input: input.as_ptr(),
         weights: weights.as_ptr(),
@@ -247,12 +188,53 @@ pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
     }
 }
 
+/// Debug builds: asserts the band contract every depthwise kernel states (`g.k == k`, and
+/// [`DwConvGeom::check_rows`] accepting the geometry, the band and the slice lengths); release
+/// builds check nothing here (the safe API checked it before the call).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn debug_check_band(
+    g: &DwConvGeom,
+    k: usize,
+    rows: &Range<usize>,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    output: &[f32],
+    sums: Option<&[f32]>,
+) {
+    debug_assert!(g.k == k);
+    debug_assert!(
+        g.check_rows(
+            rows,
+            input.len(),
+            weights.len(),
+            bias.len(),
+            output.len(),
+            sums.map(|s| s.len())
+        )
+        .is_ok()
+    );
+}
+
+/// The sums zeroed and as a raw pointer, or null without sums.
+#[inline(always)]
+pub(crate) fn zeroed_sums(sums: Option<&mut [f32]>) -> *mut f32 {
+    match sums {
+        Some(s) => {
+            s.fill(0.0);
+            s.as_mut_ptr()
+        }
+        None => core::ptr::null_mut(),
+    }
+}
+
 /// Loads register `v` at `p`: masked by `m` in a `MASKED` block.
 ///
 /// # Safety
 /// `V`'s features; `p..p + LANES` readable, or only the lanes of `m` when masked.
 #[inline(always)]
-unsafe fn ld<V: DwVec, const MASKED: bool>(p: *const f32, m: V::Mask) -> V {
+pub(crate) unsafe fn ld<V: SimdF32, const MASKED: bool>(p: *const f32, m: V::Mask) -> V {
     // SAFETY: this function's contract.
     unsafe {
         if MASKED {
@@ -268,7 +250,7 @@ unsafe fn ld<V: DwVec, const MASKED: bool>(p: *const f32, m: V::Mask) -> V {
 /// # Safety
 /// `V`'s features; `p..p + LANES` writable, or only the lanes of `m` when masked.
 #[inline(always)]
-unsafe fn st<V: DwVec, const MASKED: bool>(p: *mut f32, m: V::Mask, v: V) {
+pub(crate) unsafe fn st<V: SimdF32, const MASKED: bool>(p: *mut f32, m: V::Mask, v: V) {
     // SAFETY: this function's contract.
     unsafe {
         if MASKED {
@@ -280,7 +262,7 @@ unsafe fn st<V: DwVec, const MASKED: bool>(p: *mut f32, m: V::Mask, v: V) {
 }
 
 /// One output row of one channel block, as the steps see it.
-struct RowCtx<'a, V: DwVec, const NB: usize, const K: usize> {
+struct RowCtx<'a, V: SimdF32, const NB: usize, const K: usize> {
     /// Input row of kernel row `ky` (channel `cb` of column 0), valid for `ky` in `ky0..ky1`.
     rows: [*const f32; K],
     ky0: usize,
@@ -306,7 +288,7 @@ struct RowCtx<'a, V: DwVec, const NB: usize, const K: usize> {
 /// `MASKED` and `1 <= part <= NB * LANES`.
 #[inline(always)]
 pub(crate) unsafe fn block<
-    V: DwVec,
+    V: SimdF32,
     const K: usize,
     const S: usize,
     const ACT: u8,
@@ -417,7 +399,7 @@ pub(crate) unsafe fn block<
 /// in `xl..xr` has its k input columns inside the image.
 #[inline(always)]
 unsafe fn row<
-    V: DwVec,
+    V: SimdF32,
     const K: usize,
     const S: usize,
     const ACT: u8,
@@ -463,7 +445,7 @@ unsafe fn row<
 /// the step lies in `0..w`.
 #[inline(always)]
 unsafe fn step<
-    V: DwVec,
+    V: SimdF32,
     const K: usize,
     const S: usize,
     const ACT: u8,
@@ -526,7 +508,7 @@ unsafe fn step<
 
 /// Stamps out a tier's k x k entry point ([`crate::ukernel::DwConvFn`]): `kxk_entry!(name, Tier,
 /// k, "features")` defines `name`, which turns the runtime activation into a compile-time code with
-/// the `with_act!` in scope at the invocation (the tier's) and runs [`dwconv_kxk`] with `Tier`.
+/// [`crate::activation::with_act`] and runs [`dwconv_kxk`] with `Tier`.
 macro_rules! kxk_entry {
     ($name:ident, $tier:ty, $k:literal, $features:literal) => {
         #[doc = concat!(
@@ -552,7 +534,7 @@ macro_rules! kxk_entry {
             // SAFETY: the tier's features, `g.k == k` and the checked geometry are this
             // function's contract, which is exactly the loop nest's with this tier.
             unsafe {
-                with_act!(g.act, |A| $crate::dwconv_kxk::dwconv_kxk::<$tier, $k, A>(
+                $crate::activation::with_act!(g.act, |A| $crate::dwconv_kxk::dwconv_kxk::<$tier, $k, A>(
                     g, rows, input, weights, bias, output, sums
                 ))
             }

@@ -120,6 +120,123 @@ pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
         .collect()
 }
 
+/// One pointwise test problem, shared by the f32 and bf16 pointwise tests (one case table): `p`
+/// rows (pixels), `k` input and `n` output channels, the epilogue, the seed of the random operands,
+/// the misalignment of the input (`shift` floats) and the threads.
+#[derive(Debug, Clone)]
+pub struct PointwiseCase {
+    pub p: usize,
+    pub k: usize,
+    pub n: usize,
+    pub act: mobile_cnn_kernels::Activation,
+    pub bias: bool,
+    pub residual: bool,
+    pub seed: u64,
+    pub shift: usize,
+    pub threads: usize,
+    /// Replaces the random input when set (`p * k` values).
+    pub input: Option<Vec<f32>>,
+    /// Replaces the random weights when set (`n * k` values).
+    pub weights: Option<Vec<f32>>,
+}
+
+impl PointwiseCase {
+    /// `p x k -> n`, identity, with bias, no residual, aligned, one thread, random operands.
+    pub fn new(p: usize, k: usize, n: usize) -> PointwiseCase {
+        PointwiseCase {
+            p,
+            k,
+            n,
+            act: mobile_cnn_kernels::Activation::Identity,
+            bias: true,
+            residual: false,
+            seed: (p * 31 + k * 7 + n) as u64,
+            shift: 0,
+            threads: 1,
+            input: None,
+            weights: None,
+        }
+    }
+
+    /// The input: the given one, else `p * k` random floats in `[-2, 2)`.
+    pub fn input(&self) -> Vec<f32> {
+        self.input
+            .clone()
+            .unwrap_or_else(|| rand_vec(self.seed, self.p * self.k, 2.0))
+    }
+
+    /// The weights (`[n][k]`): the given ones, else random floats in `[-1, 1)`.
+    pub fn weights(&self) -> Vec<f32> {
+        self.weights
+            .clone()
+            .unwrap_or_else(|| rand_vec(self.seed ^ 1, self.n * self.k, 1.0))
+    }
+
+    /// The bias (`n` random floats in `[-1, 1)`), when the case has one.
+    pub fn bias_vec(&self) -> Option<Vec<f32>> {
+        self.bias.then(|| rand_vec(self.seed ^ 2, self.n, 1.0))
+    }
+
+    /// The residual (`p * n` random floats in `[-2, 2)`), when the case has one.
+    pub fn residual_vec(&self) -> Option<Vec<f32>> {
+        self.residual
+            .then(|| rand_vec(self.seed ^ 3, self.p * self.n, 2.0))
+    }
+
+    /// Every activation with and without bias and residual, on a 10 x 19 -> 37 problem.
+    pub fn every_epilogue() -> Vec<PointwiseCase> {
+        mobile_cnn_kernels::Activation::ALL
+            .into_iter()
+            .flat_map(|act| {
+                [(false, false), (true, false), (false, true), (true, true)].map(
+                    |(bias, residual)| PointwiseCase {
+                        act,
+                        bias,
+                        residual,
+                        ..PointwiseCase::new(10, 19, 37)
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Inputs 1 to 7 floats past an aligned address, with a residual, on a 7 x 21 -> 33 problem.
+    pub fn unaligned() -> Vec<PointwiseCase> {
+        (1..8)
+            .map(|shift| PointwiseCase {
+                shift,
+                residual: true,
+                ..PointwiseCase::new(7, 21, 33)
+            })
+            .collect()
+    }
+}
+
+/// Runs every kernel of `kernels` on one 196 x 112 -> 224 GELU problem at 1, 2 and 3 threads and
+/// asserts the three outputs are the same bits.
+pub fn pointwise_threads_give_identical_bits(kernels: &[&'static KernelInfo]) {
+    use mobile_cnn_kernels::{Activation, Kernels, PackedPointwise};
+    let (p, k, n) = (196, 112, 224);
+    for &kernel in kernels {
+        let input = rand_vec(5, p * k, 1.0);
+        let w = rand_vec(6, n * k, 1.0);
+        let packed = PackedPointwise::pack_for(kernel, k, n, &w, None).unwrap();
+        let mut outs = Vec::new();
+        for threads in [1, 2, 3] {
+            let ks = Kernels::with_isa(kernel.isa)
+                .unwrap()
+                .with_threads(threads)
+                .unwrap();
+            let mut out = vec![0.0f32; p * n];
+            packed
+                .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
+                .unwrap();
+            outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+        assert!(outs[0] == outs[1] && outs[1] == outs[2], "{}", kernel.name);
+    }
+}
+
 /// The unit roundoff of f32, `2^-24`: one rounding moves a value by at most `U * |value|`.
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 

@@ -6,49 +6,31 @@
 //! of their rounding instead ([`conformance::pointwise_tolerance`]); each is also held bit for bit
 //! to a model of its arithmetic in its own tests.
 
-use conformance::{Guarded, kernels_under_test, pointwise_tolerance, rand_vec, shifted};
+use conformance::{
+    Guarded, PointwiseCase, kernels_under_test, pointwise_threads_give_identical_bits,
+    pointwise_tolerance, rand_vec, shifted,
+};
 use mobile_cnn_kernels::registry::{KernelInfo, Op};
 use mobile_cnn_kernels::{Activation, Kernels, PackedPointwise, PointwiseGeom, reference};
 use proptest::prelude::*;
 
-#[derive(Debug, Clone, Copy)]
-struct Case {
-    p: usize,
-    k: usize,
-    n: usize,
-    act: Activation,
-    bias: bool,
-    residual: bool,
-    seed: u64,
-    shift: usize,
-    threads: usize,
-}
+type Case = PointwiseCase;
 
 fn case(p: usize, k: usize, n: usize) -> Case {
-    Case {
-        p,
-        k,
-        n,
-        act: Activation::Identity,
-        bias: true,
-        residual: false,
-        seed: (p * 31 + k * 7 + n) as u64,
-        shift: 0,
-        threads: 1,
-    }
+    PointwiseCase::new(p, k, n)
 }
 
-fn check(kernel: &'static KernelInfo, c: Case) -> Result<(), String> {
+fn check(kernel: &'static KernelInfo, c: &Case) -> Result<(), String> {
     let g = PointwiseGeom {
         p: c.p,
         k: c.k,
         n: c.n,
         act: c.act,
     };
-    let input = rand_vec(c.seed, c.p * c.k, 2.0);
-    let w = rand_vec(c.seed ^ 1, c.n * c.k, 1.0);
-    let bias = c.bias.then(|| rand_vec(c.seed ^ 2, c.n, 1.0));
-    let res = c.residual.then(|| rand_vec(c.seed ^ 3, c.p * c.n, 2.0));
+    let input = c.input();
+    let w = c.weights();
+    let bias = c.bias_vec();
+    let res = c.residual_vec();
 
     let mut want = vec![0.0; c.p * c.n];
     reference::pointwise(&g, &input, &w, bias.as_deref(), res.as_deref(), &mut want)
@@ -99,7 +81,7 @@ fn check(kernel: &'static KernelInfo, c: Case) -> Result<(), String> {
 fn run_all(cases: impl IntoIterator<Item = Case>) {
     let cases: Vec<Case> = cases.into_iter().collect();
     for k in kernels_under_test(Op::Pointwise) {
-        for &c in &cases {
+        for c in &cases {
             if let Err(e) = check(k, c) {
                 panic!("{e}");
             }
@@ -130,23 +112,12 @@ fn k_of_one_and_odd_and_large() {
 
 #[test]
 fn every_epilogue_combination() {
-    run_all(Activation::ALL.into_iter().flat_map(|act| {
-        [(false, false), (true, false), (false, true), (true, true)].map(|(bias, residual)| Case {
-            act,
-            bias,
-            residual,
-            ..case(10, 19, 37)
-        })
-    }));
+    run_all(Case::every_epilogue());
 }
 
 #[test]
 fn unaligned_input() {
-    run_all((1..8).map(|shift| Case {
-        shift,
-        residual: true,
-        ..case(7, 21, 33)
-    }));
+    run_all(Case::unaligned());
 }
 
 #[test]
@@ -161,25 +132,7 @@ fn one_two_and_three_threads_agree() {
 
 #[test]
 fn thread_count_gives_identical_bits() {
-    let (p, k, n) = (196, 112, 224);
-    for kernel in kernels_under_test(Op::Pointwise) {
-        let input = rand_vec(5, p * k, 1.0);
-        let w = rand_vec(6, n * k, 1.0);
-        let packed = PackedPointwise::pack_for(kernel, k, n, &w, None).unwrap();
-        let mut outs = Vec::new();
-        for threads in [1, 2, 3] {
-            let ks = Kernels::with_isa(kernel.isa)
-                .unwrap()
-                .with_threads(threads)
-                .unwrap();
-            let mut out = vec![0.0f32; p * n];
-            packed
-                .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
-                .unwrap();
-            outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-        }
-        assert!(outs[0] == outs[1] && outs[1] == outs[2], "{}", kernel.name);
-    }
+    pointwise_threads_give_identical_bits(&kernels_under_test(Op::Pointwise));
 }
 
 #[test]
@@ -294,15 +247,13 @@ fn arb_case() -> impl Strategy<Value = Case> {
     )
         .prop_map(
             |(p, k, n, act, (bias, residual), seed, shift, threads)| Case {
-                p,
-                k,
-                n,
                 act,
                 bias,
                 residual,
                 seed,
                 shift,
                 threads,
+                ..case(p, k, n)
             },
         )
 }
@@ -313,7 +264,7 @@ proptest! {
     #[test]
     fn random_problems_match_the_reference(c in arb_case()) {
         for k in kernels_under_test(Op::Pointwise) {
-            if let Err(e) = check(k, c) {
+            if let Err(e) = check(k, &c) {
                 prop_assert!(false, "{}", e);
             }
         }

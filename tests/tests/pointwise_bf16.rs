@@ -19,7 +19,8 @@
 //! Every output is written into a NaN-filled buffer with NaN guards on both sides.
 
 use conformance::{
-    Guarded, U, act_eval_error, kernels_under_test_at, lipschitz, rand_vec, shifted, within,
+    Guarded, PointwiseCase, U, act_eval_error, kernels_under_test_at, lipschitz,
+    pointwise_threads_give_identical_bits, rand_vec, shifted, within,
 };
 use mobile_cnn_kernels::registry::{KernelInfo, Op};
 use mobile_cnn_kernels::{
@@ -27,37 +28,10 @@ use mobile_cnn_kernels::{
 };
 use proptest::prelude::*;
 
-#[derive(Debug, Clone)]
-struct Case {
-    p: usize,
-    k: usize,
-    n: usize,
-    act: Activation,
-    bias: bool,
-    residual: bool,
-    seed: u64,
-    shift: usize,
-    threads: usize,
-    /// Replaces the random input when set (`p * k` values).
-    input: Option<Vec<f32>>,
-    /// Replaces the random weights when set (`n * k` values).
-    weights: Option<Vec<f32>>,
-}
+type Case = PointwiseCase;
 
 fn case(p: usize, k: usize, n: usize) -> Case {
-    Case {
-        p,
-        k,
-        n,
-        act: Activation::Identity,
-        bias: true,
-        residual: false,
-        seed: (p * 31 + k * 7 + n) as u64,
-        shift: 0,
-        threads: 1,
-        input: None,
-        weights: None,
-    }
+    PointwiseCase::new(p, k, n)
 }
 
 fn check(kernel: &'static KernelInfo, c: &Case) -> Result<(), String> {
@@ -67,16 +41,10 @@ fn check(kernel: &'static KernelInfo, c: &Case) -> Result<(), String> {
         n: c.n,
         act: c.act,
     };
-    let input = c
-        .input
-        .clone()
-        .unwrap_or_else(|| rand_vec(c.seed, c.p * c.k, 2.0));
-    let w = c
-        .weights
-        .clone()
-        .unwrap_or_else(|| rand_vec(c.seed ^ 1, c.n * c.k, 1.0));
-    let bias = c.bias.then(|| rand_vec(c.seed ^ 2, c.n, 1.0));
-    let res = c.residual.then(|| rand_vec(c.seed ^ 3, c.p * c.n, 2.0));
+    let input = c.input();
+    let w = c.weights();
+    let bias = c.bias_vec();
+    let res = c.residual_vec();
 
     let mut model = vec![0.0; c.p * c.n];
     reference::pointwise_bf16(&g, &input, &w, bias.as_deref(), res.as_deref(), &mut model)
@@ -210,23 +178,12 @@ fn k_odd_even_one_and_past_the_conversion_width() {
 
 #[test]
 fn every_epilogue_combination() {
-    run_all(Activation::ALL.into_iter().flat_map(|act| {
-        [(false, false), (true, false), (false, true), (true, true)].map(|(bias, residual)| Case {
-            act,
-            bias,
-            residual,
-            ..case(10, 19, 37)
-        })
-    }));
+    run_all(Case::every_epilogue());
 }
 
 #[test]
 fn unaligned_input() {
-    run_all((1..8).map(|shift| Case {
-        shift,
-        residual: true,
-        ..case(7, 21, 33)
-    }));
+    run_all(Case::unaligned());
 }
 
 #[test]
@@ -279,25 +236,7 @@ fn denormal_inputs_and_weights_read_as_zero() {
 
 #[test]
 fn one_two_and_three_threads_give_identical_bits() {
-    let (p, k, n) = (196, 112, 224);
-    for kernel in kernels_under_test_at(Op::Pointwise, Precision::Bf16) {
-        let input = rand_vec(5, p * k, 1.0);
-        let w = rand_vec(6, n * k, 1.0);
-        let packed = PackedPointwise::pack_for(kernel, k, n, &w, None).unwrap();
-        let mut outs = Vec::new();
-        for threads in [1, 2, 3] {
-            let ks = Kernels::with_isa(kernel.isa)
-                .unwrap()
-                .with_threads(threads)
-                .unwrap();
-            let mut out = vec![0.0f32; p * n];
-            packed
-                .run_slices(&ks, p, &input, &mut out, Activation::Gelu, None)
-                .unwrap();
-            outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-        }
-        assert!(outs[0] == outs[1] && outs[1] == outs[2], "{}", kernel.name);
-    }
+    pointwise_threads_give_identical_bits(&kernels_under_test_at(Op::Pointwise, Precision::Bf16));
 }
 
 #[test]

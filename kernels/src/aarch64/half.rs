@@ -1,7 +1,7 @@
 //! What the NEON half-precision kernels share: the half-precision instructions that stable Rust has
 //! no intrinsics for (`core::arch::aarch64` types its f16 intrinsics with the unstable `f16`, and
-//! has no bf16 ones), written as one-instruction `asm!` blocks on `u16` lanes, and the f32
-//! epilogue of a row of a tile.
+//! has no bf16 ones), written as one-instruction `asm!` blocks on `u16` lanes, the loop nest over
+//! panels and row tiles ([`run_panels`]) and the f32 epilogue of a row of a tile.
 //!
 //! Every asm block here is a single register-to-register instruction: it reads only its `in`
 //! operands, writes only its `out`/`inout` operands (no memory, no stack, no flags), so each is
@@ -17,8 +17,10 @@
 
 use core::arch::aarch64::*;
 use core::arch::asm;
+use std::ops::Range;
 
 use super::neon::act;
+use crate::ukernel::PointwiseGeom;
 
 /// Rounds four f32 lanes to f16 (`FCVTN`, round to nearest even; beyond 65504 gives infinity).
 ///
@@ -184,4 +186,117 @@ pub(crate) unsafe fn load_bias<const V: usize>(bias: &[f32]) -> [float32x4_t; V]
     assert!(bias.len() >= 4 * V);
     // SAFETY: NEON is available (contract); the 4 * V floats read were just checked in bounds.
     core::array::from_fn(|i| unsafe { vld1q_f32(bias.as_ptr().add(4 * i)) })
+}
+
+/// Rows per micro-tile of both half-precision kernels.
+pub(crate) const MR: usize = 8;
+
+/// What a micro-tile needs to know of its panel of `4 * V` output channels.
+pub(crate) struct Panel<'a, const V: usize> {
+    /// Input `[p][k]`, row-major.
+    pub(crate) input: *const f32,
+    /// The panel's packed weights (the kernel's layout, [`HalfTile::panel_len`] halves).
+    pub(crate) w: &'a [u16],
+    /// The panel's biases.
+    pub(crate) bias: [float32x4_t; V],
+    /// Residual `[p][n]`, when there is one.
+    pub(crate) residual: Option<*const f32>,
+    /// Output `[p][n]`.
+    pub(crate) output: *mut f32,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// First output channel of the panel.
+    pub(crate) j0: usize,
+    /// Valid output channels of the panel: `min(4 * V, n - j0)`, at least 1.
+    pub(crate) cols: usize,
+}
+
+/// A half-precision pointwise kernel's micro-tile, over panels of `4 * V` output channels (`V`
+/// f32 registers of biases and of the epilogue).
+pub(crate) trait HalfTile<const V: usize> {
+    /// Halves of packed weights per panel for `k` input channels.
+    fn panel_len(k: usize) -> usize;
+
+    /// Rows `r..r + M` of one panel (`1 <= M <= MR`): all of K, then bias, activation, residual,
+    /// store of the valid columns.
+    ///
+    /// # Safety
+    /// The kernel's features are available; `t.input` is valid for reads of rows `r..r + M` (`k`
+    /// floats each), `t.output` for writes and `t.residual` (if any) for reads of those rows (`n`
+    /// floats each); `t.w.len() == Self::panel_len(t.k)`; `t.j0 + t.cols <= t.n` and
+    /// `1 <= t.cols <= 4 * V`.
+    unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_, V>, r: usize);
+}
+
+/// The loop nest of both half-precision kernels: rows `rows` and panels `panels` of
+/// `out = act(in . W + bias) (+ residual)`; per panel, tiles of [`MR`] rows and one tile of 1 to 7
+/// rows for the rest. Meant to be inlined into the kernel's `#[target_feature]` function.
+///
+/// # Safety
+/// The contract of [`crate::pointwise::PointwiseHalfFn`] for the kernel `T` (panel width `4 * V`,
+/// panels of [`HalfTile::panel_len`] halves), its features available. The ranges and the packed
+/// lengths are checked here (a panic when out of bounds).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn run_panels<T: HalfTile<V>, const V: usize, const ACT: u8>(
+    g: &PointwiseGeom,
+    input: *const f32,
+    bias: &[f32],
+    weights: &[u16],
+    residual: *const f32,
+    output: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let (k, n, nr) = (g.k, g.n, 4 * V);
+    let stride = T::panel_len(k);
+    assert!(
+        rows.start <= rows.end && rows.end <= g.p,
+        "pointwise rows {rows:?} outside 0..{}",
+        g.p
+    );
+    assert!(
+        panels.start <= panels.end
+            && panels.end <= n.div_ceil(nr)
+            && panels.end * stride <= weights.len()
+            && panels.end * nr <= bias.len(),
+        "pointwise panels {panels:?} outside the packed weights"
+    );
+    let residual = (!residual.is_null()).then_some(residual);
+    for panel in panels {
+        let j0 = panel * nr;
+        let t = Panel {
+            input,
+            w: &weights[panel * stride..(panel + 1) * stride],
+            // SAFETY: NEON is available; the slice holds 4 * V floats (checked above).
+            bias: unsafe { load_bias::<V>(&bias[j0..j0 + nr]) },
+            residual,
+            output,
+            k,
+            n,
+            j0,
+            cols: nr.min(n - j0),
+        };
+        let mut r = rows.start;
+        while r + MR <= rows.end {
+            // SAFETY: the features and the pointer validity are this function's contract; `t.w`
+            // holds exactly `panel_len(k)` halves; j0 < n and cols = min(4 * V, n - j0); rows
+            // r..r + MR lie within rows, within 0..p (both checked above).
+            unsafe { T::tile::<ACT, MR>(&t, r) };
+            r += MR;
+        }
+        // SAFETY: as for the loop above; each arm's M equals rows.end - r (0 to 7).
+        unsafe {
+            match rows.end - r {
+                0 => {}
+                1 => T::tile::<ACT, 1>(&t, r),
+                2 => T::tile::<ACT, 2>(&t, r),
+                3 => T::tile::<ACT, 3>(&t, r),
+                4 => T::tile::<ACT, 4>(&t, r),
+                5 => T::tile::<ACT, 5>(&t, r),
+                6 => T::tile::<ACT, 6>(&t, r),
+                _ => T::tile::<ACT, 7>(&t, r),
+            }
+        }
+    }
 }

@@ -128,20 +128,7 @@ impl Spec {
 const GUARD_BITS: u32 = 0x7fc0_beef;
 const GUARD: usize = 23;
 
-/// Deterministic floats in [-amp, amp) (SplitMix64).
-pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
+pub(crate) use crate::reference::rand_vec;
 
 /// Same bits, or both NaN.
 pub(crate) fn same(a: f32, b: f32) -> bool {
@@ -454,3 +441,63 @@ pub(crate) fn arb_case() -> impl proptest::strategy::Strategy<Value = Case> {
             seed,
         })
 }
+
+/// The tests of one half-precision kernel: `kernel_tests!(SPEC)` defines them for the [`Spec`]
+/// `SPEC` in scope. On a CPU without the kernel's feature (checked against the emulated core in
+/// `crate::aarch64::tests`) each says it did not run the kernel.
+macro_rules! kernel_tests {
+    ($spec:ident) => {
+        /// Whether the kernel can run here.
+        fn runs_here() -> bool {
+            let ok = $spec.available();
+            if !ok {
+                eprintln!("{}: not run, this CPU lacks the feature", $spec.name);
+            }
+            ok
+        }
+
+        #[test]
+        fn equals_the_model_on_every_edge_class() {
+            if runs_here() {
+                $crate::aarch64::half_tests::every_edge_class(&$spec);
+            }
+        }
+
+        #[test]
+        fn every_activation_and_residual() {
+            if runs_here() {
+                $crate::aarch64::half_tests::every_activation_and_residual(&$spec);
+            }
+        }
+
+        #[test]
+        fn magnitudes_at_the_ends_of_the_range() {
+            if runs_here() {
+                $crate::aarch64::half_tests::range_extremes(&$spec);
+            }
+        }
+
+        #[test]
+        fn nan_and_inf_inputs_propagate_as_in_the_model() {
+            if runs_here() {
+                $crate::aarch64::half_tests::nan_and_inf_inputs(&$spec);
+            }
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig {
+                cases: 48,
+                ..proptest::prelude::ProptestConfig::default()
+            })]
+            #[test]
+            fn random_problems_match_the_model_and_the_oracle(
+                c in $crate::aarch64::half_tests::arb_case()
+            ) {
+                if runs_here() {
+                    $crate::aarch64::half_tests::check(&$spec, c);
+                }
+            }
+        }
+    };
+}
+pub(crate) use kernel_tests;

@@ -29,12 +29,12 @@
 use core::arch::aarch64::*;
 use std::ops::Range;
 
-use super::half::{f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, load_bias, store_row};
+use super::half::{
+    HalfTile, Panel, f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, run_panels, store_row,
+};
 use super::neon::act::with_act;
 use crate::ukernel::PointwiseGeom;
 
-/// Rows per micro-tile.
-pub(crate) const MR: usize = 8;
 /// Output channels per packed panel (two q registers of eight f16 lanes).
 pub(crate) const NR: usize = 16;
 
@@ -69,27 +69,7 @@ pub(crate) unsafe fn pointwise_f16_8x16_neonfp16(
     }
 }
 
-/// What a micro-tile needs to know of its panel.
-struct Panel<'a> {
-    /// Input `[p][k]`, row-major.
-    input: *const f32,
-    /// The panel's weights: `[k][NR]` f16 bits.
-    w: &'a [u16],
-    /// The panel's biases.
-    bias: [float32x4_t; 4],
-    /// Residual `[p][n]`, when there is one.
-    residual: Option<*const f32>,
-    /// Output `[p][n]`.
-    output: *mut f32,
-    k: usize,
-    n: usize,
-    /// First output channel of the panel.
-    j0: usize,
-    /// Valid output channels of the panel: `min(NR, n - j0)`, at least 1.
-    cols: usize,
-}
-
-/// The loop nest for activation code `ACT`.
+/// The loop nest for activation code `ACT` ([`run_panels`] with this kernel's tiles).
 ///
 /// # Safety
 /// As [`pointwise_f16_8x16_neonfp16`].
@@ -105,56 +85,23 @@ unsafe fn run<const ACT: u8>(
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
-    let (k, n) = (g.k, g.n);
-    let stride = NR * k;
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(NR)
-            && panels.end * stride <= weights.len()
-            && panels.end * NR <= bias.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
-    let residual = (!residual.is_null()).then_some(residual);
-    for panel in panels {
-        let j0 = panel * NR;
-        let t = Panel {
-            input,
-            w: &weights[panel * stride..(panel + 1) * stride],
-            // SAFETY: NEON is available; the slice holds NR floats (checked above).
-            bias: unsafe { load_bias::<4>(&bias[j0..j0 + NR]) },
-            residual,
-            output,
-            k,
-            n,
-            j0,
-            cols: NR.min(n - j0),
-        };
-        let mut r = rows.start;
-        while r + MR <= rows.end {
-            // SAFETY: FEAT_FP16 and the pointer validity are this function's contract; `t.w`
-            // holds exactly NR * k halves; j0 < n and cols = min(NR, n - j0); rows r..r + MR lie
-            // within rows, within 0..p (both checked above).
-            unsafe { tile::<ACT, MR>(&t, r) };
-            r += MR;
-        }
-        // SAFETY: as for the loop above; each arm's M equals rows.end - r (0 to 7).
-        unsafe {
-            match rows.end - r {
-                0 => {}
-                1 => tile::<ACT, 1>(&t, r),
-                2 => tile::<ACT, 2>(&t, r),
-                3 => tile::<ACT, 3>(&t, r),
-                4 => tile::<ACT, 4>(&t, r),
-                5 => tile::<ACT, 5>(&t, r),
-                6 => tile::<ACT, 6>(&t, r),
-                _ => tile::<ACT, 7>(&t, r),
-            }
-        }
+    // SAFETY: this function's contract is `run_panels`'s with `Tiles` (panels of 16 channels),
+    // and `Tiles::tile` needs the features this function is compiled with.
+    unsafe { run_panels::<Tiles, 4, ACT>(g, input, bias, weights, residual, output, rows, panels) }
+}
+
+/// This kernel's tiles (weights per panel `[k][NR]` f16 bits).
+struct Tiles;
+
+impl HalfTile<4> for Tiles {
+    fn panel_len(k: usize) -> usize {
+        NR * k
+    }
+
+    #[target_feature(enable = "neon,fp16")]
+    unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_, 4>, r: usize) {
+        // SAFETY: `HalfTile::tile`'s contract is `tile`'s.
+        unsafe { tile::<ACT, M>(t, r) }
     }
 }
 
@@ -187,8 +134,8 @@ unsafe fn lane<const L: u32, const M: usize>(
 /// FEAT_FP16 is available; `t.input` is valid for reads of rows `r..r + M` (`k` floats each),
 /// `t.output` for writes and `t.residual` (if any) for reads of those rows (`n` floats each);
 /// `t.w.len() == NR * t.k`; `t.j0 + t.cols <= t.n` and `1 <= t.cols <= NR`.
-#[target_feature(enable = "neon,fp16")]
-unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
+#[inline(always)]
+unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_, 4>, r: usize) {
     let (k, n) = (t.k, t.n);
     debug_assert!(t.w.len() == NR * k && t.j0 + t.cols <= n && (1..=NR).contains(&t.cols));
     let w = t.w.as_ptr();
@@ -248,8 +195,6 @@ unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
     use crate::aarch64::half_tests::{self as t, Half, Spec};
 
@@ -261,52 +206,5 @@ mod tests {
         half: Half::F16,
     };
 
-    /// Whether the kernel can run here. When it cannot, that must be because this CPU lacks the
-    /// feature (checked against the emulated core in `crate::aarch64::tests`), and the test says
-    /// it did not run the kernel.
-    fn runs_here() -> bool {
-        let ok = SPEC.available();
-        if !ok {
-            eprintln!("{}: not run, this CPU lacks the feature", SPEC.name);
-        }
-        ok
-    }
-
-    #[test]
-    fn equals_the_model_on_every_edge_class() {
-        if runs_here() {
-            t::every_edge_class(&SPEC);
-        }
-    }
-
-    #[test]
-    fn every_activation_and_residual() {
-        if runs_here() {
-            t::every_activation_and_residual(&SPEC);
-        }
-    }
-
-    #[test]
-    fn magnitudes_at_the_ends_of_the_range() {
-        if runs_here() {
-            t::range_extremes(&SPEC);
-        }
-    }
-
-    #[test]
-    fn nan_and_inf_inputs_propagate_as_in_the_model() {
-        if runs_here() {
-            t::nan_and_inf_inputs(&SPEC);
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-        #[test]
-        fn random_problems_match_the_model_and_the_oracle(c in t::arb_case()) {
-            if runs_here() {
-                t::check(&SPEC, c);
-            }
-        }
-    }
+    t::kernel_tests!(SPEC);
 }

@@ -6,8 +6,7 @@
 
 use wide::f32x4;
 
-use crate::activation::with_act;
-use crate::dwconv_kxk::{self as kxk, BandArgs, DwVec, KxkTier, kxk_entry};
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
 
 kxk_entry!(
     dwconv3x3_c4_portable,
@@ -55,7 +54,7 @@ impl KxkTier for Portable {
 // SAFETY: `f32x4` needs no CPU feature (wide picks its instructions from the target's baseline);
 // every method touches memory only within the ranges its contract names (the masked forms go
 // through a stack copy of the selected lanes).
-unsafe impl DwVec for f32x4 {
+unsafe impl SimdF32 for f32x4 {
     const LANES: usize = 4;
     /// The number of leading lanes selected.
     type Mask = usize;
@@ -68,6 +67,10 @@ unsafe impl DwVec for f32x4 {
     #[inline(always)]
     unsafe fn zero() -> Self {
         f32x4::ZERO
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        f32x4::splat(x)
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {

@@ -2,8 +2,8 @@
 //! tested against these. Computed in f64 and rounded once, so they are as exact as f32 output allows.
 
 use crate::activation::Activation;
-use crate::dwconv::DwConvGeom;
 use crate::error::Result;
+use crate::ukernel::DwConvGeom;
 
 /// The activation in f64, with the exact `erf`.
 pub fn activation(act: Activation, x: f64) -> f64 {
@@ -73,7 +73,7 @@ pub fn dwconv(
 /// Pointwise convolution: `out[p][j] = act(bias[j] + sum_k input[p][k] * weights[j][k]) + residual[p][j]`,
 /// with PyTorch-layout weights `[n, k]` and optional bias `[n]` and residual `[p, n]`.
 pub fn pointwise(
-    g: &crate::pointwise::PointwiseGeom,
+    g: &crate::ukernel::PointwiseGeom,
     input: &[f32],
     weights_nk: &[f32],
     bias: Option<&[f32]>,
@@ -123,7 +123,7 @@ pub fn round_bf16(x: f32) -> f32 {
 /// then the f32 activation ([`Activation::apply`]) and the residual added in f32. Layouts as in
 /// [`pointwise`].
 pub fn pointwise_bf16(
-    g: &crate::pointwise::PointwiseGeom,
+    g: &crate::ukernel::PointwiseGeom,
     input: &[f32],
     weights_nk: &[f32],
     bias: Option<&[f32]>,
@@ -336,4 +336,22 @@ pub fn linear(
         }
     }
     y
+}
+
+/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64): the test data of the kernel
+/// crate's own tests. (The conformance crate keeps the same generator for its tests: it sees only
+/// the public API, and this is test-only.)
+#[cfg(test)]
+pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
 }

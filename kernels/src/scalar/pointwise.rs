@@ -23,12 +23,8 @@ pub(crate) unsafe fn pointwise_4x8_scalar(
     let (k, n) = (g.k, g.n);
     // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
     let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    let residual = if residual.is_null() {
-        None
-    } else {
-        // SAFETY: when not null, the caller guarantees `p * n` readable floats that do not alias `output`.
-        Some(unsafe { std::slice::from_raw_parts(residual, g.p * n) })
-    };
+    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
+    let residual = unsafe { residual_slice(residual, g.p * n) };
     for panel in panels {
         let b = &packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
         let (bias, w) = b.split_at(NR);
@@ -47,18 +43,9 @@ pub(crate) unsafe fn pointwise_4x8_scalar(
                     }
                 }
             }
-            for (i, row) in acc.iter().enumerate().take(mr) {
-                let o = (r + i) * n + j0;
-                for (jj, &v) in row.iter().enumerate().take(cols) {
-                    let mut y = g.act.apply(v);
-                    if let Some(res) = residual {
-                        y += res[o + jj];
-                    }
-                    // SAFETY: row r + i < p and column j0 + jj < n lie inside the `p * n` output,
-                    // in this call's block, which no other thread writes.
-                    unsafe { *output.add(o + jj) = y };
-                }
-            }
+            // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
+            // call's block (the caller's contract).
+            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
             r += mr;
         }
     }
@@ -121,12 +108,8 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
     );
     // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
     let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    let residual = if residual.is_null() {
-        None
-    } else {
-        // SAFETY: when not null, the caller guarantees `p * n` readable floats that do not alias `output`.
-        Some(unsafe { std::slice::from_raw_parts(residual, g.p * n) })
-    };
+    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
+    let residual = unsafe { residual_slice(residual, g.p * n) };
     // The block's input rows rounded to bf16 once, K padded to even with a zero (as the kernels
     // do).
     let mut a = vec![0.0f32; rows.len() * 2 * kp];
@@ -156,19 +139,46 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
                     }
                 }
             }
-            for (i, row) in acc.iter().enumerate().take(mr) {
-                let o = (r + i) * n + j0;
-                for (jj, &v) in row.iter().enumerate().take(cols) {
-                    let mut y = g.act.apply(v);
-                    if let Some(res) = residual {
-                        y += res[o + jj];
-                    }
-                    // SAFETY: row r + i < p and column j0 + jj < n lie inside the `p * n` output,
-                    // in this call's block, which no other thread writes.
-                    unsafe { *output.add(o + jj) = y };
-                }
-            }
+            // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
+            // call's block (the caller's contract).
+            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
             r += mr;
+        }
+    }
+}
+
+/// The residual as a slice of `len` floats, or `None` when `residual` is null.
+///
+/// # Safety
+/// When not null, `residual` is valid for `len` reads and does not alias the output.
+unsafe fn residual_slice<'a>(residual: *const f32, len: usize) -> Option<&'a [f32]> {
+    // SAFETY: this function's contract.
+    (!residual.is_null()).then(|| unsafe { std::slice::from_raw_parts(residual, len) })
+}
+
+/// The epilogue of a tile: row `i` of `acc` is output row `i` from offset `o` on (rows `g.n`
+/// apart): activation, then the residual, stored for its first `cols` columns.
+///
+/// # Safety
+/// Those rows and columns lie inside the `p * n` output, in the caller's block, which no other
+/// thread writes; `residual` (when some) holds the `p * n` residual.
+unsafe fn store(
+    g: &PointwiseGeom,
+    acc: &[[f32; NR]],
+    residual: Option<&[f32]>,
+    output: *mut f32,
+    o: usize,
+    cols: usize,
+) {
+    for (i, row) in acc.iter().enumerate() {
+        let o = o + i * g.n;
+        for (jj, &v) in row.iter().enumerate().take(cols) {
+            let mut y = g.act.apply(v);
+            if let Some(res) = residual {
+                y += res[o + jj];
+            }
+            // SAFETY: row i, column jj of the tile lies in the caller's block (contract).
+            unsafe { *output.add(o + jj) = y };
         }
     }
 }

@@ -14,6 +14,7 @@
 
 use std::ops::Range;
 
+use crate::dwconv_kxk::{debug_check_band, ld, st, zeroed_sums};
 use crate::ukernel::DwConvGeom;
 use crate::x86_64::SimdF32;
 
@@ -72,25 +73,8 @@ pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
 ) {
     let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
-    debug_assert!(g.k == 3);
-    debug_assert!(
-        g.check_rows(
-            &rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.as_ref().map(|s| s.len())
-        )
-        .is_ok()
-    );
-    let sums = match sums {
-        Some(s) => {
-            s.fill(0.0);
-            s.as_mut_ptr()
-        }
-        None => core::ptr::null_mut(),
-    };
+    debug_check_band(g, 3, &rows, input, weights, bias, output, sums.as_deref());
+    let sums = zeroed_sums(sums);
     let wp = weights.as_ptr();
     let r0 = rows.start;
     for r in rows {
@@ -164,38 +148,6 @@ unsafe fn row<P: Tier, const ACT: u8, const S: usize, const NR: usize>(r: &RowAr
         }
         if full_c < c {
             P::block::<ACT, S, NR, true>(r, full_c, c - full_c);
-        }
-    }
-}
-
-/// Loads register `v` at `p`: masked by `m` in a `MASKED` block.
-///
-/// # Safety
-/// `V`'s features; `p..p + LANES` readable, or only the lanes of `m` when masked.
-#[inline(always)]
-unsafe fn ld<V: SimdF32, const MASKED: bool>(p: *const f32, m: V::Mask) -> V {
-    // SAFETY: this function's contract.
-    unsafe {
-        if MASKED {
-            V::load_masked(p, m)
-        } else {
-            V::load(p)
-        }
-    }
-}
-
-/// Stores like [`ld`] loads.
-///
-/// # Safety
-/// `V`'s features; `p..p + LANES` writable, or only the lanes of `m` when masked.
-#[inline(always)]
-unsafe fn st<V: SimdF32, const MASKED: bool>(p: *mut f32, m: V::Mask, v: V) {
-    // SAFETY: this function's contract.
-    unsafe {
-        if MASKED {
-            V::store_masked(p, m, v)
-        } else {
-            V::store(p, v)
         }
     }
 }
@@ -424,6 +376,131 @@ unsafe fn tile<
         }
     }
 }
+
+/// Stamps out an x86-64 tier's depthwise entry points and channel-block passes, the parts in which
+/// the AVX2 and AVX-512 tiers differ only in their register type, features and blocking:
+///
+/// `dwconv_tier!(Tier, V, "features", "Names", isa, dw3, dw5, dw7, nv, reload, t5, t7)` defines
+/// the zero-sized `Tier` with its [`Tier`] pass (3x3: `nv` registers of `V` per block, steps of
+/// [`T`] columns, taps reloaded when `reload`) and its [`crate::dwconv_kxk::KxkTier`] pass (one
+/// register per block, steps of `t5` (k = 5) or `t7` (k = 7) columns at stride 1 and of 4 at
+/// stride 2), the entry points `dw3` (3x3, this module's loop nest), `dw5` and `dw7` (the shared
+/// k x k loop nest), and a test of `dw3` against the reference on the tier `isa`.
+///
+/// Stride 2 runs in steps of 4 on every tier: with steps of 8 (k = 5) or 6 (k = 7) the step's
+/// loop over input columns ((T - 1) * S + K = 19 or 17 iterations) is left rolled by the
+/// compiler, so choosing each column's taps runs as compares and branches in the hot loop (perf
+/// profile) and the step is two to three times slower than its FMA count says; steps of 4 (11 and
+/// 13 iterations) are unrolled like stride 1. Measured on Zen 3 (AVX2, one thread, interleaved,
+/// ReLU and sums): 5x5 56x56x72 185 -> 65 us, 7x7 56x56x96 301 -> 158 us; on Zen 4 (AVX-512, one
+/// thread, criterion, two alternating runs each): 5x5 56x56x72 92-144 -> 43-57 us. Maps of 14 or
+/// 7 output columns already ran in steps of 4 and are unchanged.
+macro_rules! dwconv_tier {
+    (
+        $tier:ident, $v:ty, $features:literal, $names:literal, $isa:ident,
+        $dw3:ident, $dw5:ident, $dw7:ident,
+        nv: $nv:literal, reload: $reload:literal, steps: [$t5:literal, $t7:literal]
+    ) => {
+        #[doc = concat!("Depthwise 3x3 convolution with ", $names, " ([`crate::ukernel::DwConvFn`]).")]
+        ///
+        /// # Safety
+        #[doc = concat!(
+            $names, " must be available, and [`crate::ukernel::DwConvGeom::check_rows`] must ",
+            "accept `g` (with `k = 3`), the band and the lengths of the slices."
+        )]
+        pub(crate) unsafe fn $dw3(
+            g: &$crate::ukernel::DwConvGeom,
+            rows: ::std::ops::Range<usize>,
+            input: &[f32],
+            weights: &[f32],
+            bias: &[f32],
+            output: &mut [f32],
+            sums: Option<&mut [f32]>,
+        ) {
+            // SAFETY: the tier's features and the checked geometry are this function's
+            // contract, which is exactly the driver's with this tier.
+            unsafe {
+                $crate::x86_64::with_act!(g.act, |A| $crate::x86_64::dwconv::dwconv3x3::<$tier, A>(
+                    g, rows, input, weights, bias, output, sums
+                ))
+            }
+        }
+
+        $crate::dwconv_kxk::kxk_entry!($dw5, $tier, 5, $names);
+        $crate::dwconv_kxk::kxk_entry!($dw7, $tier, 7, $names);
+
+        #[doc = concat!("The ", $names, " tier's blocking and compiled channel-block passes.")]
+        struct $tier;
+
+        impl $crate::dwconv_kxk::KxkTier for $tier {
+            const CH: usize = <$v as $crate::x86_64::SimdF32>::LANES;
+
+            /// # Safety
+            #[doc = concat!("As [`crate::dwconv_kxk::block`]; ", $names, " must be available.")]
+            #[target_feature(enable = $features)]
+            unsafe fn block<const K: usize, const S: usize, const ACT: u8, const MASKED: bool>(
+                a: &$crate::dwconv_kxk::BandArgs,
+                cb: usize,
+                part: usize,
+            ) {
+                use $crate::dwconv_kxk::block;
+                // SAFETY: this function is compiled with the features of `V`'s vector trait,
+                // which the caller guarantees the CPU has, with the rest of `block`'s contract.
+                unsafe {
+                    if S == 2 {
+                        block::<$v, K, S, ACT, 1, 4, MASKED>(a, cb, part)
+                    } else if K == 5 {
+                        block::<$v, K, S, ACT, 1, $t5, MASKED>(a, cb, part)
+                    } else {
+                        block::<$v, K, S, ACT, 1, $t7, MASKED>(a, cb, part)
+                    }
+                }
+            }
+        }
+
+        impl $crate::x86_64::dwconv::Tier for $tier {
+            const CH: usize = $nv * <$v as $crate::x86_64::SimdF32>::LANES;
+
+            /// # Safety
+            #[doc = concat!("As [`crate::x86_64::dwconv::block`]; ", $names, " must be available.")]
+            #[target_feature(enable = $features)]
+            unsafe fn block<const ACT: u8, const S: usize, const NR: usize, const MASKED: bool>(
+                r: &$crate::x86_64::dwconv::RowArgs<NR>,
+                cb: usize,
+                part: usize,
+            ) {
+                // SAFETY: this function is compiled with the features of `V`'s vector trait,
+                // which the caller guarantees the CPU has, with the rest of `block`'s contract.
+                unsafe {
+                    $crate::x86_64::dwconv::block::<
+                        $v,
+                        ACT,
+                        $nv,
+                        { $crate::x86_64::dwconv::T },
+                        $reload,
+                        S,
+                        NR,
+                        MASKED,
+                    >(r, cb, part)
+                }
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn matches_reference() {
+                $crate::x86_64::test_tier($crate::Isa::$isa, || {
+                    $crate::x86_64::dwconv::tests::check_against_reference(super::$dw3)
+                });
+            }
+        }
+    };
+}
+pub(crate) use dwconv_tier;
+
+/// Output columns per step of the 3x3 pass on every x86-64 tier.
+pub(crate) const T: usize = 4;
 
 #[cfg(test)]
 pub(crate) mod tests {

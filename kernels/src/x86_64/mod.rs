@@ -12,6 +12,7 @@
 //!   valid rows and tail): a single function per activation holding the whole loop nest took
 //!   minutes to compile (LLVM's GVN), and its register allocation was worse.
 
+pub(crate) mod act;
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod dwconv;
@@ -42,68 +43,6 @@ pub(crate) use crate::activation::{
     with_act,
 };
 
-/// One SIMD register of f32 lanes and the operations the generic loop nests need.
-///
-/// Every method is `#[inline(always)]` in the implementations and executes instructions of the
-/// implementing tier.
-///
-/// # Safety
-/// Implementors must only be used inside functions compiled with (and CPUs supporting) their target
-/// features; callers of each method must uphold the `# Safety` section of that method.
-pub(crate) unsafe trait SimdF32: Copy {
-    /// f32 lanes per register.
-    const LANES: usize;
-    /// A lane mask selecting the first `n` lanes.
-    type Mask: Copy;
-
-    /// Mask of the first `n` lanes (none for 0).
-    ///
-    /// # Safety
-    /// The tier's features must be available; `n <= LANES`.
-    unsafe fn mask_first(n: usize) -> Self::Mask;
-    /// All lanes zero.
-    ///
-    /// # Safety
-    /// The tier's features must be available.
-    unsafe fn zero() -> Self;
-    /// Every lane `x` (a broadcast; from memory it folds into the consuming instruction).
-    ///
-    /// # Safety
-    /// The tier's features must be available.
-    unsafe fn splat(x: f32) -> Self;
-    /// Unaligned load of `LANES` floats.
-    ///
-    /// # Safety
-    /// The tier's features must be available; `p..p + LANES` must be readable.
-    unsafe fn load(p: *const f32) -> Self;
-    /// Load of the lanes in `m` (the others are zero); nothing outside them is touched.
-    ///
-    /// # Safety
-    /// The tier's features must be available; the lanes of `p` selected by `m` must be readable.
-    unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self;
-    /// Unaligned store of `LANES` floats.
-    ///
-    /// # Safety
-    /// The tier's features must be available; `p..p + LANES` must be writable.
-    unsafe fn store(p: *mut f32, v: Self);
-    /// Store of the lanes in `m`; nothing outside them is touched.
-    ///
-    /// # Safety
-    /// The tier's features must be available; the lanes of `p` selected by `m` must be writable.
-    unsafe fn store_masked(p: *mut f32, m: Self::Mask, v: Self);
-    /// `a * b + c` with one rounding.
-    ///
-    /// # Safety
-    /// The tier's features must be available.
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-    /// `a + b`.
-    ///
-    /// # Safety
-    /// The tier's features must be available.
-    unsafe fn add(a: Self, b: Self) -> Self;
-    /// The activation of code `ACT` (one of the `ACT_*` constants).
-    ///
-    /// # Safety
-    /// The tier's features must be available.
-    unsafe fn act<const ACT: u8>(v: Self) -> Self;
-}
+/// The vector trait every hand tier implements (defined beside the k x k loop nest, which the
+/// NEON and portable tiers share).
+pub(crate) use crate::dwconv_kxk::SimdF32;

@@ -127,6 +127,59 @@ macro_rules! dispatch_tile {
 }
 pub(crate) use dispatch_tile;
 
+/// Stamps out a tier's pointwise entry point ([`crate::ukernel::PointwiseFn`]) and its test
+/// against the reference: `pointwise_entry!(name, Tiles, NR, "Names", "tile", isa)` defines `name`,
+/// which runs [`pointwise`] with the tiles `Tiles` (panel width `NR`) of the tier `isa`.
+macro_rules! pointwise_entry {
+    ($name:ident, $tiles:ty, $nr:literal, $names:literal, $tile:literal, $isa:ident) => {
+        #[doc = concat!(
+            "Pointwise block kernel, ", $names, ", ", $tile, " output channels per tile (panel ",
+            "width ", stringify!($nr), ") ([`crate::ukernel::PointwiseFn`])."
+        )]
+        ///
+        /// # Safety
+        #[doc = concat!(
+            "The contract of [`crate::ukernel::PointwiseFn`]: ", $names, " are available; ",
+            "`packed` was packed with panel width ", stringify!($nr), " for `g.k` and `g.n`; ",
+            "`input` is valid for reads of `g.p * g.k` floats, `output` for writes of `g.p * g.n` ",
+            "floats, `residual` (when not null) for reads of `g.p * g.n` floats and does not alias ",
+            "`output`; no other thread writes the block at the same time. (The ranges and the ",
+            "length of `packed` are checked.)"
+        )]
+        pub(crate) unsafe fn $name(
+            g: &$crate::ukernel::PointwiseGeom,
+            input: *const f32,
+            packed: &[f32],
+            residual: *const f32,
+            output: *mut f32,
+            rows: ::std::ops::Range<usize>,
+            panels: ::std::ops::Range<usize>,
+        ) {
+            // SAFETY: this function's contract is the loop nest's with these tiles (the panel
+            // width above).
+            unsafe {
+                $crate::x86_64::with_act!(g.act, |A| $crate::x86_64::pointwise::pointwise::<
+                    $tiles,
+                    A,
+                >(
+                    g, input, packed, residual, output, rows, panels
+                ))
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn matches_reference() {
+                $crate::x86_64::test_tier($crate::Isa::$isa, || {
+                    $crate::x86_64::pointwise::tests::check_against_reference(super::$name, $nr)
+                });
+            }
+        }
+    };
+}
+pub(crate) use pointwise_entry;
+
 /// Rows `rows` x panels `panels` of `out = act(in . W + bias) (+ residual)` with the tiles of `G`.
 ///
 /// # Safety
@@ -169,16 +222,7 @@ pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
             let cols = nr.min(n - j0);
             let mut r = r0;
             while r < r1 {
-                // Full tiles; the last full tile and a tail of fewer than `min_rows` rows become
-                // two tiles of about half as many rows each.
-                let left = r1 - r;
-                let m = if left == mr || left >= mr + min_rows {
-                    mr
-                } else if left > mr {
-                    left.div_ceil(2)
-                } else {
-                    left
-                };
+                let m = tile_rows(r1 - r, mr, min_rows);
                 // SAFETY: r + m <= rows.end <= p and j0 + cols <= n (checked above), so the tile's
                 // rows of the input (k floats each), the output and the residual (n floats each,
                 // columns j0..j0 + cols) lie within the buffers the caller guarantees; the panel
@@ -189,11 +233,7 @@ pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
                         a: input.add(r * k),
                         w: packed.as_ptr().add(panel * stride),
                         out: output.add(r * n + j0),
-                        res: if residual.is_null() {
-                            residual
-                        } else {
-                            residual.add(r * n + j0)
-                        },
+                        res: offset_or_null(residual, r * n + j0),
                         k,
                         n,
                         cols,
@@ -204,6 +244,33 @@ pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
             }
         }
         r0 = r1;
+    }
+}
+
+/// Rows of the next tile when `left` rows remain: full tiles of `mr`; the last full tile and a
+/// tail of fewer than `min_rows` rows become two tiles of about half as many rows each.
+#[inline(always)]
+pub(crate) fn tile_rows(left: usize, mr: usize, min_rows: usize) -> usize {
+    if left == mr || left >= mr + min_rows {
+        mr
+    } else if left > mr {
+        left.div_ceil(2)
+    } else {
+        left
+    }
+}
+
+/// `p + off` (in floats), or null when `p` is null (an absent residual).
+///
+/// # Safety
+/// When `p` is not null, `p + off` lies within (or one past) the buffer `p` points into.
+#[inline(always)]
+pub(crate) unsafe fn offset_or_null(p: *const f32, off: usize) -> *const f32 {
+    if p.is_null() {
+        p
+    } else {
+        // SAFETY: this function's contract.
+        unsafe { p.add(off) }
     }
 }
 
@@ -297,20 +364,7 @@ pub(crate) mod tests {
     const GUARD_BITS: u32 = 0x7fc0_beef;
     const GUARD: usize = 37;
 
-    /// Deterministic floats in [-amp, amp) (SplitMix64).
-    pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
+    pub(crate) use crate::reference::rand_vec;
 
     /// `[n, k]` weights and a bias packed in panels of `nr`, as `PackedPointwise::pack` does.
     fn pack(k: usize, n: usize, nr: usize, w: &[f32], b: &[f32]) -> Vec<f32> {

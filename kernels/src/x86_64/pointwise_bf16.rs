@@ -23,6 +23,7 @@ use std::ops::Range;
 
 use crate::ukernel::PointwiseGeom;
 use crate::x86_64::SimdF32;
+use crate::x86_64::pointwise::{offset_or_null, tile_rows};
 
 /// Bytes of converted input rows a row chunk may hold (reused by every panel).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -170,14 +171,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
                 let cols = nr.min(n - j0);
                 let mut r = r0;
                 while r < r1 {
-                    let left = r1 - r;
-                    let m = if left == mr || left >= mr + min_rows {
-                        mr
-                    } else if left > mr {
-                        left.div_ceil(2)
-                    } else {
-                        left
-                    };
+                    let m = tile_rows(r1 - r, mr, min_rows);
                     // SAFETY: r + m <= r1 <= p and j0 + cols <= n (checked above), so the tile's
                     // rows of the converted input (within `buf`, `stride` pairs each), the output
                     // and the residual (n floats each, columns j0..j0 + cols) lie within their
@@ -190,11 +184,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
                             w: weights.as_ptr().add(panel * panel_len),
                             bias: bias.as_ptr().add(j0),
                             out: output.add(r * n + j0),
-                            res: if residual.is_null() {
-                                residual
-                            } else {
-                                residual.add(r * n + j0)
-                            },
+                            res: offset_or_null(residual, r * n + j0),
                             kp,
                             n,
                             cols,

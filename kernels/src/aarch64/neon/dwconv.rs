@@ -18,7 +18,7 @@ use core::arch::aarch64::*;
 use super::act::{self, act_of_code, with_act};
 use std::ops::Range;
 
-use crate::dwconv_kxk::{self as kxk, BandArgs, DwVec, KxkTier, kxk_entry};
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
 use crate::ukernel::DwConvGeom;
 
 /// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
@@ -38,18 +38,7 @@ pub(crate) unsafe fn dwconv3x3_c8_neon(
     output: &mut [f32],
     sums: Option<&mut [f32]>,
 ) {
-    debug_assert!(g.k == 3);
-    debug_assert!(
-        g.check_rows(
-            &rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.as_ref().map(|s| s.len())
-        )
-        .is_ok()
-    );
+    kxk::debug_check_band(g, 3, &rows, input, weights, bias, output, sums.as_deref());
     // SAFETY: NEON is available and the geometry and lengths were checked: this function's contract,
     // which is `run`'s whole contract.
     unsafe {
@@ -389,7 +378,7 @@ impl KxkTier for Neon {
 // SAFETY: every method executes NEON instructions only (the aarch64 baseline), and touches memory
 // only within the ranges its contract names (the masked forms go through a stack copy of the
 // selected lanes).
-unsafe impl DwVec for float32x4_t {
+unsafe impl SimdF32 for float32x4_t {
     const LANES: usize = 4;
     /// The number of leading lanes selected.
     type Mask = usize;
@@ -403,6 +392,11 @@ unsafe impl DwVec for float32x4_t {
     unsafe fn zero() -> Self {
         // SAFETY: NEON is available (contract).
         unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: NEON is available (contract).
+        unsafe { vdupq_n_f32(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
@@ -459,20 +453,7 @@ mod tests {
 
     const GUARD: usize = 19;
 
-    /// Deterministic floats in [-amp, amp) (SplitMix64).
-    fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
+    use crate::reference::rand_vec;
 
     /// Runs `f` into an output surrounded by NaN guards (and NaN inside, so an unwritten element
     /// fails); checks the guards stay bit-identical and returns output and sums.

@@ -285,20 +285,7 @@ mod tests {
     const GUARD_BITS: u32 = 0x7fc0_beef;
     const GUARD: usize = 23;
 
-    /// Deterministic floats in [-amp, amp) (SplitMix64).
-    fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
+    use crate::reference::rand_vec;
 
     /// Weights packed for panel width 8 (the scalar and the NEON kernel share the layout).
     fn pack(k: usize, n: usize, w: &[f32], b: Option<&[f32]>) -> PackedPointwise {

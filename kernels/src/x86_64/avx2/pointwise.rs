@@ -7,11 +7,8 @@
 //! across cache lines) at 40-47 %.
 
 use core::arch::x86_64::__m256;
-use std::ops::Range;
 
-use crate::ukernel::PointwiseGeom;
 use crate::x86_64::pointwise::{self, Gemm, Tile, dispatch_tile};
-use crate::x86_64::with_act;
 
 /// Panel width: two `ymm`.
 const NR: usize = 16;
@@ -44,41 +41,11 @@ impl Gemm for Tiles {
     }
 }
 
-/// Pointwise block kernel, AVX2+FMA, 6 rows x 16 output channels per tile (panel width 16)
-/// ([`crate::ukernel::PointwiseFn`]).
-///
-/// # Safety
-/// The contract of [`crate::ukernel::PointwiseFn`]: AVX2+FMA are available; `packed` was packed
-/// with panel width 16 for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k` floats,
-/// `output` for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n`
-/// floats and does not alias `output`; no other thread writes the block at the same time. (The
-/// ranges and the length of `packed` are checked.)
-pub(crate) unsafe fn pointwise_6x16_avx2(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    // SAFETY: this function's contract is the loop nest's with `Tiles` (panel width 16).
-    unsafe {
-        with_act!(g.act, |A| pointwise::pointwise::<Tiles, A>(
-            g, input, packed, residual, output, rows, panels
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::x86_64::pointwise::tests as t;
-
-    #[test]
-    fn matches_reference() {
-        crate::x86_64::test_tier(crate::Isa::Avx2, || {
-            t::check_against_reference(pointwise_6x16_avx2, NR)
-        });
-    }
-}
+crate::x86_64::pointwise::pointwise_entry!(
+    pointwise_6x16_avx2,
+    Tiles,
+    16,
+    "AVX2+FMA",
+    "6 rows x 16",
+    Avx2
+);

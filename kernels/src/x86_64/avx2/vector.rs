@@ -4,6 +4,9 @@ use core::arch::x86_64::*;
 
 use crate::x86_64::SimdF32;
 
+// The AVX-512, NEON and portable implementations have the same shape (one intrinsic per method):
+// a deliberate repetition, one implementation per register type, since the masks differ in type
+// (`__m256i`, `__mmask16`, a lane count) and the masked forms in operand order.
 // SAFETY: every method executes AVX/AVX2/FMA instructions only, and their contracts require those
 // features; memory is touched only within the ranges each method's contract names.
 unsafe impl SimdF32 for __m256 {
@@ -64,6 +67,6 @@ unsafe impl SimdF32 for __m256 {
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: __m256) -> __m256 {
         // SAFETY: AVX2 and FMA are available (contract).
-        unsafe { super::act::apply::<ACT>(v) }
+        unsafe { crate::x86_64::act::apply::<Self, ACT>(v) }
     }
 }

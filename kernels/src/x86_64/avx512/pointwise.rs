@@ -10,11 +10,8 @@
 //! `zmm` on this core): N = 56 went from 86 % to 95 % of peak.
 
 use core::arch::x86_64::{__m256, __m512};
-use std::ops::Range;
 
-use crate::ukernel::PointwiseGeom;
 use crate::x86_64::pointwise::{self, Gemm, Tile, dispatch_tile};
-use crate::x86_64::with_act;
 
 /// Panel width: two `zmm`.
 const NR: usize = 32;
@@ -82,41 +79,11 @@ unsafe fn zmm_rows<const ACT: u8>(t: &Tile, m: usize) {
     unsafe { dispatch_tile!(zmm, ACT, t, m, 1, [1 2 3 4 5 6 7 8], [1]) }
 }
 
-/// Pointwise block kernel, AVX-512F, 8 rows x 32 output channels per tile (panel width 32)
-/// ([`crate::ukernel::PointwiseFn`]).
-///
-/// # Safety
-/// The contract of [`crate::ukernel::PointwiseFn`]: AVX-512F+AVX2+FMA are available; `packed`
-/// was packed with panel width 32 for `g.k` and `g.n`; `input` is valid for reads of `g.p * g.k`
-/// floats, `output` for writes of `g.p * g.n` floats, `residual` (when not null) for reads of
-/// `g.p * g.n` floats and does not alias `output`; no other thread writes the block at the same
-/// time. (The ranges and the length of `packed` are checked.)
-pub(crate) unsafe fn pointwise_8x32_avx512(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    // SAFETY: this function's contract is the loop nest's with `Tiles` (panel width 32).
-    unsafe {
-        with_act!(g.act, |A| pointwise::pointwise::<Tiles, A>(
-            g, input, packed, residual, output, rows, panels
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::x86_64::pointwise::tests as t;
-
-    #[test]
-    fn matches_reference() {
-        crate::x86_64::test_tier(crate::Isa::Avx512, || {
-            t::check_against_reference(pointwise_8x32_avx512, NR)
-        });
-    }
-}
+crate::x86_64::pointwise::pointwise_entry!(
+    pointwise_8x32_avx512,
+    Tiles,
+    32,
+    "AVX-512F+AVX2+FMA",
+    "8 rows x 32",
+    Avx512
+);

@@ -60,6 +60,6 @@ unsafe impl SimdF32 for __m512 {
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (contract).
-        unsafe { super::act::apply::<ACT>(v) }
+        unsafe { crate::x86_64::act::apply::<Self, ACT>(v) }
     }
 }
