@@ -14,7 +14,7 @@ use std::fmt;
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
 use mobile_cnn_kernels::{Activation, Conv3x3, Kernels};
 
-use crate::error::{Error, KernelContext, KeyDifference};
+use crate::error::{Error, KernelContext};
 use crate::families::family::{Family, depthwise, pack};
 use crate::families::widths::make_divisible;
 use crate::graph::{Graph, Op, Vector};
@@ -779,23 +779,7 @@ pub fn resolve(sd: &StateDict, name: Option<&str>) -> Result<MobileNetConfig, Er
     if want.same_structure(&found) {
         return Ok(want);
     }
-    let first_difference =
-        want.expected_keys()?
-            .into_iter()
-            .find_map(|(key, shape)| match sd.shape(&key) {
-                Some(s) if s == shape.as_slice() => None,
-                s => Some(Box::new(KeyDifference {
-                    key,
-                    expected: shape,
-                    found: s.map(<[usize]>::to_vec),
-                })),
-            });
-    Err(Error::WrongVariant {
-        path: sd.path().to_path_buf(),
-        expected: want.to_string(),
-        found: found.to_string(),
-        first_difference,
-    })
+    Err(sd.wrong_variant(want.to_string(), found.to_string(), want.expected_keys()?))
 }
 
 /// The names [`MobileNetConfig::variant`] accepts, described for an error message.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-use crate::error::Error;
+use crate::error::{Error, KeyDifference};
 use crate::families::repvit::official;
 
 /// One tensor of a checkpoint.
@@ -226,6 +226,34 @@ impl StateDict {
     /// The shape of a tensor, if present.
     pub fn shape(&self, key: &str) -> Option<&[usize]> {
         self.tensors.get(key).map(|e| e.shape.as_slice())
+    }
+
+    /// [`Error::WrongVariant`] for this file: the variant asked for (`expected`, described), what
+    /// the file's shapes describe (`found`), and the first of the asked-for variant's tensors
+    /// (`expected_keys`, name and shape in their order) that is absent here or has another shape.
+    pub fn wrong_variant(
+        &self,
+        expected: String,
+        found: String,
+        expected_keys: Vec<(String, Vec<usize>)>,
+    ) -> Error {
+        let first_difference =
+            expected_keys
+                .into_iter()
+                .find_map(|(key, shape)| match self.shape(&key) {
+                    Some(s) if s == shape.as_slice() => None,
+                    s => Some(Box::new(KeyDifference {
+                        key,
+                        expected: shape,
+                        found: s.map(<[usize]>::to_vec),
+                    })),
+                });
+        Error::WrongVariant {
+            path: self.path().to_path_buf(),
+            expected,
+            found,
+            first_difference,
+        }
     }
 
     /// A tensor, if present.

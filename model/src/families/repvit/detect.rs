@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::config::{MAX_BLOCKS_PER_STAGE, MAX_STAGES, RepVitConfig};
 use super::weights::{FusedWeights, Layout, expected_keys_layout};
-use crate::error::{Error, KeyDifference};
+use crate::error::Error;
 use crate::load::bounds::{MAX_CLASSES, MAX_MLP_RATIO, MAX_WIDTH};
 use crate::load::checkpoint::StateDict;
 
@@ -190,23 +190,11 @@ pub fn resolve_config(sd: &StateDict, variant: Option<&str>) -> Result<RepVitCon
     if want.same_structure(&found) {
         return Ok(want);
     }
-    let first_difference =
-        expected_keys_layout(&want, layout)?
-            .into_iter()
-            .find_map(|(key, shape)| match sd.shape(&key) {
-                Some(s) if s == shape.as_slice() => None,
-                s => Some(Box::new(KeyDifference {
-                    key,
-                    expected: shape,
-                    found: s.map(<[usize]>::to_vec),
-                })),
-            });
-    Err(Error::WrongVariant {
-        path: sd.path().to_path_buf(),
-        expected: want.to_string(),
-        found: found.to_string(),
-        first_difference,
-    })
+    Err(sd.wrong_variant(
+        want.to_string(),
+        found.to_string(),
+        expected_keys_layout(&want, layout)?,
+    ))
 }
 
 impl FusedWeights {
