@@ -325,9 +325,7 @@ fn bench_pool(c: &mut Criterion) {
 /// MobileNetV3 (`HxWxC`). Throughput is in bytes read and written, so criterion's rate reads as
 /// memory bandwidth.
 fn bench_memory_bound(c: &mut Criterion) {
-    use mobile_cnn_kernels::elementwise::{
-        add_in_place, channel_sums, global_avg_pool, scale_channels_in_place,
-    };
+    use mobile_cnn_kernels::elementwise::Elementwise;
     let mut g = c.benchmark_group("memory_bound_t1");
     for (hw, ch) in [(56, 56), (28, 40), (14, 224), (7, 960)] {
         let shape = Shape::new(1, hw, hw, ch);
@@ -340,6 +338,7 @@ fn bench_memory_bound(c: &mut Criterion) {
             let k = Kernels::with_isa(isa)
                 .and_then(|k| k.with_threads(1))
                 .expect("available ISA");
+            let ew = Elementwise::new(&k).expect("available ISA");
             let mut t = Tensor::from_slice(shape, &src).expect("shape");
             let mut out = vec![0.0; ch];
             let id = |op: &str| {
@@ -347,18 +346,24 @@ fn bench_memory_bound(c: &mut Criterion) {
             };
             g.throughput(Throughput::Bytes(3 * 4 * len as u64));
             g.bench_function(id("add"), |b| {
-                b.iter(|| add_in_place(&k, t.as_mut_slice(), black_box(&src)).expect("same length"))
+                b.iter(|| {
+                    ew.add_in_place(t.as_mut_slice(), black_box(&src))
+                        .expect("same length")
+                })
             });
             g.throughput(Throughput::Bytes(2 * 4 * len as u64));
             g.bench_function(id("scale_channels"), |b| {
-                b.iter(|| scale_channels_in_place(&k, &mut t, black_box(&scale)).expect("[n, c]"))
+                b.iter(|| {
+                    ew.scale_channels_in_place(&k, &mut t, black_box(&scale))
+                        .expect("[n, c]")
+                })
             });
             g.throughput(Throughput::Bytes(4 * len as u64));
             g.bench_function(id("channel_sums"), |b| {
-                b.iter(|| channel_sums(&k, black_box(&t), &mut out).expect("[n, c]"))
+                b.iter(|| ew.channel_sums(black_box(&t), &mut out).expect("[n, c]"))
             });
             g.bench_function(id("global_avg_pool"), |b| {
-                b.iter(|| global_avg_pool(&k, black_box(&t), &mut out).expect("[n, c]"))
+                b.iter(|| ew.global_avg_pool(black_box(&t), &mut out).expect("[n, c]"))
             });
         }
     }

@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+use crate::Kernels;
 use crate::activation::Activation;
 use crate::dwconv_bands;
 pub use crate::dwconv_bands::{DW_BAND_MACS, DW_PARALLEL_MACS, DwBands};
@@ -18,7 +19,6 @@ use crate::registry::{self, DwConvKernel, Op};
 use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_from_slice};
 use crate::ukernel::check_k;
 pub use crate::ukernel::{DW_KERNEL_SIZES, DwConvFn, DwConvGeom};
-use crate::{Isa, Kernels};
 
 /// Converts PyTorch's depthwise weight layout `[c, 1, k, k]` to the kernels' tap-major `[k][k][c]`.
 pub fn dw_weights_from_oihw(c: usize, k: usize, oihw: &[f32]) -> Result<Vec<f32>> {
@@ -73,9 +73,8 @@ pub struct DwConv {
     act: Activation,
     weights: AlignedBuf,
     bias: AlignedBuf,
-    /// The registry's kernel of size `k` for one tier; `None` for a layer made by the unbound
-    /// [`DwConv::new`] (looked up at every run).
-    kernel: Option<DwConvKernel>,
+    /// The registry's kernel of size `k` for one tier, bound when the layer was made.
+    kernel: DwConvKernel,
 }
 
 impl DwConv {
@@ -91,7 +90,9 @@ impl DwConv {
         stride: usize,
         act: Activation,
     ) -> Result<Self> {
-        Self::new(c, k, weights_oihw, bias, stride, act)?.bound(kernels.isa())
+        check_k(k)?;
+        let w = dw_weights_from_oihw(c, k, weights_oihw)?;
+        Self::create_tap_major(kernels, c, k, &w, bias, stride, act)
     }
 
     /// [`DwConv::create`] from weights already in the tap-major `[k][k][c]` layout.
@@ -104,58 +105,7 @@ impl DwConv {
         stride: usize,
         act: Activation,
     ) -> Result<Self> {
-        Self::from_tap_major(c, k, weights, bias, stride, act)?.bound(kernels.isa())
-    }
-
-    /// This layer bound to the kernel of `isa` (an error if this CPU lacks the tier).
-    fn bound(self, isa: Isa) -> Result<Self> {
-        let kernel = registry::find(Op::DwConv { k: self.k }, isa.check("the API")?)?.dwconv()?;
-        Ok(DwConv {
-            kernel: Some(kernel),
-            ..self
-        })
-    }
-
-    /// The kernel to run with `kernels`: the bound one (an error if `kernels` is of another tier),
-    /// or for an unbound layer the registry's, looked up now.
-    fn kernel_for(&self, kernels: &Kernels) -> Result<DwConvKernel> {
-        match self.kernel {
-            Some(kernel) if kernel.info.isa == kernels.isa() => Ok(kernel),
-            Some(kernel) => Err(Error::param(
-                "dwconv layer",
-                format!(
-                    "bound to {}, but the kernels in use are {}",
-                    kernel.info.isa,
-                    kernels.isa()
-                ),
-            )),
-            None => registry::find(Op::DwConv { k: self.k }, kernels.isa())?.dwconv(),
-        }
-    }
-
-    /// The bound kernel (`None` for a layer made by [`DwConv::new`]).
-    pub fn kernel(&self) -> Option<&DwConvKernel> {
-        self.kernel.as_ref()
-    }
-
-    /// Builds an unbound layer from PyTorch-layout weights `[c, 1, k, k]` and a bias of `c`
-    /// (errors as [`DwConv::create`]): it runs with any tier, looking the kernel up at every run.
-    /// Kept for callers written before [`DwConv::create`]; goes once they have moved.
-    pub fn new(
-        c: usize,
-        k: usize,
-        weights_oihw: &[f32],
-        bias: &[f32],
-        stride: usize,
-        act: Activation,
-    ) -> Result<Self> {
-        check_k(k)?;
-        let w = dw_weights_from_oihw(c, k, weights_oihw)?;
-        Self::from_tap_major(c, k, &w, bias, stride, act)
-    }
-
-    fn geom_1x1(c: usize, k: usize, stride: usize, act: Activation) -> DwConvGeom {
-        DwConvGeom {
+        let g1 = DwConvGeom {
             n: 1,
             h: 1,
             w: 1,
@@ -163,20 +113,10 @@ impl DwConv {
             k,
             stride,
             act,
-        }
-    }
-
-    /// An unbound layer ([`DwConv::new`]) from weights already in the tap-major `[k][k][c]`
-    /// layout. Kept for callers written before [`DwConv::create_tap_major`].
-    pub fn from_tap_major(
-        c: usize,
-        k: usize,
-        weights: &[f32],
-        bias: &[f32],
-        stride: usize,
-        act: Activation,
-    ) -> Result<Self> {
-        Self::geom_1x1(c, k, stride, act).check(c, weights.len(), bias.len(), c, None)?;
+        };
+        g1.check(c, weights.len(), bias.len(), c, None)?;
+        let isa = kernels.isa().check("the API")?;
+        let kernel = registry::find(Op::DwConv { k }, isa)?.dwconv()?;
         Ok(DwConv {
             c,
             k,
@@ -184,8 +124,30 @@ impl DwConv {
             act,
             weights: aligned_from_slice(weights),
             bias: aligned_from_slice(bias),
-            kernel: None,
+            kernel,
         })
+    }
+
+    /// The bound kernel, checked to be of the tier of `kernels` (running a layer with the
+    /// [`Kernels`] of another tier is an error, not a silent switch).
+    fn kernel_for(&self, kernels: &Kernels) -> Result<DwConvKernel> {
+        if self.kernel.info.isa == kernels.isa() {
+            Ok(self.kernel)
+        } else {
+            Err(Error::param(
+                "dwconv layer",
+                format!(
+                    "bound to {}, but the kernels in use are {}",
+                    self.kernel.info.isa,
+                    kernels.isa()
+                ),
+            ))
+        }
+    }
+
+    /// The bound kernel.
+    pub fn kernel(&self) -> &DwConvKernel {
+        &self.kernel
     }
 
     /// Channels.
@@ -370,51 +332,4 @@ impl DwConv {
             sums,
         )
     }
-}
-
-/// A depthwise 3x3 layer: [`DwConv`] with `k = 3`, kept for callers written before k x k.
-#[derive(Debug, Clone)]
-pub struct DwConv3x3(DwConv);
-
-impl DwConv3x3 {
-    /// Builds the layer from PyTorch-layout weights `[c, 1, 3, 3]` and a bias of `c`
-    /// ([`DwConv::new`] with `k = 3`).
-    pub fn new(
-        c: usize,
-        weights_oihw: &[f32],
-        bias: &[f32],
-        stride: usize,
-        act: Activation,
-    ) -> Result<Self> {
-        DwConv::new(c, 3, weights_oihw, bias, stride, act).map(DwConv3x3)
-    }
-}
-
-impl std::ops::Deref for DwConv3x3 {
-    type Target = DwConv;
-    fn deref(&self) -> &DwConv {
-        &self.0
-    }
-}
-
-/// Runs the registered depthwise kernel of size `geom.k` for `isa` on raw slices: the band of flat
-/// output rows `rows` (layouts and band contract in [`DwConvGeom`]). Errors when `isa` has no such
-/// kernel or is not available, or a length does not match the geometry. Looks the kernel up on
-/// every call: code that runs the same layer again binds it once ([`DwConv::create`], or
-/// [`crate::registry::find`] and [`crate::registry::KernelInfo::dwconv`] for raw slices).
-#[allow(clippy::too_many_arguments)]
-pub fn dwconv(
-    isa: Isa,
-    geom: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
-) -> Result<()> {
-    check_k(geom.k)?;
-    registry::find(Op::DwConv { k: geom.k }, isa)?
-        .dwconv()?
-        .run_rows(geom, rows, input, weights, bias, output, sums)
 }

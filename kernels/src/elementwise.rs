@@ -179,7 +179,7 @@ impl WithSimd for Sums<'_> {
 /// The element-wise ops bound to one tier: the registry's in-place activation kernel and the
 /// [`pulp`] SIMD level of the memory-bound ops, both chosen once, when the object is made (as an
 /// XNNPACK config is filled once), then run with no lookup. Ops that hold one (squeeze-excite)
-/// make it at construction; the free functions of this module are the same ops for one call.
+/// make it at construction.
 ///
 /// ```
 /// use mobile_cnn_kernels::{Activation, Kernels, elementwise::Elementwise};
@@ -263,7 +263,16 @@ impl Elementwise {
         channel_sums_at(self.level, t, out)
     }
 
-    /// Global average pooling: NHWC `[n, h, w, c]` to `[n, c]` means (overwritten).
+    /// Global average pooling: NHWC `[n, h, w, c]` to `[n, c]` means (overwritten). Errors when
+    /// `out` does not hold `n * c` floats.
+    ///
+    /// ```
+    /// use mobile_cnn_kernels::{Kernels, Shape, Tensor, elementwise::Elementwise};
+    /// let t = Tensor::from_slice(Shape::new(1, 2, 1, 2), &[1.0, 10.0, 3.0, 20.0]).unwrap();
+    /// let mut out = [0.0; 2];
+    /// Elementwise::new(&Kernels::new().unwrap()).unwrap().global_avg_pool(&t, &mut out).unwrap();
+    /// assert_eq!(out, [2.0, 15.0]);
+    /// ```
     pub fn global_avg_pool(&self, t: &Tensor, out: &mut [f32]) -> Result<()> {
         global_avg_pool_at(self.level, t, out)
     }
@@ -275,37 +284,11 @@ impl Elementwise {
     }
 }
 
-/// Applies `act` to every element in place (for where it is not fused into a kernel's store), with
-/// the registry's activation kernel for the tier of `kernels`.
-///
-/// Looks the kernel up on every call; code that runs the same op again binds it once with
-/// [`Elementwise::new`] (this function is that, for one call).
-pub fn activation_in_place(kernels: &Kernels, act: Activation, data: &mut [f32]) {
-    Elementwise::new(kernels)
-        .expect("every tier registers an activation kernel (registry test)")
-        .activation_in_place(act, data)
-}
-
-/// `dst += src`, element-wise. Errors when the lengths differ. ([`Elementwise::add_in_place`]
-/// with the SIMD level detected on this call.)
-pub fn add_in_place(kernels: &Kernels, dst: &mut [f32], src: &[f32]) -> Result<()> {
-    if dst.len() != src.len() {
-        return Err(Error::shape("add operand", dst.len(), src.len()));
-    }
-    Level::of(kernels.isa()).run(Add { dst, src });
-    Ok(())
-}
-
-/// Elements of a tensor below which [`scale_channels_in_place`] runs on the calling thread: about
+/// Elements of a tensor below which [`Elementwise::scale_channels_in_place`] runs on the calling thread: about
 /// 2 us of work on one core (a parallel call of the kernels' pool costs about 1 us when its threads
 /// are spinning). Above it the pixels are cut into one contiguous run per thread, the rows the same
 /// thread's share of the pointwise step after it reads (see `pool.rs`).
 const SCALE_PARALLEL_ELEMS: usize = 1 << 14;
-
-/// Multiplies channel `c` of image `b` by `scale[b * C + c]` in place (`t` is NHWC `[n, h, w, C]`).
-pub fn scale_channels_in_place(kernels: &Kernels, t: &mut Tensor, scale: &[f32]) -> Result<()> {
-    scale_channels_at(Level::of(kernels.isa()), kernels, t, scale)
-}
 
 fn scale_channels_at(level: Level, kernels: &Kernels, t: &mut Tensor, scale: &[f32]) -> Result<()> {
     let s = t.shape();
@@ -328,11 +311,6 @@ fn scale_channels_at(level: Level, kernels: &Kernels, t: &mut Tensor, scale: &[f
     Ok(())
 }
 
-/// Per-image, per-channel sums of an NHWC tensor into `out` (`[n, c]`, overwritten).
-pub fn channel_sums(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()> {
-    channel_sums_at(Level::of(kernels.isa()), t, out)
-}
-
 fn channel_sums_at(level: Level, t: &Tensor, out: &mut [f32]) -> Result<()> {
     let s = t.shape();
     if out.len() != s.n * s.c {
@@ -347,19 +325,6 @@ fn channel_sums_at(level: Level, t: &Tensor, out: &mut [f32]) -> Result<()> {
         level.run(Sums { data: img, out: o });
     }
     Ok(())
-}
-
-/// Global average pooling: NHWC `[n, h, w, c]` to `[n, c]` means (overwritten).
-///
-/// ```
-/// use mobile_cnn_kernels::{Kernels, Shape, Tensor, elementwise::global_avg_pool};
-/// let t = Tensor::from_slice(Shape::new(1, 2, 1, 2), &[1.0, 10.0, 3.0, 20.0]).unwrap();
-/// let mut out = [0.0; 2];
-/// global_avg_pool(&Kernels::new().unwrap(), &t, &mut out).unwrap();
-/// assert_eq!(out, [2.0, 15.0]);
-/// ```
-pub fn global_avg_pool(kernels: &Kernels, t: &Tensor, out: &mut [f32]) -> Result<()> {
-    global_avg_pool_at(Level::of(kernels.isa()), t, out)
 }
 
 fn global_avg_pool_at(level: Level, t: &Tensor, out: &mut [f32]) -> Result<()> {

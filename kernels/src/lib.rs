@@ -63,7 +63,7 @@ mod x86_64;
 
 pub use activation::Activation;
 pub use conv::Conv3x3;
-pub use dwconv::{DwConv, DwConv3x3, dwconv};
+pub use dwconv::DwConv;
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision};
 pub use pointwise::PackedPointwise;

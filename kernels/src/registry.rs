@@ -30,7 +30,7 @@ use crate::{Isa, Precision, portable, scalar};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Depthwise `k` x `k` convolution (k = 3, 5, 7), stride 1 or 2, padding `k / 2`
-    /// ([`crate::dwconv::dwconv`]).
+    /// ([`crate::DwConv`], [`crate::registry::DwConvKernel`]).
     DwConv {
         /// Kernel size.
         k: usize,
@@ -41,7 +41,7 @@ pub enum Op {
     /// ([`crate::se::GemvFn`]).
     Gemv,
     /// An activation applied in place where it is not fused into a kernel's store
-    /// ([`crate::elementwise::activation_in_place`]).
+    /// ([`crate::elementwise::Elementwise::activation_in_place`]).
     Activation,
 }
 

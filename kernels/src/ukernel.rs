@@ -37,7 +37,7 @@ pub(crate) fn check_k(k: usize) -> Result<()> {
 ///
 /// Buffers, all contiguous f32:
 /// - input: NHWC `[n, h, w, c]` (always the whole tensor, also when a band is computed)
-/// - weights: tap-major `[k][k][c]` (`weights[(ky * k + kx) * c + ch]`), see [`crate::DwConv::new`] for
+/// - weights: tap-major `[k][k][c]` (`weights[(ky * k + kx) * c + ch]`), see [`crate::DwConv::create`] for
 ///   conversion from PyTorch's `[c, 1, k, k]`
 /// - bias: `[c]`
 /// - output: the band's flat output rows `rows` of NHWC `[n, oh, ow, c]`, that is

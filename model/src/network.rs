@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mobile_cnn_kernels::elementwise::{global_avg_pool, scale_channels_in_place};
+use mobile_cnn_kernels::elementwise::Elementwise;
 use mobile_cnn_kernels::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use mobile_cnn_kernels::{Kernels, Shape, Tensor};
 
@@ -36,6 +36,9 @@ pub struct Network {
     pub(crate) kernels: Kernels,
     /// The same ISA on one thread: what each group of images runs with under [`BatchSplit::Images`].
     single: Kernels,
+    /// The element-wise ops (pooling, the squeeze-excite channel scale) bound once to the ISA of
+    /// `kernels` (the same for `single`).
+    ew: Elementwise,
     batch_split: BatchSplit,
     /// The steps over their buffers, with the feature stages marked.
     pub(crate) graph: Graph,
@@ -111,6 +114,7 @@ impl Network {
             arch,
             kernels: kernels.clone(),
             single: kernels.single_threaded(),
+            ew: Elementwise::new(kernels).layer(|| "element-wise ops".to_string())?,
             batch_split: BatchSplit::Images,
             graph: g,
             pool: Mutex::new(Vec::new()),
@@ -571,7 +575,7 @@ impl Network {
                 let scale = &mut ws.scale[..nc];
                 se.scale_from_sums(k, &ws.sums[..nc], s.h * s.w, scale, &mut ws.se_scratch)
                     .layer(ctx)?;
-                scale_channels_in_place(k, t, scale).layer(ctx)
+                self.ew.scale_channels_in_place(k, t, scale).layer(ctx)
             }
             Op::Pw {
                 pw,
@@ -601,7 +605,9 @@ impl Network {
             }
             Op::Pool { src, to_out } => {
                 let dst = if *to_out { out } else { &mut ws.pooled };
-                global_avg_pool(k, &ws.bufs[ws.slot[*src]], dst).layer(ctx)
+                self.ew
+                    .global_avg_pool(&ws.bufs[ws.slot[*src]], dst)
+                    .layer(ctx)
             }
             Op::PooledPw { pw, act, to_out } => {
                 let n = ws.input_shape[0];

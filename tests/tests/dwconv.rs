@@ -7,7 +7,7 @@
 //! `max(2e-6, 1.5 * (k * k + 1) * 2^-24) * S + 2e-6 + act_eval_error`.
 
 use conformance::{Guarded, U, act_eval_error, kernels_under_test, rand_vec, shifted, within};
-use mobile_cnn_kernels::registry::{DwConvKernel, KernelInfo, Op};
+use mobile_cnn_kernels::registry::{self, DwConvKernel, KernelInfo, Op};
 use mobile_cnn_kernels::{Activation, DwConvGeom, reference};
 use proptest::prelude::*;
 
@@ -414,21 +414,19 @@ fn bad_lengths_and_parameters_are_errors_not_panics() {
     }
     // Kernel sizes that do not exist.
     for ks in [0, 1, 2, 4, 9] {
-        let g = DwConvGeom {
-            k: ks,
-            ..geom(1, 4, 4, 8, 1, Activation::Identity)
-        };
-        let r = mobile_cnn_kernels::dwconv(
-            mobile_cnn_kernels::Isa::Scalar,
-            &g,
-            0..4,
-            &[0.0; 128],
+        let r = registry::find(Op::DwConv { k: ks }, mobile_cnn_kernels::Isa::Scalar);
+        assert!(r.is_err(), "k = {ks} found in the registry");
+        let k = mobile_cnn_kernels::Kernels::with_isa(mobile_cnn_kernels::Isa::Scalar).unwrap();
+        let layer = mobile_cnn_kernels::DwConv::create(
+            &k,
+            8,
+            ks,
             &vec![0.0; ks * ks * 8],
             &[0.0; 8],
-            &mut [0.0; 128],
-            None,
+            1,
+            Activation::Identity,
         );
-        assert!(r.is_err(), "k = {ks} accepted");
+        assert!(layer.is_err(), "k = {ks} accepted");
     }
 }
 

@@ -19,14 +19,17 @@
 use conformance::{
     Guarded, U, act_eval_error, lipschitz, rand_vec, shifted, tiers_under_test, within,
 };
-use mobile_cnn_kernels::elementwise::{
-    activation_in_place, add_in_place, channel_sums, global_avg_pool, scale_channels_in_place,
-};
+use mobile_cnn_kernels::elementwise::Elementwise;
 use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::reference::{self, SeWeights};
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
 use mobile_cnn_kernels::{Activation, Isa, Kernels, Shape, Tensor};
 use proptest::prelude::*;
+
+/// The element-wise ops bound to the tier of `k`.
+fn ew(k: &Kernels) -> Elementwise {
+    Elementwise::new(k).expect("an available tier binds its element-wise ops")
+}
 
 /// Lengths around every vector width, so both full vectors and tails run.
 const LENS: [usize; 10] = [1, 3, 4, 5, 8, 15, 16, 17, 33, 100];
@@ -35,7 +38,7 @@ fn check_activation(k: &Kernels, act: Activation, len: usize, seed: u64) -> Resu
     let x = rand_vec(seed, len, 8.0);
     let mut g = Guarded::new(len);
     g.body().copy_from_slice(&x);
-    activation_in_place(k, act, g.body());
+    ew(k).activation_in_place(act, g.body());
     g.assert_guards("activation_in_place");
     for (i, (got, &xi)) in g.get().iter().zip(&x).enumerate() {
         let want = reference::activation(act, xi as f64);
@@ -56,7 +59,9 @@ fn check_add(k: &Kernels, len: usize, seed: u64, shift: usize) -> Result<(), Str
     let (bbuf, range) = shifted(&b, shift);
     let mut g = Guarded::new(len);
     g.body().copy_from_slice(&a);
-    add_in_place(k, g.body(), &bbuf[range]).map_err(|e| e.to_string())?;
+    ew(k)
+        .add_in_place(g.body(), &bbuf[range])
+        .map_err(|e| e.to_string())?;
     g.assert_guards("add_in_place");
     for i in 0..len {
         let want = (a[i] as f64 + b[i] as f64) as f32;
@@ -68,7 +73,7 @@ fn check_add(k: &Kernels, len: usize, seed: u64, shift: usize) -> Result<(), Str
             ));
         }
     }
-    if add_in_place(k, g.body(), &b[..len - 1]).is_ok() {
+    if ew(k).add_in_place(g.body(), &b[..len - 1]).is_ok() {
         return Err("add of different lengths accepted".into());
     }
     Ok(())
@@ -86,10 +91,14 @@ fn check_reductions_and_scale(k: &Kernels, s: Shape, seed: u64) -> Result<(), St
     let px = (h * w) as f64;
 
     let mut sums = Guarded::new(n * c);
-    channel_sums(k, &t, sums.body()).map_err(|e| e.to_string())?;
+    ew(k)
+        .channel_sums(&t, sums.body())
+        .map_err(|e| e.to_string())?;
     sums.assert_guards("channel_sums");
     let mut means = Guarded::new(n * c);
-    global_avg_pool(k, &t, means.body()).map_err(|e| e.to_string())?;
+    ew(k)
+        .global_avg_pool(&t, means.body())
+        .map_err(|e| e.to_string())?;
     means.assert_guards("global_avg_pool");
     for i in 0..n * c {
         let tol_sum = (px - 1.0) * U * mag[i] + U * want_sums[i].abs();
@@ -114,7 +123,9 @@ fn check_reductions_and_scale(k: &Kernels, s: Shape, seed: u64) -> Result<(), St
 
     let scale = rand_vec(seed ^ 7, n * c, 2.0);
     let mut got = t.clone();
-    scale_channels_in_place(k, &mut got, &scale).map_err(|e| e.to_string())?;
+    ew(k)
+        .scale_channels_in_place(k, &mut got, &scale)
+        .map_err(|e| e.to_string())?;
     let mut want = t.clone();
     reference::scale_channels(
         &mut want,
@@ -129,9 +140,11 @@ fn check_reductions_and_scale(k: &Kernels, s: Shape, seed: u64) -> Result<(), St
         }
     }
     let mut t2 = t.clone();
-    if scale_channels_in_place(k, &mut t2, &scale[1..]).is_ok()
-        || channel_sums(k, &t, &mut vec![0.0; n * c + 1]).is_ok()
-        || global_avg_pool(k, &t, &mut vec![0.0; n * c - 1]).is_ok()
+    if ew(k)
+        .scale_channels_in_place(k, &mut t2, &scale[1..])
+        .is_ok()
+        || ew(k).channel_sums(&t, &mut vec![0.0; n * c + 1]).is_ok()
+        || ew(k).global_avg_pool(&t, &mut vec![0.0; n * c - 1]).is_ok()
     {
         return Err("wrong lengths accepted".into());
     }
@@ -451,8 +464,8 @@ fn reductions_give_the_scalar_bits_on_every_tier() {
             let run = |k: &Kernels| {
                 let mut sums = vec![0.0; 2 * c];
                 let mut means = vec![0.0; 2 * c];
-                channel_sums(k, &t, &mut sums).unwrap();
-                global_avg_pool(k, &t, &mut means).unwrap();
+                ew(k).channel_sums(&t, &mut sums).unwrap();
+                ew(k).global_avg_pool(&t, &mut means).unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 (bits(&sums), bits(&means))
             };
