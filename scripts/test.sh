@@ -10,6 +10,10 @@
 # `Kernels::with_isa`, whatever KERNELS_ISA says), so under a forced tier they would repeat the
 # default run's work exactly, and they are the slowest tests of the workspace (a minute of CPU).
 #
+# The `isa` example runs without `-p`: in this virtual workspace that resolves features as the
+# `--workspace` test build does and reuses its binary; `-p mobile-cnn-kernels` would build the
+# kernel crate once more under the crate's own features (three minutes on two Zen 3 cores).
+#
 # BUILD_PROFILE (default: test) picks the cargo profile; CI passes `ci` (Cargo.toml) so that these
 # tests and the benchmark smoke runs share one build.
 set -euo pipefail
@@ -17,12 +21,12 @@ cd "$(dirname "$0")/.."
 profile=(--profile "${BUILD_PROFILE:-test}")
 
 cargo test "${profile[@]}" --workspace --quiet
-selected() { cargo run "${profile[@]}" --quiet -p mobile-cnn-kernels --example isa | sed -n 's/^selected: //p'; }
+selected() { cargo run "${profile[@]}" --quiet --example isa | sed -n 's/^selected: //p'; }
 default=$(selected)
 echo "== default tier: $default"
 for isa in scalar portable avx2 avx512 neon; do
   # Ask the kernel crate whether this CPU has the tier (the same detection the library uses).
-  if ! cargo run "${profile[@]}" --quiet -p mobile-cnn-kernels --example isa -- "$isa" >/dev/null 2>&1; then
+  if ! cargo run "${profile[@]}" --quiet --example isa -- "$isa" >/dev/null 2>&1; then
     echo "== KERNELS_ISA=$isa: not available on this CPU, skipped"
   elif [[ $isa == "$default" ]]; then
     forced=$(KERNELS_ISA=$isa selected)
