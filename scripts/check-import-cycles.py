@@ -19,7 +19,9 @@ Paths resolve to files as rustc does: `a::b` is the file of module `b` (`b.rs` o
 
 Re-exports are pass-throughs: a name taken through `pub use` (or `pub(crate) use`) in a facade such
 as lib.rs leads to the file that defines the item; the re-exporting file depends on that file only
-if its own code uses the name too. Test code (`#[cfg(test)]` items and files declared under
+if its own code uses the name too. A path in code through the re-export of a module other than the
+crate root (`$crate::dwconv::DwConvGeom` in a macro, where dwconv.rs re-exports it) also names that
+module's file. Test code (`#[cfg(test)]` items and files declared under
 `#[cfg(test)] mod x;`) is left out unless `--with-tests` is given: like Cargo's dev-dependencies,
 tests may reach upward. Comments and string literals are ignored.
 
@@ -314,15 +316,18 @@ class Crate:
             return list(owner.path) + list(segs)
         return None
 
-    def resolve(self, segs, depth=0):
-        """The module whose file defines the item at absolute path `segs`."""
+    def resolve(self, segs, depth=0, via=None):
+        """The module whose file defines the item at absolute path `segs`. Modules other than the
+        crate root whose re-export the path goes through are appended to `via` (when given)."""
         mod = self.root
         for i, seg in enumerate(segs):
             if seg in mod.children:
                 mod = mod.children[seg]
                 continue
             if depth < 16 and seg in mod.reexports and seg not in mod.defs:
-                return self.resolve(mod.reexports[seg] + list(segs[i + 1:]), depth + 1)
+                if via is not None and mod is not self.root:
+                    via.append(mod)
+                return self.resolve(mod.reexports[seg] + list(segs[i + 1:]), depth + 1, via)
             if depth < 16 and seg not in mod.defs:
                 for g in mod.globs:
                     target = self.resolve(g + [seg], depth + 1)
@@ -366,7 +371,13 @@ class Crate:
                 absolute = self.absolute(owner, segs)
             if absolute is None:
                 continue
-            add(owner, self.resolve(absolute), line, "::".join(segs))
+            # A path through another module's re-export (`crate::dwconv::DwConvGeom` where
+            # dwconv.rs has `pub use crate::ukernel::DwConvGeom`) names that module too: the file
+            # depends on it (unlike the crate root's facade, which every file may name through).
+            via = []
+            add(owner, self.resolve(absolute, via=via), line, "::".join(segs))
+            for facade in via:
+                add(owner, facade, line, "::".join(segs) + " (through a re-export)")
         return edges
 
 
@@ -493,6 +504,16 @@ def self_test():
                 "lib.rs": "mod a;\nmod b;\n",
                 "a.rs": "pub use crate::b::B;\npub struct A(B);\n",
                 "b.rs": "use crate::a::A;\npub struct B;\nfn g(_: A) {}\n",
+            },
+            False,
+        ),
+        "a macro's $crate:: path through another module's re-export names that module": (
+            {
+                "lib.rs": "mod geom;\nmod op;\nmod tier;\n",
+                "geom.rs": "pub struct G;\n",
+                "op.rs": "pub use crate::geom::G;\nuse crate::tier::run;\npub fn f() { run() }\n",
+                "tier.rs": "macro_rules! entry {\n    () => {\n        pub fn run(_: &$crate::op::G) {}\n"
+                "    };\n}\nentry!();\n",
             },
             False,
         ),
