@@ -209,6 +209,20 @@ impl DwConv {
         Ok(g.output_shape())
     }
 
+    /// The geometry of a run from `input` into `output`; errors when `output` is not the shape the
+    /// layer makes from `input`.
+    fn geom_io(&self, input: &Tensor, output: &Tensor) -> Result<DwConvGeom> {
+        let g = self.geom(input.shape())?;
+        if output.shape() != g.output_shape() {
+            return Err(Error::shape(
+                "dwconv output",
+                g.output_shape(),
+                output.shape(),
+            ));
+        }
+        Ok(g)
+    }
+
     /// Runs the layer with its kernel in one call on the calling thread (for threads and sums that
     /// do not depend on them, [`DwConv::run_bands`]). `sums`, when given, must hold `n * c` floats
     /// and receives the per-image, per-channel sums of the output.
@@ -219,14 +233,7 @@ impl DwConv {
         output: &mut Tensor,
         sums: Option<&mut [f32]>,
     ) -> Result<()> {
-        let g = self.geom(input.shape())?;
-        if output.shape() != g.output_shape() {
-            return Err(Error::shape(
-                "dwconv output",
-                g.output_shape(),
-                output.shape(),
-            ));
-        }
+        let g = self.geom_io(input, output)?;
         self.kernel_for(kernels)?.run_rows(
             &g,
             0..g.rows(),
@@ -273,14 +280,7 @@ impl DwConv {
         output: &mut Tensor,
         sums: Option<(&mut [f32], &mut [f32])>,
     ) -> Result<()> {
-        let g = self.geom(input.shape())?;
-        if output.shape() != g.output_shape() {
-            return Err(Error::shape(
-                "dwconv output",
-                g.output_shape(),
-                output.shape(),
-            ));
-        }
+        let g = self.geom_io(input, output)?;
         let kernel = self.kernel_for(kernels)?;
         let bands = DwBands::of(&g);
         let parallel = bands.parallel(kernels, &g);

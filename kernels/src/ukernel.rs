@@ -4,10 +4,17 @@
 //! tier kernels (`x86_64/`, `aarch64/`, `portable/`, `scalar/`, `dwconv_kxk.rs`, `gemv.rs`), then
 //! [`crate::registry`], then the ops (`dwconv.rs`, `pointwise.rs`, `se.rs`, `elementwise.rs`, ...),
 //! which bind a kernel from the registry once, when the op object is made.
-//! `scripts/check-import-cycles.sh` keeps the file-level imports free of cycles.
+//! `scripts/check-import-cycles.py` keeps the file-level imports free of cycles.
 //!
 //! The safety contract of each function type is in its `# Safety` section; the op modules'
 //! safe wrappers check every length before they call one.
+//!
+//! Each function type's parameter list stands again, written out, in every kernel that implements
+//! it and in each tier's generic loop nest (the `duplicates` tool pairs them: about 36 pairs of
+//! six to nine lines). That repetition is kept on purpose: the compiler checks every copy against
+//! the type when the registry stores it, and a reader of a kernel sees its arguments' types where
+//! the unsafe code uses them. Declaring them through one prototype macro (XNNPACK's
+//! `DECLARE_*_UKERNEL_FUNCTION`) would hide exactly that.
 
 use std::ops::Range;
 

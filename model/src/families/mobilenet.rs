@@ -61,96 +61,37 @@ const fn st(
 }
 
 /// timm's `mobilenetv3_large_100` (stage 0: depthwise-separable; last stage: 1x1 ConvBnAct).
+#[rustfmt::skip]
 const V3_LARGE: [StageSpec; 7] = [
     st(1, R, &[(3, 16, 16, false)]),
     st(2, R, &[(3, 64, 24, false), (3, 72, 24, false)]),
-    st(
-        2,
-        R,
-        &[(5, 72, 40, true), (5, 120, 40, true), (5, 120, 40, true)],
-    ),
-    st(
-        2,
-        HS,
-        &[
-            (3, 240, 80, false),
-            (3, 200, 80, false),
-            (3, 184, 80, false),
-            (3, 184, 80, false),
-        ],
-    ),
+    st(2, R, &[(5, 72, 40, true), (5, 120, 40, true), (5, 120, 40, true)]),
+    st(2, HS, &[(3, 240, 80, false), (3, 200, 80, false), (3, 184, 80, false), (3, 184, 80, false)]),
     st(1, HS, &[(3, 480, 112, true), (3, 672, 112, true)]),
-    st(
-        2,
-        HS,
-        &[
-            (5, 672, 160, true),
-            (5, 960, 160, true),
-            (5, 960, 160, true),
-        ],
-    ),
+    st(2, HS, &[(5, 672, 160, true), (5, 960, 160, true), (5, 960, 160, true)]),
     st(1, HS, &[(1, 960, 960, false)]),
 ];
 
 /// timm's `mobilenetv3_small_100`.
+#[rustfmt::skip]
 const V3_SMALL: [StageSpec; 6] = [
     st(2, R, &[(3, 16, 16, true)]),
     st(2, R, &[(3, 72, 24, false), (3, 88, 24, false)]),
-    st(
-        2,
-        HS,
-        &[(5, 96, 40, true), (5, 240, 40, true), (5, 240, 40, true)],
-    ),
+    st(2, HS, &[(5, 96, 40, true), (5, 240, 40, true), (5, 240, 40, true)]),
     st(1, HS, &[(5, 120, 48, true), (5, 144, 48, true)]),
-    st(
-        2,
-        HS,
-        &[(5, 288, 96, true), (5, 576, 96, true), (5, 576, 96, true)],
-    ),
+    st(2, HS, &[(5, 288, 96, true), (5, 576, 96, true), (5, 576, 96, true)]),
     st(1, HS, &[(1, 576, 576, false)]),
 ];
 
 /// timm's `mobilenetv2_100` (every block ReLU6, no squeeze-excite; no ConvBnAct stage).
+#[rustfmt::skip]
 const V2: [StageSpec; 7] = [
     st(1, R6, &[(3, 32, 16, false)]),
     st(2, R6, &[(3, 96, 24, false), (3, 144, 24, false)]),
-    st(
-        2,
-        R6,
-        &[
-            (3, 144, 32, false),
-            (3, 192, 32, false),
-            (3, 192, 32, false),
-        ],
-    ),
-    st(
-        2,
-        R6,
-        &[
-            (3, 192, 64, false),
-            (3, 384, 64, false),
-            (3, 384, 64, false),
-            (3, 384, 64, false),
-        ],
-    ),
-    st(
-        1,
-        R6,
-        &[
-            (3, 384, 96, false),
-            (3, 576, 96, false),
-            (3, 576, 96, false),
-        ],
-    ),
-    st(
-        2,
-        R6,
-        &[
-            (3, 576, 160, false),
-            (3, 960, 160, false),
-            (3, 960, 160, false),
-        ],
-    ),
+    st(2, R6, &[(3, 144, 32, false), (3, 192, 32, false), (3, 192, 32, false)]),
+    st(2, R6, &[(3, 192, 64, false), (3, 384, 64, false), (3, 384, 64, false), (3, 384, 64, false)]),
+    st(1, R6, &[(3, 384, 96, false), (3, 576, 96, false), (3, 576, 96, false)]),
+    st(2, R6, &[(3, 576, 160, false), (3, 960, 160, false), (3, 960, 160, false)]),
     st(1, R6, &[(3, 960, 320, false)]),
 ];
 

@@ -46,55 +46,30 @@ pub struct Variant {
 
 /// Every variant timm registers (timm 1.0 `repvit.py`).
 pub const VARIANTS: [Variant; 8] = [
-    Variant {
-        name: "m0_9",
-        embed_dim: [48, 96, 192, 384],
-        depth: [2, 2, 14, 2],
-        legacy: false,
-    },
-    Variant {
-        name: "m1_0",
-        embed_dim: [56, 112, 224, 448],
-        depth: [2, 2, 14, 2],
-        legacy: false,
-    },
-    Variant {
-        name: "m1_1",
-        embed_dim: [64, 128, 256, 512],
-        depth: [2, 2, 12, 2],
-        legacy: false,
-    },
-    Variant {
-        name: "m1_5",
-        embed_dim: [64, 128, 256, 512],
-        depth: [4, 4, 24, 4],
-        legacy: false,
-    },
-    Variant {
-        name: "m2_3",
-        embed_dim: [80, 160, 320, 640],
-        depth: [6, 6, 34, 2],
-        legacy: false,
-    },
-    Variant {
-        name: "m1",
-        embed_dim: [48, 96, 192, 384],
-        depth: [2, 2, 14, 2],
-        legacy: true,
-    },
-    Variant {
-        name: "m2",
-        embed_dim: [64, 128, 256, 512],
-        depth: [2, 2, 12, 2],
-        legacy: true,
-    },
-    Variant {
-        name: "m3",
-        embed_dim: [64, 128, 256, 512],
-        depth: [4, 4, 18, 2],
-        legacy: true,
-    },
+    variant("m0_9", [48, 96, 192, 384], [2, 2, 14, 2], false),
+    variant("m1_0", [56, 112, 224, 448], [2, 2, 14, 2], false),
+    variant("m1_1", [64, 128, 256, 512], [2, 2, 12, 2], false),
+    variant("m1_5", [64, 128, 256, 512], [4, 4, 24, 4], false),
+    variant("m2_3", [80, 160, 320, 640], [6, 6, 34, 2], false),
+    variant("m1", [48, 96, 192, 384], [2, 2, 14, 2], true),
+    variant("m2", [64, 128, 256, 512], [2, 2, 12, 2], true),
+    variant("m3", [64, 128, 256, 512], [4, 4, 18, 2], true),
 ];
+
+/// One row of [`VARIANTS`].
+const fn variant(
+    name: &'static str,
+    embed_dim: [usize; 4],
+    depth: [usize; 4],
+    legacy: bool,
+) -> Variant {
+    Variant {
+        name,
+        embed_dim,
+        depth,
+        legacy,
+    }
+}
 
 /// The names [`RepVitConfig::variant`] accepts, described for an error message.
 pub fn known_names() -> String {
