@@ -28,8 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
-# timm's MobileNets that repvit-rs runs (`--variant mobilenets` selects all three).
-MOBILENETS = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100"]
+# timm's MobileNets and EfficientNets that repvit-rs runs (`--variant mobilenets` selects all).
+MOBILENETS = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100", "efficientnet_b0",
+              "efficientnet_lite0"]
 ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
 SIZE, OPSET = 224, 17
 LITERT = Path(__file__).resolve().parent / "litert_peer.py"
@@ -77,7 +78,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--variant", action="append", default=None,
                    help="variant (m1_0 or repvit_m1_0, or a MobileNet: mobilenetv3_large_100, "
                         "mobilenetv3_small_100, mobilenetv2_100), comma list, all (every RepViT) or "
-                        "mobilenets (the three); repeatable (default: m1_0)")
+                        "mobilenets (the MobileNets and EfficientNets); repeatable (default: m1_0)")
     p.add_argument("--threads", default=None,
                    help=f"comma list of thread counts (default: 1,{nproc} = 1 and nproc)")
     p.add_argument("--iters", type=int, default=None,

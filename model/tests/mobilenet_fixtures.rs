@@ -1,4 +1,5 @@
-//! MobileNetV3-Large/-Small and MobileNetV2 logits against timm's, on the reduced-width checkpoints
+//! MobileNetV3-Large/-Small, MobileNetV2, EfficientNet-B0 and EfficientNet-Lite0 logits against
+//! timm's, on the reduced-width checkpoints
 //! written by `model/tools/make_mobilenet_fixtures.py` (timm's own generators, random weights,
 //! randomised BatchNorm statistics, float16 storage, odd input sizes).
 
@@ -69,6 +70,16 @@ fn mobilenetv2_matches_timm_on_every_isa() {
     every_isa_and_two_threads("mnv2");
 }
 
+#[test]
+fn efficientnet_b0_matches_timm_on_every_isa() {
+    every_isa_and_two_threads("effb0");
+}
+
+#[test]
+fn efficientnet_lite0_matches_timm_on_every_isa() {
+    every_isa_and_two_threads("efflite0");
+}
+
 fn detected(name: &str) -> MobileNetConfig {
     let k = Kernels::new().unwrap();
     let m = Network::load(fixture(&format!("{name}.safetensors")), None, &k).unwrap();
@@ -110,6 +121,26 @@ fn fixture_structures_are_detected() {
             .all(|b| b.se.is_none() && b.k == 3)
     );
     assert_eq!(c.blocks[6][0].kind, BlockKind::InvertedResidual);
+
+    // EfficientNet-B0: the same block classes as V2, other depths and kernels, and a squeeze-excite
+    // reduced from the block's input width (16 -> 4 in blocks.1.0 at full width; here 8 -> 2).
+    let c = detected("effb0");
+    assert_eq!(c.kind, MobileNetKind::EfficientNetB0);
+    assert_eq!(
+        c.blocks.iter().map(Vec::len).collect::<Vec<_>>(),
+        [1, 2, 2, 3, 3, 4, 1]
+    );
+    let b = &c.blocks[1][0];
+    assert_eq!((b.k, b.stride, b.cin, b.se), (3, 2, 8, Some(2)));
+    assert_eq!((c.blocks[2][0].k, c.blocks[2][0].stride), (5, 2));
+    assert!(c.blocks.iter().flatten().all(|b| b.se.is_some()));
+    assert_eq!(c.blocks[0][0].kind, BlockKind::DepthwiseSeparable);
+
+    let c = detected("efflite0");
+    assert_eq!(c.kind, MobileNetKind::EfficientNetLite0);
+    assert!(c.blocks.iter().flatten().all(|b| b.se.is_none()));
+    // Lite0 keeps its stem at 32 at any width multiplier (timm's fix_stem_head).
+    assert_eq!(c.stem, 32);
 }
 
 #[test]
@@ -126,6 +157,8 @@ fn full_size_random_models_run_at_224_on_every_family() {
             MobileNetKind::V3Large => 200e6..240e6,
             MobileNetKind::V3Small => 50e6..70e6,
             MobileNetKind::V2 => 290e6..320e6,
+            // 0.39 GFLOPs (multiply-adds) in the EfficientNet paper (Table 2); Lite0 drops the SE.
+            MobileNetKind::EfficientNetB0 | MobileNetKind::EfficientNetLite0 => 370e6..420e6,
         };
         assert!(
             want.contains(&(macs as f64)),
@@ -226,6 +259,7 @@ fn feature_channels(name: &str) -> [usize; 5] {
         "mnv3_large" => [8, 8, 16, 32, 240],
         "mnv3_small" => [16, 8, 8, 16, 200],
         "mnv2" => [8, 8, 8, 24, 80],
+        "effb0" | "efflite0" => [8, 8, 16, 32, 80],
         _ => unreachable!("{name}"),
     }
 }
@@ -298,6 +332,12 @@ fn mobilenetv2_feature_maps_match_timm_features_only() {
 }
 
 #[test]
+fn efficientnet_feature_maps_match_timm_features_only() {
+    features_on_every_isa("effb0");
+    features_on_every_isa("efflite0");
+}
+
+#[test]
 fn feature_stage_five_of_a_mobilenet_is_an_error_naming_the_count() {
     let k = Kernels::new().unwrap();
     let m = Network::load(fixture("mnv2.safetensors"), None, &k).unwrap();
@@ -317,7 +357,7 @@ fn headless(name: &str) -> StateDict {
 
 #[test]
 fn headless_mobilenets_output_timm_pooled_conv_head_features() {
-    for name in ["mnv3_large", "mnv3_small", "mnv2"] {
+    for name in ["mnv3_large", "mnv3_small", "mnv2", "effb0", "efflite0"] {
         let want = npy::read(fixture(&format!("{name}_headless.npy"))).unwrap();
         let x = npy::read(fixture(&format!("{name}_input.npy"))).unwrap();
         let shape: [usize; 4] = x.shape.clone().try_into().unwrap();

@@ -10,6 +10,8 @@ float16 (the reference logits are computed on the rounded weights, in float32):
     mnv3_large.safetensors, mnv3_large_input.npy, mnv3_large_logits.npy   (multiplier 0.25)
     mnv3_small.safetensors, ...                                            (multiplier 0.35)
     mnv2.safetensors, ...                                                  (multiplier 0.25)
+    effb0.safetensors, ...       (EfficientNet-B0, `_gen_efficientnet`,    multiplier 0.25)
+    efflite0.safetensors, ...    (EfficientNet-Lite0, `_gen_efficientnet_lite`, multiplier 0.25)
 
 Inputs are 2x3xHxW with odd sizes (stride-2 edges of the 3x3 and 5x5 depthwise layers).
 
@@ -28,7 +30,7 @@ the logits and with `--features 0,1,2,3,4` for the feature maps (against timm's
 reported beside the distance of ours and of timm's float32 to timm in float64).
 
 Run with: /work/venvs/peers/bin/python model/tools/make_mobilenet_fixtures.py \
-    [--full [--size HxW] [--seed N]] [--no-run]
+    [--only NAME...] [--full [--size HxW] [--seed N]] [--no-run]
 """
 import argparse
 import os
@@ -39,13 +41,22 @@ import sys
 import numpy as np
 import torch
 import timm
-from timm.models.efficientnet import _gen_mobilenet_v2
+from timm.models.efficientnet import _gen_efficientnet, _gen_efficientnet_lite, _gen_mobilenet_v2
 from timm.models.mobilenetv3 import _gen_mobilenet_v3
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "model" / "tests" / "fixtures"
-FULL = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100"]
+FULL = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100", "efficientnet_b0",
+        "efficientnet_lite0"]
+
+# timm's EfficientNet-class generators of the reduced fixtures: (generator, registered name, head
+# activation).
+EFFICIENTNET_CLASS = {
+    "v2": (_gen_mobilenet_v2, "mobilenetv2_100", torch.nn.ReLU6),
+    "b0": (_gen_efficientnet, "efficientnet_b0", torch.nn.SiLU),
+    "lite0": (_gen_efficientnet_lite, "efficientnet_lite0", torch.nn.ReLU6),
+}
 
 
 def randomise(model, seed, shape):
@@ -90,11 +101,12 @@ def logits(model, x):
 
 def reduced(kind, mult):
     """The family's exact block structure at `mult` width, head 64 wide, 10 classes."""
-    if kind == "v2":
-        m = _gen_mobilenet_v2("mobilenetv2_100", mult, pretrained=False, num_classes=10)
+    if kind in EFFICIENTNET_CLASS:
+        gen, variant, act = EFFICIENTNET_CLASS[kind]
+        m = gen(variant, mult, pretrained=False, num_classes=10)
         cin = m.conv_head.in_channels
         m.conv_head = torch.nn.Conv2d(cin, 64, 1, bias=False)
-        m.bn2 = type(m.bn2)(64, act_layer=torch.nn.ReLU6)
+        m.bn2 = type(m.bn2)(64, act_layer=act)
     else:
         m = _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, num_classes=10)
         cin = m.conv_head.in_channels
@@ -124,8 +136,9 @@ def write_fixture(name, model, x):
 def features_only(kind, mult):
     """timm's `features_only=True` model of the family at `mult` width (MobileNetV3Features,
     EfficientNetFeatures): the stem and blocks of `reduced(kind, mult)`, no head."""
-    if kind == "v2":
-        return _gen_mobilenet_v2("mobilenetv2_100", mult, pretrained=False, features_only=True)
+    if kind in EFFICIENTNET_CLASS:
+        gen, variant, _ = EFFICIENTNET_CLASS[kind]
+        return gen(variant, mult, pretrained=False, features_only=True)
     return _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, features_only=True)
 
 
@@ -158,12 +171,16 @@ def write_headless(name, model, x):
     print(f"  {name}: headless output {y.shape}")
 
 
-def small_fixtures():
+def small_fixtures(only=None):
     for i, (name, kind, mult, hw) in enumerate([
         ("mnv3_large", "large", 0.25, (67, 53)),
         ("mnv3_small", "small", 0.35, (61, 75)),
         ("mnv2", "v2", 0.25, (57, 63)),
+        ("effb0", "b0", 0.25, (59, 65)),
+        ("efflite0", "lite0", 0.25, (63, 55)),
     ]):
+        if only and name not in only:
+            continue
         torch.manual_seed(20 + i)
         m = reduced(kind, mult)
         randomise(m, 30 + i, (4, 3, *hw))
@@ -171,7 +188,7 @@ def small_fixtures():
         write_fixture(name, m, x)
         write_features(name, kind, mult, m, x)
         write_headless(name, m, x)
-    for f in sorted(FIXTURES.glob("mnv*")):
+    for f in sorted([*FIXTURES.glob("mnv*"), *FIXTURES.glob("eff*")]):
         print(f"  {f.relative_to(ROOT)}: {f.stat().st_size} bytes")
 
 
@@ -238,6 +255,8 @@ def full(name, run, hw=(224, 224), seed=50):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="check the full-size models instead")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="write only these small fixtures (e.g. effb0 efflite0)")
     ap.add_argument("--no-run", action="store_true", help="with --full: only write the files")
     ap.add_argument("--size", default="224x224", help="with --full: input HxW (default 224x224)")
     ap.add_argument("--seed", type=int, default=50, help="with --full: first seed (default 50)")
@@ -245,7 +264,7 @@ def main():
     hw = tuple(int(v) for v in a.size.lower().split("x"))
     print(f"timm {timm.__version__}, torch {torch.__version__}")
     if not a.full:
-        small_fixtures()
+        small_fixtures(a.only)
         return 0
     rows = [r for r in (full(n, not a.no_run, hw, a.seed) for n in FULL) if r is not None]
     if rows:

@@ -1,8 +1,11 @@
-//! MobileNetV3 ("Searching for MobileNetV3", Howard et al. 2019) and MobileNetV2 ("MobileNetV2:
-//! Inverted Residuals and Linear Bottlenecks", Sandler et al. 2018) as timm builds them
-//! (`timm.models.mobilenetv3`, `efficientnet_blocks`; timm 1.0): a configuration table, detection
-//! from checkpoint shapes, and a builder that reads timm's keys, folds each BatchNorm and appends
-//! steps to the shared [`Graph`].
+//! The networks timm builds from its `efficientnet_blocks` (timm 1.0): MobileNetV3 ("Searching for
+//! MobileNetV3", Howard et al. 2019), MobileNetV2 ("MobileNetV2: Inverted Residuals and Linear
+//! Bottlenecks", Sandler et al. 2018), EfficientNet-B0 ("EfficientNet: Rethinking Model Scaling for
+//! Convolutional Neural Networks", Tan and Le 2019) and EfficientNet-Lite0 (its ReLU6 variant
+//! without squeeze-excite). timm builds MobileNetV2 and the EfficientNets with one class
+//! (`EfficientNet`) and MobileNetV3 with its sibling: same blocks, same keys. Here: a configuration
+//! table per model, detection from checkpoint shapes, and a builder that reads timm's keys, folds
+//! each BatchNorm and appends steps to the shared [`Graph`].
 //!
 //! Widths, kernel sizes, expansion and squeeze-excite widths come from the tensors (so width
 //! multipliers such as `mobilenetv3_large_075` load too); what tensors cannot say (strides and
@@ -25,7 +28,7 @@ use crate::preprocess::EvalTransform;
 /// BatchNorm epsilon of every MobileNet BatchNorm (timm builds them with PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
 
-/// The three MobileNets timm registers under these names.
+/// The models timm registers under these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MobileNetKind {
     /// `mobilenetv3_large_*`.
@@ -34,6 +37,10 @@ pub enum MobileNetKind {
     V3Small,
     /// `mobilenetv2_*`.
     V2,
+    /// `efficientnet_b0`: SiLU, squeeze-excite (SiLU inside, sigmoid gate) in every block.
+    EfficientNetB0,
+    /// `efficientnet_lite0`: ReLU6, no squeeze-excite, stem and head widths fixed.
+    EfficientNetLite0,
 }
 
 /// Per stage: first block's stride, the stage's activation, blocks at multiplier 1.0 as
@@ -47,6 +54,7 @@ struct StageSpec {
 const R: Activation = Activation::Relu;
 const HS: Activation = Activation::HardSwish;
 const R6: Activation = Activation::Relu6;
+const SI: Activation = Activation::Silu;
 
 const fn st(
     stride: usize,
@@ -95,12 +103,41 @@ const V2: [StageSpec; 7] = [
     st(1, R6, &[(3, 960, 320, false)]),
 ];
 
+/// timm's `efficientnet_b0` (`_gen_efficientnet`: `ds_r1_k3_s1_e1_c16_se0.25`,
+/// `ir_r2_k3_s2_e6_c24_se0.25`, `ir_r2_k5_s2_e6_c40_se0.25`, `ir_r3_k3_s2_e6_c80_se0.25`,
+/// `ir_r3_k5_s1_e6_c112_se0.25`, `ir_r4_k5_s2_e6_c192_se0.25`, `ir_r1_k3_s1_e6_c320_se0.25`).
+#[rustfmt::skip]
+const EFFICIENTNET_B0: [StageSpec; 7] = [
+    st(1, SI, &[(3, 32, 16, true)]),
+    st(2, SI, &[(3, 96, 24, true), (3, 144, 24, true)]),
+    st(2, SI, &[(5, 144, 40, true), (5, 240, 40, true)]),
+    st(2, SI, &[(3, 240, 80, true), (3, 480, 80, true), (3, 480, 80, true)]),
+    st(1, SI, &[(5, 480, 112, true), (5, 672, 112, true), (5, 672, 112, true)]),
+    st(2, SI, &[(5, 672, 192, true), (5, 1152, 192, true), (5, 1152, 192, true), (5, 1152, 192, true)]),
+    st(1, SI, &[(3, 1152, 320, true)]),
+];
+
+/// timm's `efficientnet_lite0` (`_gen_efficientnet_lite`): B0's blocks with ReLU6 and no
+/// squeeze-excite.
+#[rustfmt::skip]
+const EFFICIENTNET_LITE0: [StageSpec; 7] = [
+    st(1, R6, &[(3, 32, 16, false)]),
+    st(2, R6, &[(3, 96, 24, false), (3, 144, 24, false)]),
+    st(2, R6, &[(5, 144, 40, false), (5, 240, 40, false)]),
+    st(2, R6, &[(3, 240, 80, false), (3, 480, 80, false), (3, 480, 80, false)]),
+    st(1, R6, &[(5, 480, 112, false), (5, 672, 112, false), (5, 672, 112, false)]),
+    st(2, R6, &[(5, 672, 192, false), (5, 1152, 192, false), (5, 1152, 192, false), (5, 1152, 192, false)]),
+    st(1, R6, &[(3, 1152, 320, false)]),
+];
+
 impl MobileNetKind {
     /// Every kind.
-    pub const ALL: [MobileNetKind; 3] = [
+    pub const ALL: [MobileNetKind; 5] = [
         MobileNetKind::V3Large,
         MobileNetKind::V3Small,
         MobileNetKind::V2,
+        MobileNetKind::EfficientNetB0,
+        MobileNetKind::EfficientNetLite0,
     ];
 
     /// timm's name of the width-1.0 model.
@@ -109,6 +146,8 @@ impl MobileNetKind {
             MobileNetKind::V3Large => "mobilenetv3_large_100",
             MobileNetKind::V3Small => "mobilenetv3_small_100",
             MobileNetKind::V2 => "mobilenetv2_100",
+            MobileNetKind::EfficientNetB0 => "efficientnet_b0",
+            MobileNetKind::EfficientNetLite0 => "efficientnet_lite0",
         }
     }
 
@@ -117,11 +156,43 @@ impl MobileNetKind {
             MobileNetKind::V3Large => &V3_LARGE,
             MobileNetKind::V3Small => &V3_SMALL,
             MobileNetKind::V2 => &V2,
+            MobileNetKind::EfficientNetB0 => &EFFICIENTNET_B0,
+            MobileNetKind::EfficientNetLite0 => &EFFICIENTNET_LITE0,
         }
     }
 
+    /// timm's `MobileNetV3` class (pool, then `conv_head` with bias and no BatchNorm; a last
+    /// `ConvBnAct` stage), not its `EfficientNet` class (`conv_head` + `bn2` + act, then pool).
     fn is_v3(self) -> bool {
-        self != MobileNetKind::V2
+        matches!(self, MobileNetKind::V3Large | MobileNetKind::V3Small)
+    }
+
+    /// The `conv_head` activation.
+    fn head_act(self) -> Activation {
+        match self {
+            MobileNetKind::V3Large | MobileNetKind::V3Small => HS,
+            MobileNetKind::V2 | MobileNetKind::EfficientNetLite0 => R6,
+            MobileNetKind::EfficientNetB0 => SI,
+        }
+    }
+
+    /// Squeeze-excite: the activation inside (after `conv_reduce`), the gate, and the reduced
+    /// width of a block with input `cin` and depthwise width `mid` at any multiplier. MobileNetV3:
+    /// ReLU, hard-sigmoid, `make_divisible(mid / 4, 8)` (`se_layer = partial(SqueezeExcite,
+    /// gate_layer='hard_sigmoid', force_act_layer=nn.ReLU, rd_round_fn=round_chs_fn)`);
+    /// EfficientNet: the block's activation, sigmoid, `round(cin / 4)` of the block's INPUT
+    /// width (`se_from_exp=False`: 96 -> 4 in `blocks.1.0`, whose input is 16).
+    fn se(self, act: Activation, cin: usize, mid: usize) -> (Activation, Gate, usize) {
+        if self.is_v3() {
+            let r = make_divisible(mid as f64 * 0.25, 8);
+            (Activation::Relu, Gate::HardSigmoid, r)
+        } else {
+            (
+                act,
+                Gate::Sigmoid,
+                (cin as f64 * 0.25).round_ties_even() as usize,
+            )
+        }
     }
 
     /// Stem width, stem activation and `conv_head` width at multiplier 1.0.
@@ -130,6 +201,8 @@ impl MobileNetKind {
             MobileNetKind::V3Large => (16, HS, 1280),
             MobileNetKind::V3Small => (16, HS, 1024),
             MobileNetKind::V2 => (32, R6, 1280),
+            MobileNetKind::EfficientNetB0 => (32, SI, 1280),
+            MobileNetKind::EfficientNetLite0 => (32, R6, 1280),
         }
     }
 
@@ -176,7 +249,8 @@ pub struct MobileNetBlock {
     pub stride: usize,
     /// Activation after the expansion and the depthwise convolution.
     pub act: Activation,
-    /// Squeeze-excite reduced width (ReLU inside, hard-sigmoid gate), on the `mid` channels.
+    /// Squeeze-excite reduced width, on the `mid` channels (inside activation and gate by family:
+    /// MobileNetV3 ReLU and hard-sigmoid, EfficientNet the block's activation and sigmoid).
     pub se: Option<usize>,
 }
 
@@ -254,7 +328,7 @@ impl MobileNetConfig {
                             k,
                             stride: if j == 0 { s.stride } else { 1 },
                             act: s.act,
-                            se: se.then(|| make_divisible(mid as f64 * 0.25, 8)),
+                            se: se.then(|| kind.se(s.act, cin, mid).2),
                         };
                         cin = cout;
                         b
@@ -270,12 +344,13 @@ impl MobileNetConfig {
             stem_act,
             blocks,
             head,
-            head_act: if kind.is_v3() { HS } else { R6 },
+            head_act: kind.head_act(),
             num_classes: 1000,
         }
     }
 
-    /// A registered name: `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`.
+    /// A registered name: `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`,
+    /// `efficientnet_b0`, `efficientnet_lite0`.
     pub fn variant(name: &str) -> Result<MobileNetConfig, Error> {
         MobileNetKind::ALL
             .into_iter()
@@ -287,9 +362,11 @@ impl MobileNetConfig {
             })
     }
 
-    /// Whether a name belongs to this module (`mobilenetv2_*`, `mobilenetv3_*`).
+    /// Whether a name belongs to this module (`mobilenetv2_*`, `mobilenetv3_*`, `efficientnet_*`).
     pub fn is_family_name(name: &str) -> bool {
-        name.starts_with("mobilenetv2") || name.starts_with("mobilenetv3")
+        name.starts_with("mobilenetv2")
+            || name.starts_with("mobilenetv3")
+            || name.starts_with("efficientnet")
     }
 
     /// Channels into the classifier: the output width of a headless model (`num_classes == 0`).
@@ -351,7 +428,7 @@ impl MobileNetConfig {
         }
         for (i, stage) in self.blocks.iter().enumerate() {
             for (j, b) in stage.iter().enumerate() {
-                x = push_block(p, k, g, &format!("blocks.{i}.{j}"), b, x)?;
+                x = push_block(p, k, g, &format!("blocks.{i}.{j}"), self.kind, b, x)?;
                 reduction *= b.stride;
             }
             if i + 1 == self.blocks.len() || first_stride(i + 1).is_some_and(|s| s > 1) {
@@ -446,12 +523,15 @@ fn push_classifier(k: &Kernels, g: &mut Graph, f: &Folded, src: Vector) -> Resul
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn se_module(
     p: &mut dyn Params,
     k: &Kernels,
     name: &str,
     c: usize,
     r: usize,
+    inner: Activation,
+    gate: Gate,
 ) -> Result<SqueezeExcite, Error> {
     let fc1 = with_bias(p, &format!("{name}.conv_reduce"), &[r, c, 1, 1])?;
     let fc2 = with_bias(p, &format!("{name}.conv_expand"), &[c, r, 1, 1])?;
@@ -463,8 +543,8 @@ fn se_module(
         &fc1.bias,
         &fc2.weight,
         &fc2.bias,
-        Activation::Relu,
-        Gate::HardSigmoid,
+        inner,
+        gate,
     )
     .layer(|| name.to_string())
 }
@@ -475,6 +555,7 @@ fn push_block(
     k: &Kernels,
     g: &mut Graph,
     name: &str,
+    kind: MobileNetKind,
     b: &MobileNetBlock,
     x: usize,
 ) -> Result<usize, Error> {
@@ -500,7 +581,8 @@ fn push_block(
         );
         if let Some(r) = b.se {
             let sname = format!("{name}.se");
-            let se = se_module(p, k, &sname, b.mid, r)?;
+            let (inner, gate, _) = kind.se(b.act, b.cin, b.mid);
+            let se = se_module(p, k, &sname, b.mid, r, inner, gate)?;
             g.push(sname, Op::Se { se, t: dst });
         }
         Ok::<_, Error>(dst)
@@ -619,10 +701,20 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
     let kind = match (v3, depth.len()) {
         (true, 7) => MobileNetKind::V3Large,
         (true, 6) => MobileNetKind::V3Small,
-        (false, 7) if sd.shape("bn2.weight").is_some() => MobileNetKind::V2,
+        // timm's EfficientNet class: MobileNetV2 or an EfficientNet by the blocks per stage, B0
+        // or Lite0 by the squeeze-excite tensors.
+        (false, 7) if sd.shape("bn2.weight").is_some() => {
+            if depth != MobileNetKind::EfficientNetB0.depths() {
+                MobileNetKind::V2
+            } else if sd.keys().any(|k| k.contains(".se.conv_reduce.")) {
+                MobileNetKind::EfficientNetB0
+            } else {
+                MobileNetKind::EfficientNetLite0
+            }
+        }
         (v3, n) => {
             return Err(not(format!(
-                "{n} stages with{} a `conv_head.bias` (V3-Large: 7 stages and a bias, V3-Small: 6, V2: 7 and `bn2`)",
+                "{n} stages with{} a `conv_head.bias` (V3-Large: 7 stages and a bias, V3-Small: 6, V2 and EfficientNet-B0/Lite0: 7 and `bn2`)",
                 if v3 { "" } else { "out" }
             )));
         }
@@ -692,7 +784,7 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
         stem_act: kind.stem_head().1,
         blocks,
         head,
-        head_act: if kind.is_v3() { HS } else { R6 },
+        head_act: kind.head_act(),
         num_classes: classes,
     };
     let mut reference = MobileNetConfig::of(kind);
