@@ -101,7 +101,7 @@ fn cli() -> Command {
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
-                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT and MobileNet; default: m1_0)").default_value("m1_0"))
+                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT, MobileNet and EfficientNet; default: m1_0)").default_value("m1_0"))
                 .arg(
                     Arg::new("weights")
                         .long("weights")
@@ -233,7 +233,7 @@ fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
         .arg(
             Arg::new("variant")
                 .long("variant")
-                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100); detected from the checkpoint when absent"),
+                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100, efficientnet_b0, efficientnet_lite0); detected from the checkpoint when absent"),
         )
         .arg(threads)
         .arg(isa)

@@ -261,7 +261,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="check the full-size models instead")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="write only these small fixtures (e.g. effb0 efflite0)")
+                    help="only these small fixtures (e.g. effb0 efflite0) or, with --full, "
+                         "these models (e.g. efficientnet_b0)")
     ap.add_argument("--no-run", action="store_true", help="with --full: only write the files")
     ap.add_argument("--size", default="224x224", help="with --full: input HxW (default 224x224)")
     ap.add_argument("--seed", type=int, default=50, help="with --full: first seed (default 50)")
@@ -271,7 +272,8 @@ def main():
     if not a.full:
         small_fixtures(a.only)
         return 0
-    rows = [r for r in (full(n, not a.no_run, hw, a.seed) for n in FULL) if r is not None]
+    names = [n for n in FULL if not a.only or n in a.only]
+    rows = [r for r in (full(n, not a.no_run, hw, a.seed) for n in names) if r is not None]
     if rows:
         print(f"\ninput 2x3x{hw[0]}x{hw[1]}, seed {a.seed}")
         print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | "
