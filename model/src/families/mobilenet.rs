@@ -103,7 +103,8 @@ const V2: [StageSpec; 7] = [
     st(1, R6, &[(3, 960, 320, false)]),
 ];
 
-/// timm's `efficientnet_b0` (`_gen_efficientnet`: `ds_r1_k3_s1_e1_c16_se0.25`,
+/// timm's `efficientnet_b0` and, with ReLU6 and no squeeze-excite, `efficientnet_lite0`
+/// (`_gen_efficientnet`: `ds_r1_k3_s1_e1_c16_se0.25`,
 /// `ir_r2_k3_s2_e6_c24_se0.25`, `ir_r2_k5_s2_e6_c40_se0.25`, `ir_r3_k3_s2_e6_c80_se0.25`,
 /// `ir_r3_k5_s1_e6_c112_se0.25`, `ir_r4_k5_s2_e6_c192_se0.25`, `ir_r1_k3_s1_e6_c320_se0.25`).
 #[rustfmt::skip]
@@ -115,19 +116,6 @@ const EFFICIENTNET_B0: [StageSpec; 7] = [
     st(1, SI, &[(5, 480, 112, true), (5, 672, 112, true), (5, 672, 112, true)]),
     st(2, SI, &[(5, 672, 192, true), (5, 1152, 192, true), (5, 1152, 192, true), (5, 1152, 192, true)]),
     st(1, SI, &[(3, 1152, 320, true)]),
-];
-
-/// timm's `efficientnet_lite0` (`_gen_efficientnet_lite`): B0's blocks with ReLU6 and no
-/// squeeze-excite.
-#[rustfmt::skip]
-const EFFICIENTNET_LITE0: [StageSpec; 7] = [
-    st(1, R6, &[(3, 32, 16, false)]),
-    st(2, R6, &[(3, 96, 24, false), (3, 144, 24, false)]),
-    st(2, R6, &[(5, 144, 40, false), (5, 240, 40, false)]),
-    st(2, R6, &[(3, 240, 80, false), (3, 480, 80, false), (3, 480, 80, false)]),
-    st(1, R6, &[(5, 480, 112, false), (5, 672, 112, false), (5, 672, 112, false)]),
-    st(2, R6, &[(5, 672, 192, false), (5, 1152, 192, false), (5, 1152, 192, false), (5, 1152, 192, false)]),
-    st(1, R6, &[(3, 1152, 320, false)]),
 ];
 
 impl MobileNetKind {
@@ -156,9 +144,26 @@ impl MobileNetKind {
             MobileNetKind::V3Large => &V3_LARGE,
             MobileNetKind::V3Small => &V3_SMALL,
             MobileNetKind::V2 => &V2,
-            MobileNetKind::EfficientNetB0 => &EFFICIENTNET_B0,
-            MobileNetKind::EfficientNetLite0 => &EFFICIENTNET_LITE0,
+            // Lite0: B0's blocks, with its own activation and no squeeze-excite
+            // (`stage_act`, `has_se`).
+            MobileNetKind::EfficientNetB0 | MobileNetKind::EfficientNetLite0 => &EFFICIENTNET_B0,
         }
+    }
+
+    /// The activation of stage `s` of [`MobileNetKind::stages`]: the table's, but ReLU6 for
+    /// EfficientNet-Lite0 (timm's `_gen_efficientnet_lite`: B0's blocks, `act_layer=nn.ReLU6`).
+    fn stage_act(self, s: &StageSpec) -> Activation {
+        if self == MobileNetKind::EfficientNetLite0 {
+            R6
+        } else {
+            s.act
+        }
+    }
+
+    /// Whether a block the table marks with squeeze-excite has one: not in EfficientNet-Lite0
+    /// (`_gen_efficientnet_lite` drops the `se0.25` of B0's architecture strings).
+    fn has_se(self, marked: bool) -> bool {
+        marked && self != MobileNetKind::EfficientNetLite0
     }
 
     /// timm's `MobileNetV3` class (pool, then `conv_head` with bias and no BatchNorm; a last
@@ -327,8 +332,10 @@ impl MobileNetConfig {
                             cout,
                             k,
                             stride: if j == 0 { s.stride } else { 1 },
-                            act: s.act,
-                            se: se.then(|| kind.se(s.act, cin, mid).2),
+                            act: kind.stage_act(s),
+                            se: kind
+                                .has_se(se)
+                                .then(|| kind.se(kind.stage_act(s), cin, mid).2),
                         };
                         cin = cout;
                         b
@@ -761,7 +768,7 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
                 cout,
                 k,
                 stride: if j == 0 { s.stride } else { 1 },
-                act: s.act,
+                act: kind.stage_act(s),
                 se,
             });
             cin = cout;
