@@ -90,10 +90,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The checkpoint's shapes describe no timm MobileNetV3-Large/-Small or MobileNetV2.
+    /// The checkpoint's shapes describe no network of a timm MobileNet family (MobileNetV3,
+    /// MobileNetV2, EfficientNet; MobileNetV4).
     NotMobileNet {
         /// The file.
         path: PathBuf,
+        /// The families the checkpoint was read as (`MobileNetV4`).
+        family: &'static str,
         /// Why.
         reason: String,
     },
@@ -236,9 +239,13 @@ impl fmt::Display for Error {
             Error::NotRepVit { path, reason } => {
                 write!(f, "{}: not a RepViT checkpoint: {reason}", path.display())
             }
-            Error::NotMobileNet { path, reason } => write!(
+            Error::NotMobileNet {
+                path,
+                family,
+                reason,
+            } => write!(
                 f,
-                "{}: not a timm MobileNetV3/MobileNetV2 checkpoint: {reason}",
+                "{}: not a timm {family} checkpoint: {reason}",
                 path.display()
             ),
             Error::UnknownVariant { name, expected } => {

@@ -101,7 +101,7 @@ fn cli() -> Command {
         .subcommand(
             Command::new("bench")
                 .about("latency per variant (random weights unless --weights): median and min")
-                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT, MobileNet and EfficientNet; default: m1_0)").default_value("m1_0"))
+                .arg(variant("architecture (m1_0, mobilenetv3_large_100, ...) or `all` (every RepViT, MobileNet, EfficientNet and MobileNetV4; default: m1_0)").default_value("m1_0"))
                 .arg(
                     Arg::new("weights")
                         .long("weights")
@@ -233,7 +233,7 @@ fn classify_cmd(threads: Arg, isa: Arg, precision: Arg) -> Command {
         .arg(
             Arg::new("variant")
                 .long("variant")
-                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100, efficientnet_b0, efficientnet_lite0); detected from the checkpoint when absent"),
+                .help("architecture (m1_0, repvit_m1_0, mobilenetv3_large_100, mobilenetv3_small_100, mobilenetv2_100, efficientnet_b0, efficientnet_lite0, mobilenetv4_conv_small, mobilenetv4_conv_small_035, mobilenetv4_conv_small_050, mobilenetv4_conv_medium, mobilenetv4_conv_large); detected from the checkpoint when absent"),
         )
         .arg(threads)
         .arg(isa)
@@ -474,7 +474,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         // RepViT's rows keep their `repvit_<variant>` label; the others carry timm's name.
         let label = match model.arch() {
             Arch::RepVit(_) => format!("repvit_{name:<5}"),
-            Arch::MobileNet(_) => name.to_string(),
+            Arch::MobileNet(_) | Arch::MobileNetV4(_) => name.to_string(),
         };
         if json {
             println!(

@@ -230,10 +230,9 @@ impl Network {
     /// Outputs per image of [`Network::forward`]: the class count, or for a headless model
     /// (`num_classes == 0`) the width of the pooled features `C_last`.
     pub fn num_outputs(&self) -> usize {
-        match (&self.arch, self.arch.num_classes()) {
-            (Arch::RepVit(c), 0) => c.features(),
-            (Arch::MobileNet(c), 0) => c.features(),
-            (_, n) => n,
+        match self.arch.num_classes() {
+            0 => self.arch.family().features(),
+            n => n,
         }
     }
 

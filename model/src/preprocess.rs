@@ -202,7 +202,7 @@ fn jpeg_end(b: &[u8]) -> JpegEnd {
 
 /// timm's eval transform for an ImageNet model: aspect-preserving bicubic resize of the shorter
 /// side to `floor(size / crop_pct)`, center crop `size x size`, normalisation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalTransform {
     /// Output height and width (224).
     pub size: usize,

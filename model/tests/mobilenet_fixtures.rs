@@ -1,5 +1,5 @@
-//! MobileNetV3-Large/-Small, MobileNetV2, EfficientNet-B0 and EfficientNet-Lite0 logits against
-//! timm's, on the reduced-width checkpoints
+//! MobileNetV3-Large/-Small, MobileNetV2, EfficientNet-B0, EfficientNet-Lite0 and MobileNetV4
+//! (conv small, medium, large) logits against timm's, on the reduced-width checkpoints
 //! written by `model/tools/make_mobilenet_fixtures.py` (timm's own generators, random weights,
 //! randomised BatchNorm statistics, float16 storage, odd input sizes).
 
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use mobile_cnn_kernels::{Isa, Kernels};
 use repvit::families::mobilenet::{BlockKind, MobileNetKind};
+use repvit::families::mobilenetv4::{MobileNetV4BlockKind, MobileNetV4Kind};
 use repvit::{Arch, Error, LayerKind, MobileNetConfig, Network, StateDict, npy};
 
 fn fixture(name: &str) -> PathBuf {
@@ -78,6 +79,107 @@ fn efficientnet_b0_matches_timm_on_every_isa() {
 #[test]
 fn efficientnet_lite0_matches_timm_on_every_isa() {
     every_isa_and_two_threads("efflite0");
+}
+
+#[test]
+fn mobilenetv4_small_matches_timm_on_every_isa() {
+    every_isa_and_two_threads("mnv4_small");
+}
+
+#[test]
+fn mobilenetv4_medium_matches_timm_on_every_isa() {
+    every_isa_and_two_threads("mnv4_medium");
+}
+
+#[test]
+fn mobilenetv4_large_matches_timm_on_every_isa() {
+    every_isa_and_two_threads("mnv4_large");
+}
+
+#[test]
+fn mobilenetv4_fixtures_are_detected_block_by_block() {
+    let k = Kernels::new().unwrap();
+    let load = |name: &str| {
+        let m = Network::load(fixture(&format!("{name}.safetensors")), None, &k).unwrap();
+        match m.arch() {
+            Arch::MobileNetV4(c) => c.clone(),
+            a => panic!("{name} detected as {a}"),
+        }
+    };
+    let c = load("mnv4_small");
+    assert_eq!(c.kind, MobileNetV4Kind::Small);
+    // Stage 0: a dense 3x3 at stride 2 on 32 channels, then a 1x1.
+    let b = &c.blocks[0][0];
+    assert_eq!(
+        (b.kind, b.k, b.stride, b.cin),
+        (MobileNetV4BlockKind::ConvBnAct, 3, 2, 32)
+    );
+    assert_eq!((c.blocks[0][1].k, c.blocks[0][1].stride), (1, 1));
+    // blocks.2.5: ConvNext-like (dw_start only); blocks.2.1: IB (dw_mid only).
+    let b = &c.blocks[2][5];
+    assert_eq!((b.dw_start, b.dw_mid, b.has_skip()), (3, 0, true));
+    assert_eq!((c.blocks[2][1].dw_start, c.blocks[2][1].dw_mid), (0, 3));
+    assert_eq!((c.head, c.num_classes), (64, 10));
+
+    let c = load("mnv4_medium");
+    assert_eq!(c.kind, MobileNetV4Kind::Medium);
+    let b = &c.blocks[0][0];
+    assert_eq!(
+        (b.kind, b.k, b.stride),
+        (MobileNetV4BlockKind::EdgeResidual, 3, 2)
+    );
+    // blocks.2.6: FFN (no depthwise at all).
+    assert_eq!((c.blocks[2][6].dw_start, c.blocks[2][6].dw_mid), (0, 0));
+
+    let c = load("mnv4_large");
+    assert_eq!((c.kind, c.stem), (MobileNetV4Kind::Large, 24));
+    assert_eq!(
+        c.blocks.iter().map(Vec::len).collect::<Vec<_>>(),
+        [1, 2, 11, 13, 1]
+    );
+}
+
+#[test]
+fn full_size_mobilenetv4_runs_at_its_native_size() {
+    let k = Kernels::new().unwrap().with_threads(2).unwrap();
+    // Multiply-adds at the native size, every convolution and the classifier, counted on timm
+    // 1.0.31's modules with forward hooks: 0.186 G (S, 224), 1.080 G (M, 256), 6.376 G (L, 384).
+    // The paper's Table 11 rounds S and M to 0.2 and 1.0 G and gives 5.9 G for L.
+    for (kind, macs_g) in [
+        (MobileNetV4Kind::Small, 0.185..0.188),
+        (MobileNetV4Kind::Medium, 1.07..1.09),
+        (MobileNetV4Kind::Large, 6.36..6.39),
+    ] {
+        let arch = Arch::named(kind.timm_name()).unwrap();
+        let s = arch.input_size();
+        let m = Network::random_arch(arch, 5, &k).unwrap();
+        let layers = m.layers([1, 3, s, s]).unwrap();
+        let macs = layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 2e9;
+        assert!(macs_g.contains(&macs), "{}: {macs} GMACs", kind.timm_name());
+        let y = m.forward(&vec![0.25; 3 * s * s], [1, 3, s, s]).unwrap();
+        assert!(y.len() == 1000 && y.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn mobilenetv4_eval_transforms_are_timms() {
+    for (name, size, crop, mean) in [
+        ("mobilenetv4_conv_small", 224, 0.875, 0.485),
+        ("mobilenetv4_conv_small_050", 224, 0.875, 0.5),
+        ("mobilenetv4_conv_medium", 256, 0.95, 0.485),
+        ("mobilenetv4_conv_large", 384, 0.95, 0.485),
+    ] {
+        let t = Arch::named(name).unwrap().eval_transform();
+        assert_eq!(
+            (t.size, t.crop_pct, t.mean[0]),
+            (size, crop, mean),
+            "{name}"
+        );
+    }
+    for name in ["mobilenetv4_hybrid_medium", "mobilenetv4_conv_aa_large"] {
+        let e = Arch::named(name).unwrap_err();
+        assert!(matches!(e, Error::UnknownVariant { .. }), "{e}");
+    }
 }
 
 fn detected(name: &str) -> MobileNetConfig {
@@ -260,6 +362,9 @@ fn feature_channels(name: &str) -> [usize; 5] {
         "mnv3_small" => [16, 8, 8, 16, 200],
         "mnv2" => [8, 8, 8, 24, 80],
         "effb0" | "efflite0" => [8, 8, 16, 32, 80],
+        "mnv4_small" => [32, 8, 16, 24, 240],
+        "mnv4_medium" => [32, 16, 24, 40, 240],
+        "mnv4_large" => [24, 8, 16, 24, 120],
         _ => unreachable!("{name}"),
     }
 }
@@ -338,6 +443,13 @@ fn efficientnet_feature_maps_match_timm_features_only() {
 }
 
 #[test]
+fn mobilenetv4_feature_maps_match_timm_features_only() {
+    for name in ["mnv4_small", "mnv4_medium", "mnv4_large"] {
+        features_on_every_isa(name);
+    }
+}
+
+#[test]
 fn feature_stage_five_of_a_mobilenet_is_an_error_naming_the_count() {
     let k = Kernels::new().unwrap();
     let m = Network::load(fixture("mnv2.safetensors"), None, &k).unwrap();
@@ -357,7 +469,16 @@ fn headless(name: &str) -> StateDict {
 
 #[test]
 fn headless_mobilenets_output_timm_pooled_conv_head_features() {
-    for name in ["mnv3_large", "mnv3_small", "mnv2", "effb0", "efflite0"] {
+    for name in [
+        "mnv3_large",
+        "mnv3_small",
+        "mnv2",
+        "effb0",
+        "efflite0",
+        "mnv4_small",
+        "mnv4_medium",
+        "mnv4_large",
+    ] {
         let want = npy::read(fixture(&format!("{name}_headless.npy"))).unwrap();
         let x = npy::read(fixture(&format!("{name}_input.npy"))).unwrap();
         let shape: [usize; 4] = x.shape.clone().try_into().unwrap();

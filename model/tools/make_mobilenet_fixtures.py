@@ -12,6 +12,11 @@ float16 (the reference logits are computed on the rounded weights, in float32):
     mnv2.safetensors, ...                                                  (multiplier 0.25)
     effb0.safetensors, ...       (EfficientNet-B0, `_gen_efficientnet`,    multiplier 0.25)
     efflite0.safetensors, ...    (EfficientNet-Lite0, `_gen_efficientnet_lite`, multiplier 0.25)
+    mnv4_small.safetensors, ...  (MobileNetV4-Conv-S, `_gen_mobilenet_v4`,  multiplier 0.25)
+    mnv4_medium.safetensors, ... (MobileNetV4-Conv-M,                       multiplier 0.25)
+    mnv4_large.safetensors, ...  (MobileNetV4-Conv-L,                       multiplier 0.125)
+
+MobileNetV4's conv_head keeps its BatchNorm + ReLU (`norm_head`) and has no bias, as in timm.
 
 Inputs are 2x3xHxW with odd sizes (stride-2 edges of the 3x3 and 5x5 depthwise layers).
 
@@ -42,13 +47,16 @@ import numpy as np
 import torch
 import timm
 from timm.models.efficientnet import _gen_efficientnet, _gen_efficientnet_lite, _gen_mobilenet_v2
-from timm.models.mobilenetv3 import _gen_mobilenet_v3
+from timm.models.mobilenetv3 import _gen_mobilenet_v3, _gen_mobilenet_v4
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "model" / "tests" / "fixtures"
 FULL = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100", "efficientnet_b0",
-        "efficientnet_lite0"]
+        "efficientnet_lite0", "mobilenetv4_conv_small", "mobilenetv4_conv_medium",
+        "mobilenetv4_conv_large"]
+# Native input size of the full-size check when --size is not given (timm's pretrained_cfg).
+NATIVE = {"mobilenetv4_conv_medium": (256, 256), "mobilenetv4_conv_large": (384, 384)}
 
 # timm's EfficientNet-class generators of the reduced fixtures: (generator, registered name, head
 # activation).
@@ -70,7 +78,10 @@ def randomise(model, seed, shape):
     with torch.no_grad():
         for name, m in bns:
             c = m.num_features
-            lo, span = (0.1, 0.3) if name.endswith("bn3") else (0.5, 1.0)
+            # bn3 (EfficientNet-class InvertedResidual) and pw_proj.bn (MobileNetV4's UIB) end a
+            # residual branch.
+            last = name.endswith("bn3") or name.endswith("pw_proj.bn")
+            lo, span = (0.1, 0.3) if last else (0.5, 1.0)
             m.weight.copy_(torch.rand(c, generator=g) * span + lo)
             m.bias.copy_(torch.randn(c, generator=g) * 0.2)
         for m in model.modules():
@@ -99,6 +110,11 @@ def logits(model, x):
         return model(x).float().numpy()
 
 
+# MobileNetV4 kinds of the reduced fixtures: timm's variant name for `_gen_mobilenet_v4`.
+V4 = {"v4s": "mobilenetv4_conv_small", "v4m": "mobilenetv4_conv_medium",
+      "v4l": "mobilenetv4_conv_large"}
+
+
 def reduced(kind, mult):
     """The family's exact block structure at `mult` width, head 64 wide, 10 classes."""
     if kind in EFFICIENTNET_CLASS:
@@ -107,6 +123,11 @@ def reduced(kind, mult):
         cin = m.conv_head.in_channels
         m.conv_head = torch.nn.Conv2d(cin, 64, 1, bias=False)
         m.bn2 = type(m.bn2)(64, act_layer=act)
+    elif kind.startswith("v4"):
+        m = _gen_mobilenet_v4(V4[kind], mult, pretrained=False, num_classes=10)
+        cin = m.conv_head.in_channels
+        m.conv_head = torch.nn.Conv2d(cin, 64, 1, bias=False)
+        m.norm_head = type(m.norm_head)(64, act_layer=torch.nn.ReLU)
     else:
         m = _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, num_classes=10)
         cin = m.conv_head.in_channels
@@ -139,6 +160,8 @@ def features_only(kind, mult):
     if kind in EFFICIENTNET_CLASS:
         gen, variant, _ = EFFICIENTNET_CLASS[kind]
         return gen(variant, mult, pretrained=False, features_only=True)
+    if kind in V4:
+        return _gen_mobilenet_v4(V4[kind], mult, pretrained=False, features_only=True)
     return _gen_mobilenet_v3(f"mobilenetv3_{kind}_100", mult, pretrained=False, features_only=True)
 
 
@@ -149,7 +172,8 @@ def write_features(name, kind, mult, model, x):
     fm = features_only(kind, mult)
     missing, unexpected = fm.load_state_dict(model.state_dict(), strict=False)
     assert not missing, missing
-    assert all(k.split(".")[0] in ("conv_head", "bn2", "classifier") for k in unexpected), unexpected
+    assert all(k.split(".")[0] in ("conv_head", "bn2", "norm_head", "classifier")
+               for k in unexpected), unexpected
     fm.eval()
     with torch.no_grad():
         feats = fm(x)
@@ -178,6 +202,9 @@ def small_fixtures(only=None):
         ("mnv2", "v2", 0.25, (57, 63)),
         ("effb0", "b0", 0.25, (59, 65)),
         ("efflite0", "lite0", 0.25, (63, 55)),
+        ("mnv4_small", "v4s", 0.25, (65, 57)),
+        ("mnv4_medium", "v4m", 0.25, (59, 69)),
+        ("mnv4_large", "v4l", 0.125, (61, 67)),
     ]):
         if only and name not in only:
             continue
@@ -187,17 +214,22 @@ def small_fixtures(only=None):
         # 4 images (24 samples per channel at stride 32 on these small inputs) left values of 400
         # before the last projections and timm's own float32 features 3e-4 from float64; 32 images
         # keep them near those of the other fixtures.
-        batch = 32 if kind in ("b0", "lite0") else 4
+        # MobileNetV4's residual stacks (up to 13 blocks a stage) likewise want statistics from
+        # more images than MobileNetV3's.
+        batch = 32 if kind in ("b0", "lite0") or kind in V4 else 4
         randomise(m, 30 + i, (batch, 3, *hw))
         x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(40 + i))
         write_fixture(name, m, x)
         write_features(name, kind, mult, m, x)
         write_headless(name, m, x)
     for f in sorted([*FIXTURES.glob("mnv*"), *FIXTURES.glob("eff*")]):
+        if only and not any(f.name.startswith(o) for o in only):
+            continue
         print(f"  {f.relative_to(ROOT)}: {f.stat().st_size} bytes")
 
 
-def full(name, run, hw=(224, 224), seed=50):
+def full(name, run, hw=None, seed=50):
+    hw = hw or NATIVE.get(name, (224, 224))
     out = pathlib.Path(f"/tmp/mobilenet_full_{name}_{hw[0]}x{hw[1]}_s{seed}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -264,10 +296,12 @@ def main():
                     help="only these small fixtures (e.g. effb0 efflite0) or, with --full, "
                          "these models (e.g. efficientnet_b0)")
     ap.add_argument("--no-run", action="store_true", help="with --full: only write the files")
-    ap.add_argument("--size", default="224x224", help="with --full: input HxW (default 224x224)")
+    ap.add_argument("--size", default=None,
+                    help="with --full: input HxW (default: the model's native size, 224x224, "
+                         "MobileNetV4-M 256x256, -L 384x384)")
     ap.add_argument("--seed", type=int, default=50, help="with --full: first seed (default 50)")
     a = ap.parse_args()
-    hw = tuple(int(v) for v in a.size.lower().split("x"))
+    hw = tuple(int(v) for v in a.size.lower().split("x")) if a.size else None
     print(f"timm {timm.__version__}, torch {torch.__version__}")
     if not a.full:
         small_fixtures(a.only)
@@ -275,7 +309,7 @@ def main():
     names = [n for n in FULL if not a.only or n in a.only]
     rows = [r for r in (full(n, not a.no_run, hw, a.seed) for n in names) if r is not None]
     if rows:
-        print(f"\ninput 2x3x{hw[0]}x{hw[1]}, seed {a.seed}")
+        print(f"\ninput 2x3x{a.size or 'native'}, seed {a.seed}")
         print("\n| model | params | max abs diff | max diff / max(1, abs logit) | max abs logit | "
               "max abs (image 0 - image 1) | logits within 1e-4 | feature maps 0-4: max diff / max(1, abs value) "
               "(within 1e-4?) |")

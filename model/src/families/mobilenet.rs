@@ -15,18 +15,19 @@
 use std::fmt;
 
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
-use mobile_cnn_kernels::{Activation, Conv3x3, Kernels};
+use mobile_cnn_kernels::{Activation, Kernels};
 
 use crate::error::{Error, KernelContext};
-use crate::families::family::{Family, depthwise, pack};
+pub use crate::families::family::BN_EPS;
+use crate::families::family::{
+    self, Family, Resolver, block_depths, classifier_outputs, conv3x3_bn, depthwise_bn, dims,
+    expected_keys_of, pack, pointwise_bn, push_classifier, push_stages, random_state_dict_of,
+};
 use crate::families::widths::make_divisible;
 use crate::graph::{Graph, Op, Vector};
 use crate::load::checkpoint::StateDict;
-use crate::load::params::{Folded, KeyRecorder, Params, RandomParams, conv_bn, with_bias};
+use crate::load::params::{Params, with_bias};
 use crate::preprocess::EvalTransform;
-
-/// BatchNorm epsilon of every MobileNet BatchNorm (timm builds them with PyTorch's default).
-pub const BN_EPS: f64 = 1e-5;
 
 /// The models timm registers under these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -292,16 +293,9 @@ pub struct MobileNetConfig {
 
 impl fmt::Display for MobileNetConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let widths: Vec<usize> = self
-            .blocks
-            .iter()
-            .filter_map(|s| s.last().map(|b| b.cout))
-            .collect();
-        write!(
-            f,
-            "{} (stem {}, stage widths {widths:?}, head {}, {} classes)",
-            self.name, self.stem, self.head, self.num_classes
-        )
+        let widths = self.blocks.iter().filter_map(|s| s.last().map(|b| b.cout));
+        let head = (self.head, self.num_classes);
+        family::describe(f, &self.name, self.stem, widths, head)
     }
 }
 
@@ -398,50 +392,24 @@ impl MobileNetConfig {
         k: &Kernels,
         g: &mut Graph,
     ) -> Result<(), Error> {
-        let stem = conv_bn(
+        let x = conv3x3_bn(
             p,
-            "conv_stem.weight",
-            "bn1",
-            [self.stem, self.in_chans, 3, 3],
-            BN_EPS,
-        )?;
-        let conv = Conv3x3::new(
-            k.isa(),
-            stem.cin,
-            stem.cout,
-            &stem.weight,
-            Some(&stem.bias),
-            2,
-            self.stem_act,
-        )
-        .layer(|| "conv_stem".into())?;
-        let mut x = g.buf();
-        g.push(
+            k,
+            g,
             "conv_stem",
-            Op::Conv {
-                conv,
-                act: self.stem_act,
-                src: Graph::INPUT,
-                dst: x,
-            },
-        );
-        // Feature stages as timm's EfficientNetBuilder records them (`feature_info`): the stem
-        // when the first block has stride 2, then every stage followed by a stride-2 stage, and
-        // the last stage.
-        let first_stride = |i: usize| self.blocks.get(i).and_then(|s| s.first()).map(|b| b.stride);
-        let mut reduction = 2;
-        if first_stride(0).is_some_and(|s| s > 1) {
-            g.end_stage(x, reduction);
-        }
-        for (i, stage) in self.blocks.iter().enumerate() {
-            for (j, b) in stage.iter().enumerate() {
-                x = push_block(p, k, g, &format!("blocks.{i}.{j}"), self.kind, b, x)?;
-                reduction *= b.stride;
-            }
-            if i + 1 == self.blocks.len() || first_stride(i + 1).is_some_and(|s| s > 1) {
-                g.end_stage(x, reduction);
-            }
-        }
+            ("conv_stem.weight", "bn1"),
+            (self.in_chans, self.stem, 2),
+            self.stem_act,
+            Graph::INPUT,
+        )?;
+        let x = push_stages(
+            p,
+            g,
+            x,
+            &self.blocks,
+            |b| b.stride,
+            |p, g, name, b, x| push_block(p, k, g, name, self.kind, b, x),
+        )?;
         let last = self.last_width();
         // Headless (timm's `num_classes=0`, classifier = Identity): the output is the pooled
         // features after `conv_head` and its activation, [N, head].
@@ -474,24 +442,17 @@ impl MobileNetConfig {
                 None => Ok(()),
             }
         } else {
-            let head = conv_bn(
+            let y = pointwise_bn(
                 p,
-                "conv_head.weight",
-                "bn2",
-                [self.head, last, 1, 1],
-                BN_EPS,
-            )?;
-            let y = g.buf();
-            g.push(
+                k,
+                g,
                 "conv_head",
-                Op::Pw {
-                    pw: pack(k, "conv_head", &head)?,
-                    act: self.head_act,
-                    src: x,
-                    dst: y,
-                    residual: None,
-                },
-            );
+                ("conv_head.weight", "bn2"),
+                [self.head, last, 1, 1],
+                self.head_act,
+                x,
+                None,
+            )?;
             g.push(
                 "global_pool",
                 Op::Pool {
@@ -508,10 +469,7 @@ impl MobileNetConfig {
 
     /// Every key (and shape) a checkpoint of this configuration holds, in reading order.
     pub fn expected_keys(&self) -> Result<Vec<(String, Vec<usize>)>, Error> {
-        let mut rec = KeyRecorder::default();
-        let k = Kernels::with_isa(mobile_cnn_kernels::Isa::Scalar).layer(|| "kernels".into())?;
-        self.build(&mut rec, &k, &mut Graph::new())?;
-        Ok(rec.keys)
+        expected_keys_of(self)
     }
 
     /// Whether two configurations describe the same network (names aside).
@@ -520,14 +478,6 @@ impl MobileNetConfig {
         o.name.clone_from(&self.name);
         *self == o
     }
-}
-
-fn push_classifier(k: &Kernels, g: &mut Graph, f: &Folded, src: Vector) -> Result<(), Error> {
-    let linear =
-        mobile_cnn_kernels::linear::Linear::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias))
-            .layer(|| "classifier".into())?;
-    g.push("classifier", Op::Head { linear, src });
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -568,24 +518,17 @@ fn push_block(
 ) -> Result<usize, Error> {
     let residual = b.has_skip().then_some(x);
     let dw_step = |p: &mut dyn Params, g: &mut Graph, bn: &str, src: usize| {
-        let f = conv_bn(
+        let dst = depthwise_bn(
             p,
-            &format!("{name}.conv_dw.weight"),
-            &format!("{name}.{bn}"),
-            [b.mid, 1, b.k, b.k],
-            BN_EPS,
+            k,
+            g,
+            &format!("{name}.conv_dw"),
+            (&format!("{name}.conv_dw.weight"), &format!("{name}.{bn}")),
+            (b.mid, b.k, b.stride),
+            b.act,
+            src,
+            b.se.is_some(),
         )?;
-        let dst = g.buf();
-        let dname = format!("{name}.conv_dw");
-        g.push(
-            dname.clone(),
-            Op::Dw {
-                conv: depthwise(k, &dname, &f, b.stride, b.act)?,
-                src,
-                dst,
-                sums: b.se.is_some(),
-            },
-        );
         if let Some(r) = b.se {
             let sname = format!("{name}.se");
             let (inner, gate, _) = kind.se(b.act, b.cin, b.mid);
@@ -596,68 +539,43 @@ fn push_block(
     };
     let pw_step = |p: &mut dyn Params,
                    g: &mut Graph,
-                   conv: &str,
-                   bn: &str,
+                   (conv, bn): (&str, &str),
                    shape: [usize; 4],
                    act: Activation,
                    src: usize,
                    residual: Option<usize>| {
-        let f = conv_bn(
+        pointwise_bn(
             p,
-            &format!("{name}.{conv}.weight"),
-            &format!("{name}.{bn}"),
+            k,
+            g,
+            &format!("{name}.{conv}"),
+            (&format!("{name}.{conv}.weight"), &format!("{name}.{bn}")),
             shape,
-            BN_EPS,
-        )?;
-        let cname = format!("{name}.{conv}");
-        let dst = g.buf();
-        g.push(
-            cname.clone(),
-            Op::Pw {
-                pw: pack(k, &cname, &f)?,
-                act,
-                src,
-                dst,
-                residual,
-            },
-        );
-        Ok::<_, Error>(dst)
+            act,
+            src,
+            residual,
+        )
     };
+    let project = [b.cout, b.mid, 1, 1];
     match b.kind {
         BlockKind::DepthwiseSeparable => {
             let d = dw_step(p, g, "bn1", x)?;
-            pw_step(
-                p,
-                g,
-                "conv_pw",
-                "bn2",
-                [b.cout, b.mid, 1, 1],
-                Activation::Identity,
-                d,
-                residual,
-            )
+            let id = Activation::Identity;
+            pw_step(p, g, ("conv_pw", "bn2"), project, id, d, residual)
         }
         BlockKind::InvertedResidual => {
-            let e = pw_step(p, g, "conv_pw", "bn1", [b.mid, b.cin, 1, 1], b.act, x, None)?;
+            let expand = [b.mid, b.cin, 1, 1];
+            let e = pw_step(p, g, ("conv_pw", "bn1"), expand, b.act, x, None)?;
             let d = dw_step(p, g, "bn2", e)?;
-            pw_step(
-                p,
-                g,
-                "conv_pwl",
-                "bn3",
-                [b.cout, b.mid, 1, 1],
-                Activation::Identity,
-                d,
-                residual,
-            )
+            let id = Activation::Identity;
+            pw_step(p, g, ("conv_pwl", "bn3"), project, id, d, residual)
         }
-        BlockKind::ConvBnAct => pw_step(p, g, "conv", "bn1", [b.cout, b.cin, 1, 1], b.act, x, None),
+        BlockKind::ConvBnAct => {
+            let shape = [b.cout, b.cin, 1, 1];
+            pw_step(p, g, ("conv", "bn1"), shape, b.act, x, None)
+        }
     }
 }
-
-/// Detection refuses checkpoints with a stage or block index (`blocks.<stage>.<block>`) at or
-/// beyond this.
-const MAX_INDEX: usize = 64;
 
 /// Whether a checkpoint looks like a timm MobileNet (it has `conv_stem.weight`).
 pub fn looks_like_mobilenet(sd: &StateDict) -> bool {
@@ -670,40 +588,12 @@ pub fn looks_like_mobilenet(sd: &StateDict) -> bool {
 pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
     let not = |reason: String| Error::NotMobileNet {
         path: sd.path().to_path_buf(),
+        family: "MobileNetV3/MobileNetV2/EfficientNet",
         reason,
     };
-    let dims = |key: &str, rank: usize| -> Result<Vec<usize>, Error> {
-        match sd.shape(key) {
-            Some(s) if s.len() == rank => Ok(s.to_vec()),
-            Some(s) => Err(not(format!(
-                "tensor `{key}` has shape {s:?}, expected {rank} dimensions"
-            ))),
-            None => Err(not(format!("no tensor `{key}`"))),
-        }
-    };
+    let dims = |key: &str, rank: usize| dims(sd, key, rank, not);
     let stem = dims("conv_stem.weight", 4)?;
-    let mut depth: Vec<usize> = Vec::new();
-    for key in sd.keys() {
-        let Some(rest) = key.strip_prefix("blocks.") else {
-            continue;
-        };
-        let mut it = rest.splitn(3, '.');
-        let (Some(Ok(i)), Some(Ok(j))) = (
-            it.next().map(str::parse::<usize>),
-            it.next().map(str::parse::<usize>),
-        ) else {
-            return Err(not(format!(
-                "tensor `{key}` is not `blocks.<stage>.<block>.*`"
-            )));
-        };
-        if i >= MAX_INDEX || j >= MAX_INDEX {
-            return Err(not(format!("tensor `{key}`: index beyond {MAX_INDEX}")));
-        }
-        if depth.len() <= i {
-            depth.resize(i + 1, 0);
-        }
-        depth[i] = depth[i].max(j + 1);
-    }
+    let depth = block_depths(sd, not)?;
     let v3 = sd.shape("conv_head.bias").is_some();
     let kind = match (v3, depth.len()) {
         (true, 7) => MobileNetKind::V3Large,
@@ -776,13 +666,7 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
         blocks.push(stage);
     }
     let head = dims("conv_head.weight", 4)?[0];
-    // timm's `num_classes=0` saves no classifier tensors (the classifier is Identity).
-    let headless = sd.shape("classifier.weight").is_none() && sd.shape("classifier.bias").is_none();
-    let classes = if headless {
-        0
-    } else {
-        dims("classifier.weight", 2)?[0]
-    };
+    let classes = classifier_outputs(sd, not)?;
     let mut cfg = MobileNetConfig {
         name: format!("{} (custom)", kind.timm_name()),
         kind,
@@ -805,21 +689,13 @@ pub fn detect(sd: &StateDict) -> Result<MobileNetConfig, Error> {
 /// The configuration to read `sd` with: the detected one, or the named model (with the
 /// checkpoint's class count) after checking that the checkpoint holds it.
 pub fn resolve(sd: &StateDict, name: Option<&str>) -> Result<MobileNetConfig, Error> {
-    let Some(name) = name else {
-        return detect(sd);
+    let r = Resolver {
+        variant: MobileNetConfig::variant,
+        detect,
+        same: MobileNetConfig::same_structure,
+        set_classes: |c, n| c.num_classes = n,
     };
-    let mut want = MobileNetConfig::variant(name)?;
-    let found = match detect(sd) {
-        Ok(found) => found,
-        // Not even the stem is there: read with the requested model and report the first
-        // missing key.
-        Err(_) => return Ok(want),
-    };
-    want.num_classes = found.num_classes;
-    if want.same_structure(&found) {
-        return Ok(want);
-    }
-    Err(sd.wrong_variant(want.to_string(), found.to_string(), want.expected_keys()?))
+    family::resolve(sd, name, r)
 }
 
 /// The names [`MobileNetConfig::variant`] accepts, described for an error message.
@@ -828,16 +704,10 @@ pub fn known_names() -> String {
     format!("one of {}", names.join(", "))
 }
 
-/// A state dict of random parameters for `cfg` ([`RandomParams`]) under timm's
+/// A state dict of random parameters for `cfg` ([`RandomParams`](crate::load::params::RandomParams)) under timm's
 /// names.
 pub fn random_state_dict(cfg: &MobileNetConfig, seed: u64) -> Result<StateDict, Error> {
-    let mut rng = RandomParams::new(seed);
-    let mut sd = StateDict::new(format!("<random {} seed {seed}>", cfg.name));
-    for (key, shape) in cfg.expected_keys()? {
-        let data = rng.tensor(&key, &shape)?;
-        sd.insert(key, shape, data)?;
-    }
-    Ok(sd)
+    random_state_dict_of(cfg.expected_keys()?, &cfg.name, seed)
 }
 
 impl Family for MobileNetConfig {
@@ -851,6 +721,10 @@ impl Family for MobileNetConfig {
 
     fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    fn features(&self) -> usize {
+        MobileNetConfig::features(self)
     }
 
     /// 224, crop_pct 0.875, bicubic, ImageNet mean/std (timm's default pretrained configs of

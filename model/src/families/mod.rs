@@ -9,6 +9,7 @@
 
 pub mod family;
 pub mod mobilenet;
+pub mod mobilenetv4;
 pub mod repvit;
 pub mod widths;
 
@@ -17,6 +18,7 @@ use std::fmt;
 pub use family::Family;
 use mobile_cnn_kernels::Kernels;
 use mobilenet::{MobileNetConfig, MobileNetKind};
+use mobilenetv4::{MobileNetV4Config, MobileNetV4Kind};
 use repvit::{RepVitConfig, VARIANTS};
 
 use crate::error::Error;
@@ -30,8 +32,10 @@ use crate::preprocess::EvalTransform;
 pub enum Arch {
     /// RepViT (any variant or custom configuration).
     RepVit(RepVitConfig),
-    /// MobileNetV3-Large/-Small or MobileNetV2.
+    /// MobileNetV3-Large/-Small, MobileNetV2, EfficientNet-B0 or -Lite0.
     MobileNet(MobileNetConfig),
+    /// MobileNetV4 (conv variants).
+    MobileNetV4(MobileNetV4Config),
 }
 
 impl fmt::Display for Arch {
@@ -39,6 +43,7 @@ impl fmt::Display for Arch {
         match self {
             Arch::RepVit(c) => c.fmt(f),
             Arch::MobileNet(c) => c.fmt(f),
+            Arch::MobileNetV4(c) => c.fmt(f),
         }
     }
 }
@@ -48,19 +53,29 @@ fn every_family_name(e: Error) -> Error {
     match e {
         Error::UnknownVariant { name, .. } => Error::UnknownVariant {
             name,
-            expected: format!("{}, or {}", repvit::known_names(), mobilenet::known_names()),
+            expected: format!(
+                "{}, {}, or {}",
+                repvit::known_names(),
+                mobilenet::known_names(),
+                mobilenetv4::known_names()
+            ),
         },
         e => e,
     }
 }
 
-/// Names accepted by [`Arch::named`] for the benchmarks' `all`: every RepViT variant and the three
-/// MobileNets.
+/// Names accepted by [`Arch::named`] for the benchmarks' `all`: every RepViT variant, the
+/// MobileNets and EfficientNets, and the three MobileNetV4 sizes (width 1.0).
 pub fn all_names() -> Vec<String> {
     VARIANTS
         .iter()
         .map(|v| v.name.to_string())
         .chain(MobileNetKind::ALL.iter().map(|k| k.timm_name().to_string()))
+        .chain(
+            MobileNetV4Kind::ALL
+                .iter()
+                .map(|k| k.timm_name().to_string()),
+        )
         .collect()
 }
 
@@ -70,6 +85,7 @@ impl Arch {
         match self {
             Arch::RepVit(c) => c,
             Arch::MobileNet(c) => c,
+            Arch::MobileNetV4(c) => c,
         }
     }
 
@@ -104,9 +120,13 @@ impl Arch {
     }
 
     /// A published architecture by name: RepViT's `m1_0` / `repvit_m1_0`, or
-    /// `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100` (1000 classes).
+    /// `mobilenetv3_large_100`, `mobilenetv3_small_100`, `mobilenetv2_100`, `efficientnet_b0`,
+    /// `efficientnet_lite0`, `mobilenetv4_conv_small` (and `_035`, `_050`), `_medium`, `_large`
+    /// (1000 classes).
     pub fn named(name: &str) -> Result<Arch, Error> {
-        if MobileNetConfig::is_family_name(name) {
+        if MobileNetV4Config::is_family_name(name) {
+            MobileNetV4Config::variant(name).map(Arch::MobileNetV4)
+        } else if MobileNetConfig::is_family_name(name) {
             MobileNetConfig::variant(name).map(Arch::MobileNet)
         } else {
             RepVitConfig::variant(name).map(Arch::RepVit)
@@ -117,11 +137,17 @@ impl Arch {
     /// The architecture of a checkpoint: detected from its tensors (`name` absent), or the named
     /// one after checking that the checkpoint holds it.
     pub fn resolve(sd: &StateDict, name: Option<&str>) -> Result<Arch, Error> {
+        let v4 = match name {
+            Some(n) => MobileNetV4Config::is_family_name(n),
+            None => mobilenetv4::looks_like_mobilenetv4(sd),
+        };
         let mobilenet = match name {
             Some(n) => MobileNetConfig::is_family_name(n),
             None => mobilenet::looks_like_mobilenet(sd),
         };
-        if mobilenet {
+        if v4 {
+            mobilenetv4::resolve(sd, name).map(Arch::MobileNetV4)
+        } else if mobilenet {
             mobilenet::resolve(sd, name).map(Arch::MobileNet)
         } else {
             repvit::resolve_config(sd, name).map(Arch::RepVit)

@@ -67,9 +67,10 @@ impl Params for RandomParams {
     fn tensor(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
         let n: usize = shape.iter().product();
         // The last BatchNorm of a residual branch (RepViT's conv2 / channel_downsample, the
-        // MobileNets' bn3 after conv_pwl).
+        // MobileNets' bn3 after conv_pwl, MobileNetV4's pw_proj.bn).
         let last_bn = key.contains("conv2.bn.")
             || key.contains("channel_downsample.bn.")
+            || key.contains("pw_proj.bn.")
             || key.ends_with("bn3.weight");
         let (lo, hi) = if key.ends_with("running_var") {
             (0.5, 1.5)

@@ -3,11 +3,11 @@
 
 use mobile_cnn_kernels::linear::Linear;
 use mobile_cnn_kernels::se::{Gate, SqueezeExcite};
-use mobile_cnn_kernels::{Activation, Conv3x3, DwConv, Kernels};
+use mobile_cnn_kernels::{Activation, DwConv, Kernels};
 
 use super::weights::{BlockWeights, FusedWeights};
 use crate::error::{Error, KernelContext};
-use crate::families::family::{depthwise, pack};
+use crate::families::family::{depthwise, pack, push_conv3x3};
 use crate::graph::{Graph, Op, Vector};
 use crate::load::params::Folded;
 
@@ -110,18 +110,7 @@ pub(crate) fn push_repvit(fw: &FusedWeights, k: &Kernels, g: &mut Graph) -> Resu
     }
 
     let stem = |g: &mut Graph, name: &str, f: &Folded, act, src, dst| {
-        let conv = Conv3x3::new(k.isa(), f.cin, f.cout, &f.weight, Some(&f.bias), 2, act)
-            .layer(|| name.to_string())?;
-        g.push(
-            name,
-            Op::Conv {
-                conv,
-                act,
-                src,
-                dst,
-            },
-        );
-        Ok::<_, Error>(())
+        push_conv3x3(k, g, name, f, (2, act), (src, dst))
     };
     stem(
         g,

@@ -41,6 +41,10 @@ impl Family for RepVitConfig {
         self.num_classes
     }
 
+    fn features(&self) -> usize {
+        RepVitConfig::features(self)
+    }
+
     /// 224, crop_pct 0.95, bicubic, ImageNet mean/std (every timm `repvit_*` pretrained config).
     fn eval_transform(&self) -> EvalTransform {
         EvalTransform::default()
