@@ -1,6 +1,7 @@
-//! Network benchmarks through the model's own code path, random weights, batch 1, 224x224, on the
-//! widest ISA (or `KERNELS_ISA`), for every RepViT variant and `mobilenetv3_large_100`,
-//! `mobilenetv3_small_100`, `mobilenetv2_100` (one runner for all):
+//! Network benchmarks through the model's own code path, random weights, batch 1, each model at its
+//! timm pretrained input size (224x224; MobileNetV4-M 256x256, -L 384x384), on the widest ISA (or
+//! `KERNELS_ISA`), for every model of `repvit::all_names` (every RepViT variant, the MobileNets,
+//! EfficientNets and MobileNetV4s; one runner for all):
 //! - `model_e2e_t1` and `model_e2e_t<cores>`: a whole forward pass of every variant at one thread
 //!   and at all threads;
 //! - `layers_<variant>_t1`: every distinct layer configuration of each variant (one kernel call of
@@ -21,8 +22,6 @@ use repvit::all_names;
 use repvit::distinct_layers;
 use repvit::{Arch, LayerBench, Network};
 
-const SHAPE: [usize; 4] = [1, 3, 224, 224];
-
 fn bench_model(c: &mut Criterion) {
     let isa = *isas_to_bench().last().expect("at least one ISA");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -31,17 +30,19 @@ fn bench_model(c: &mut Criterion) {
     } else {
         (0.5, 2.0, 0.1, 0.3)
     };
-    let input: Vec<f32> = (0..SHAPE.iter().product::<usize>())
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
     for name in all_names() {
         let name = name.as_str();
         let k1 = Kernels::with_isa(isa)
             .and_then(|k| k.with_threads(1))
             .expect("available ISA");
         let arch = Arch::named(name).expect("registered name");
+        let side = arch.input_size();
+        let shape = [1, 3, side, side];
+        let input: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
         let model = Network::random_arch(arch, 1, &k1).expect("valid variant");
-        let layers = model.layers(SHAPE).expect("valid shape");
+        let layers = model.layers(shape).expect("valid shape");
         let flops: u64 = layers.iter().map(|l| l.flops).sum();
         let mut out = vec![0.0; model.num_classes()];
 
@@ -60,7 +61,7 @@ fn bench_model(c: &mut Criterion) {
                 g.throughput(Throughput::Elements(l.flops));
                 g.bench_function(BenchmarkId::new(isa.name(), &l.key), |b| {
                     let lb =
-                        lb.get_or_insert_with(|| model.layer_bench(SHAPE).expect("valid shape"));
+                        lb.get_or_insert_with(|| model.layer_bench(shape).expect("valid shape"));
                     b.iter(|| lb.run_layer(d.index).expect("valid step"))
                 });
             }
@@ -77,7 +78,7 @@ fn bench_model(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(isa.name(), name), |b| {
                 b.iter(|| {
                     model
-                        .forward_into(&input, SHAPE, &mut out)
+                        .forward_into(&input, shape, &mut out)
                         .expect("valid input")
                 })
             });

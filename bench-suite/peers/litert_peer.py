@@ -52,7 +52,7 @@ def convert(a: argparse.Namespace) -> None:
     from safetensors.torch import load_file
 
     # RepViT's short names (m1_0) or a MobileNet's timm name (mobilenetv3_large_100).
-    name = a.variant if a.variant.startswith("mobilenet") else f"repvit_{a.variant}"
+    name = a.variant if a.variant.startswith(("mobilenet", "efficientnet")) else f"repvit_{a.variant}"
     model = timm.create_model(name, pretrained=False).eval()
     model.load_state_dict(load_file(a.weights))
     sample = torch.zeros(a.batch, 3, a.size, a.size)

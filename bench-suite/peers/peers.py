@@ -3,7 +3,7 @@
 
 Normally started by run.sh, which prepares the venv. For each variant: build timm's model with random
 weights (eval mode), save its state dict as safetensors (so repvit-rs runs the very same weights), export
-ONNX (static 1x3x224x224), check every engine's logits against PyTorch on one input, then for each thread
+ONNX (static 1x3xSxS, S the model's native size: 224, MobileNetV4-M 256, -L 384), check every engine's logits against PyTorch on one input, then for each thread
 count time every engine in interleaved rounds. Writes one JSON object per line to --out (a leading
 {"engine": "machine", ...} line, then one line per engine, variant and thread count) and prints a table.
 """
@@ -28,11 +28,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_VARIANTS = ["m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
-# timm's MobileNets and EfficientNets that repvit-rs runs (`--variant mobilenets` selects all).
+# timm's MobileNets, EfficientNets and MobileNetV4s that repvit-rs runs (`--variant mobilenets`
+# selects all).
 MOBILENETS = ["mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv2_100", "efficientnet_b0",
-              "efficientnet_lite0"]
+              "efficientnet_lite0", "mobilenetv4_conv_small", "mobilenetv4_conv_medium",
+              "mobilenetv4_conv_large"]
 ENGINES = ["repvit-rs", "litert-xnnpack", "onnxruntime", "openvino", "pytorch"]
 SIZE, OPSET = 224, 17
+# Native input side of the models whose timm pretrained config is not 224 (`pretrained_cfg`
+# input_size): every engine runs them at this size.
+NATIVE_SIZE = {"mobilenetv4_conv_medium": 256, "mobilenetv4_conv_large": 384}
+
+
+def input_size(v: str) -> int:
+    """The input side a variant runs at (its timm pretrained config's)."""
+    return NATIVE_SIZE.get(v, SIZE)
 LITERT = Path(__file__).resolve().parent / "litert_peer.py"
 # Where the two threads ran in a round, from what `repvit bench` measured just before and after its
 # timed passes of that round (`repvit::cores::core_sharing` and `core_round_trip`): "shared" when
@@ -77,8 +87,11 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", action="append", default=None,
                    help="variant (m1_0 or repvit_m1_0, or a MobileNet: mobilenetv3_large_100, "
-                        "mobilenetv3_small_100, mobilenetv2_100), comma list, all (every RepViT) or "
-                        "mobilenets (the MobileNets and EfficientNets); repeatable (default: m1_0)")
+                        "mobilenetv3_small_100, mobilenetv2_100, efficientnet_b0, efficientnet_lite0, "
+                        "mobilenetv4_conv_small, mobilenetv4_conv_medium (256x256), "
+                        "mobilenetv4_conv_large (384x384)), comma list, all (every RepViT) or "
+                        "mobilenets (the MobileNets, EfficientNets and MobileNetV4s); repeatable "
+                        "(default: m1_0)")
     p.add_argument("--threads", default=None,
                    help=f"comma list of thread counts (default: 1,{nproc} = 1 and nproc)")
     p.add_argument("--iters", type=int, default=None,
@@ -183,9 +196,9 @@ def build_repvit() -> tuple[str, str]:
     return exe, version
 
 
-def test_input(batch: int) -> np.ndarray:
+def test_input(batch: int, size: int) -> np.ndarray:
     rng = np.random.default_rng(20240601)
-    return rng.standard_normal((batch, 3, SIZE, SIZE), dtype=np.float32)
+    return rng.standard_normal((batch, 3, size, size), dtype=np.float32)
 
 
 def write_npy(path: Path, a: np.ndarray) -> None:
@@ -287,10 +300,11 @@ def main() -> int:
         with out.open("a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    x_np = test_input(a.batch)
     t_start = time.perf_counter()
     for v in a.variants:
         name = timm_name(v)
+        size = input_size(v)
+        x_np = test_input(a.batch, size)
         log(f"{name}: building the timm model, safetensors and ONNX")
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False).eval()
@@ -318,7 +332,7 @@ def main() -> int:
             if "litert-xnnpack" in a.engine_list:
                 log(f"{name}: converting to LiteRT with litert-torch (its own venv)")
                 subprocess.run([a.litert_python, str(LITERT), "convert", "--variant", v, "--weights", str(st_path),
-                                "--batch", str(a.batch), "--size", str(SIZE), "--out", str(tflite_path)],
+                                "--batch", str(a.batch), "--size", str(size), "--out", str(tflite_path)],
                                check=True, capture_output=True)
                 for threads in a.thread_list:
                     subprocess.run([a.litert_python, str(LITERT), "infer", "--model", str(tflite_path),
@@ -368,7 +382,7 @@ def main() -> int:
                 for e in order[k:] + order[:k]:
                     if e == "repvit-rs":
                         med, mn, isa, round_place[-1], round_probes[-1] = time_repvit(
-                            repvit_bin, v, st_path, threads, per_round, a.batch)
+                            repvit_bin, v, st_path, threads, per_round, a.batch, size)
                     elif e == "litert-xnnpack":
                         med, mn = time_litert(a.litert_python, tflite_path, threads, per_round, a.warmup)
                     else:
@@ -386,7 +400,7 @@ def main() -> int:
                     "variant": v,
                     "threads": threads,
                     "batch": a.batch,
-                    "size": SIZE,
+                    "size": size,
                     "median_ms": round(s.median, 4),
                     "images_per_s": round(a.batch * 1e3 / s.median, 2),
                     "min_ms": round(s.min, 4),
@@ -508,11 +522,12 @@ def time_litert(py: str, model: Path, threads: int, iters: int, warmup: float) -
 
 
 def time_repvit(exe: str, v: str, weights: Path, threads: int, iters: int,
-                batch: int) -> tuple[float, float, str, str | None, dict]:
+                batch: int, size: int) -> tuple[float, float, str, str | None, dict]:
     """One round of repvit-rs: its own `bench` (0.3 s warm-up inside), on the same weights as the peers.
     Also returns the round's placement (see NEAR_NS; None at one thread) and the two probes' readings."""
     proc = subprocess.run([exe, "bench", "--variant", v, "--weights", str(weights), "--threads", str(threads),
-                           "--iters", str(iters), "--batch", str(batch), "--json", "--no-layers"],
+                           "--iters", str(iters), "--batch", str(batch), "--size", str(size),
+                           "--json", "--no-layers"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"peers.py: repvit bench failed:\n{proc.stderr}")
@@ -538,7 +553,7 @@ def print_table(lines: list[dict]) -> None:
     machine = lines[0]
     print()
     batch = machine.get("batch", 1)
-    print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {batch}, {SIZE}x{SIZE}, f32 unless the engine says bf16")
+    print(f"{machine['cpu']} ({machine['nproc']} cpus), {machine['date']}; batch {batch}, f32 unless the engine says bf16")
     if batch > 1:
         print("median ms per batch of the given size; images/s = batch / median")
     print("median ms (min ms) and median relative to repvit-rs (x2.00 = takes twice as long as repvit-rs)")
@@ -546,7 +561,8 @@ def print_table(lines: list[dict]) -> None:
         rv = [r for r in recs if r["variant"] == v]
         threads = list(dict.fromkeys(r["threads"] for r in rv))
         base = {r["threads"]: r["median_ms"] for r in rv if r["engine"] == "repvit-rs"}
-        head = f"{timm_name(v):<22}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>30}" for t in threads)
+        side = rv[0].get("size", SIZE)
+        head = f"{timm_name(v) + f' ({side})':<30}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>30}" for t in threads)
         print()
         print(head)
         for e in dict.fromkeys(r["engine"] for r in rv):

@@ -255,7 +255,6 @@ fn model_report(
     peers: Option<&(String, Peers)>,
     estimate: Option<&[Prediction]>,
 ) -> Result<Vec<(String, String)>, String> {
-    const SHAPE: [usize; 4] = [1, 3, 224, 224];
     let e2e: Vec<(&BenchResult, usize)> = results
         .iter()
         .filter_map(|r| {
@@ -284,7 +283,8 @@ fn model_report(
     let _ = writeln!(md, "# RepViT on {}, {}\n", machine.cpu, today());
     let _ = writeln!(
         md,
-        "Batch 1, 224x224, f32, random weights (the speed does not depend on them), ISA {isa_name}, \
+        "Batch 1, each model at its timm pretrained input size (224x224; MobileNetV4-M 256x256, \
+         -L 384x384), f32, random weights (the speed does not depend on them), ISA {isa_name}, \
          through the model's own code path (`cargo bench`, criterion medians). A multiply-add counts \
          2 FLOP. Percent of peak: achieved GFLOP/s over the one-core FMA peak measured by the \
          kernels bench in the same run times the threads.\n"
@@ -316,11 +316,11 @@ fn model_report(
         if times.is_empty() {
             continue;
         }
-        let model = Arch::named(&name)
-            .and_then(|a| Network::random_arch(a, 1, &k1))
-            .map_err(|e| format!("{name}: {e}"))?;
+        let arch = Arch::named(&name).map_err(|e| format!("{name}: {e}"))?;
+        let side = arch.input_size();
+        let model = Network::random_arch(arch, 1, &k1).map_err(|e| format!("{name}: {e}"))?;
         let steps = model
-            .layers(SHAPE)
+            .layers([1, 3, side, side])
             .map_err(|e| format!("{name}: {e}"))?
             .into_iter()
             .map(|info| TimedStep {
