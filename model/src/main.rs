@@ -138,8 +138,7 @@ fn cli() -> Command {
                     Arg::new("size")
                         .long("size")
                         .value_parser(value_parser!(usize))
-                        .default_value("224")
-                        .help("image height and width"),
+                        .help("image height and width (default: each model's timm pretrained size, 224; MobileNetV4-M 256, -L 384)"),
                 )
                 .arg(
                     Arg::new("json")
@@ -407,7 +406,12 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
     let k = kernels(m)?;
     let iters = at_least_one(m, "iters", 50)?;
     let batch = at_least_one(m, "batch", 1)?;
-    let size = (*m.get_one::<usize>("size").unwrap_or(&224)).max(1);
+    let size = m.get_one::<usize>("size").map(|s| (*s).max(1));
+    // Each model's input: `--size`, else its eval transform's side.
+    let shape_of = |model: &Network| {
+        let side = size.unwrap_or_else(|| model.arch().input_size());
+        [batch, 3, side, side]
+    };
     let json = m.get_flag("json");
     let name = m
         .get_one::<String>("variant")
@@ -429,8 +433,7 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
     };
     if let Some(counts) = m.get_many::<usize>("layers-at") {
         let counts: Vec<usize> = counts.copied().collect();
-        let shape = [batch, 3, size, size];
-        return layers_at(&k, &counts, &make, split, shape, iters);
+        return layers_at(&k, &counts, &make, split, &shape_of, iters);
     }
     let models = make(&k)?;
     let models: Vec<Network> = models
@@ -441,9 +444,10 @@ fn bench(m: &ArgMatches) -> Result<(), Error> {
         BatchSplit::Layers => "layers",
         BatchSplit::Images => "images",
     };
-    let shape = [batch, 3, size, size];
-    let x = bench_input(shape)?;
     for model in &models {
+        let shape = shape_of(model);
+        let size = shape[2];
+        let x = bench_input(shape)?;
         let mut out = logits_buffer(model, shape)?;
         // Warm-up: allocates the workspace, faults pages in, settles clocks.
         let warm = Instant::now();
@@ -542,7 +546,7 @@ fn layers_at(
     counts: &[usize],
     make: &dyn Fn(&Kernels) -> Result<Vec<Network>, Error>,
     split: BatchSplit,
-    shape: [usize; 4],
+    shape_of: &dyn Fn(&Network) -> [usize; 4],
     iters: usize,
 ) -> Result<(), Error> {
     let ctx = |source| Error::Kernel {
@@ -566,9 +570,10 @@ fn layers_at(
                 .collect(),
         );
     }
-    let x = bench_input(shape)?;
     for mi in 0..per_count[0].len() {
         let models: Vec<&Network> = per_count.iter().map(|ms| &ms[mi]).collect();
+        let shape = shape_of(models[0]);
+        let x = bench_input(shape)?;
         let infos = models[0].layers(shape)?;
         let mut out = logits_buffer(models[0], shape)?;
         let warm = Instant::now();
