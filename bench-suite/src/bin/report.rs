@@ -4,7 +4,9 @@
 //! - `report.md`: RepViT end to end for every variant at one and all threads beside the paper's
 //!   iPhone 12 figures, where the time goes per layer kind, every layer of M1.0, and the comparison
 //!   with other engines from the peers file (`bench-suite/peers/`), with `layers.csv` and SVG charts
-//!   (`time_by_kind.svg`, `gflops_<variant>.svg`); the peers file is copied as `peers.jsonl`;
+//!   (`time_by_kind_<family>.svg`, `gflops_<variant>.svg`, `peers_t<threads>_<family>.svg`, one
+//!   per family so that MobileNet bars are not slivers beside RepViT-M2.3's); the peers file is
+//!   copied as `peers.jsonl`;
 //!   when a static estimate for ARM cores exists (`results/neon-estimate/latency.csv`, from
 //!   `bench-suite/tools/neon_mca.py`, or `--estimate FILE`), a section with its predicted latencies.
 //!
@@ -247,6 +249,23 @@ fn by_kind(steps: &[TimedStep]) -> Vec<(LayerKind, usize, f64, u64)> {
         .collect()
 }
 
+/// The families the report draws a chart each for: (title, file-name slug).
+const FAMILIES: [(&str, &str); 3] = [
+    ("RepViT", "repvit"),
+    ("MobileNetV2/V3 and EfficientNet", "mobilenet"),
+    ("MobileNetV4", "mobilenetv4"),
+];
+
+/// The entry of [`FAMILIES`] a model name (ours, `m1_0`, or timm's) belongs to; RepViT's for a
+/// name no family knows.
+fn family_of(name: &str) -> (&'static str, &'static str) {
+    match Arch::named(name) {
+        Ok(Arch::MobileNet(_)) => FAMILIES[1],
+        Ok(Arch::MobileNetV4(_)) => FAMILIES[2],
+        _ => FAMILIES[0],
+    }
+}
+
 /// `report.md`, `layers.csv` and the charts, as (file name, contents).
 fn model_report(
     results: &[BenchResult],
@@ -405,23 +424,27 @@ fn model_report(
         &rows,
     ));
 
-    // The MobileNets on the same kernels, beside RepViT M0.9 and M1.0.
-    let others = [
-        "m0_9",
-        "m1_0",
-        "mobilenetv3_large_100",
-        "mobilenetv3_small_100",
-        "mobilenetv2_100",
-    ];
+    // The other families on the same kernels, beside RepViT M0.9 and M1.0.
+    let others: Vec<String> = ["m0_9".to_string(), "m1_0".to_string()]
+        .into_iter()
+        .chain(
+            all_names()
+                .into_iter()
+                .filter(|n| family_of(n).0 != "RepViT"),
+        )
+        .collect();
     let mut rows = Vec::new();
-    for name in others {
+    for name in &others {
+        let name = name.as_str();
         for &t in &thread_counts {
             let Some((r, _)) = e2e.iter().find(|(r, tt)| *tt == t && r.value == name) else {
                 continue;
             };
             let g = r.giga_per_s();
+            let side = Arch::named(name).map_or(0, |a| a.input_size());
             rows.push(vec![
                 name.to_string(),
+                format!("{side}x{side}"),
                 t.to_string(),
                 format!("{:.2}", r.median_ns / 1e6),
                 num(Some(r.mad_ns / 1e6), 2),
@@ -436,16 +459,19 @@ fn model_report(
             ]);
         }
     }
-    if rows.iter().any(|r| r[0].starts_with("mobilenet")) {
+    if rows.iter().any(|r| family_of(&r[0]).0 != "RepViT") {
         let _ = writeln!(
             md,
-            "\n## MobileNetV3 and MobileNetV2 on the same kernels\n\ntimm's `mobilenetv3_large_100`, \
-             `mobilenetv3_small_100` and `mobilenetv2_100` built from the same kernels and run by the \
-             same runner as RepViT (random weights, BatchNorm folded), beside RepViT M0.9 and M1.0.\n"
+            "\n## MobileNets, EfficientNets and MobileNetV4 on the same kernels\n\ntimm's \
+             MobileNetV3-Large/-Small, MobileNetV2, EfficientNet-B0/-Lite0 and MobileNetV4 \
+             conv S/M/L built from the same kernels and run by the same runner as RepViT (random \
+             weights, BatchNorm folded), each at its timm pretrained input size, beside RepViT \
+             M0.9 and M1.0.\n"
         );
         md.push_str(&md_table(
             &[
                 "network",
+                "input",
                 "threads",
                 "median (ms)",
                 "MAD (ms)",
@@ -454,7 +480,7 @@ fn model_report(
                 "% of peak",
                 "GMACs (counted)",
             ],
-            &[false, true, true, true, true, true, true, true],
+            &[false, true, true, true, true, true, true, true, true],
             &rows,
         ));
     }
@@ -474,7 +500,7 @@ fn model_report(
     let kinds: Vec<&str> = LayerKind::ALL.iter().map(|k| k.name()).collect();
     let _ = writeln!(
         md,
-        "\n## Where the time goes (one thread, per-layer benchmarks)\n\nEach cell: milliseconds (percent of the sum of layers). ![time by kind](time_by_kind.svg)\n"
+        "\n## Where the time goes (one thread, per-layer benchmarks)\n\nEach cell: milliseconds (percent of the sum of layers). One chart per family (`time_by_kind_<family>.svg`), so that each family's bars share a scale.\n"
     );
     let mut rows = Vec::new();
     let mut bars = Vec::new();
@@ -502,17 +528,28 @@ fn model_report(
     headers.push("steps without a benchmark");
     md.push_str(&md_table(&headers, &vec![true; headers.len()], &rows));
     let mut files = Vec::new();
-    if !bars.is_empty() {
+    for (family, slug) in FAMILIES {
+        let bars: Vec<(String, Vec<f64>)> = bars
+            .iter()
+            .filter(|(n, _)| family_of(n).0 == family)
+            .cloned()
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let name = format!("time_by_kind_{slug}.svg");
+        let _ = writeln!(md, "![time by kind, {family}]({name})");
         files.push((
-            "time_by_kind.svg".to_string(),
+            name,
             stacked_bars(
-                &format!("RepViT, time per layer kind, 1 thread, {isa_name}"),
+                &format!("{family}, time per layer kind, 1 thread, {isa_name}"),
                 "milliseconds",
                 &kinds,
                 &bars,
             )?,
         ));
     }
+    md.push('\n');
 
     // Per kind GFLOP/s, every variant.
     let _ = writeln!(md, "\n### Achieved GFLOP/s per layer kind (one thread)\n");
@@ -678,8 +715,17 @@ fn model_report(
             thread_counts.dedup();
             let mut series = vec![OURS.to_string()];
             series.extend(others.iter().cloned());
-            for t in thread_counts {
-                let cs: Vec<_> = comps.iter().filter(|c| c.threads == t).collect();
+            for (t, (family, slug)) in thread_counts
+                .into_iter()
+                .flat_map(|t| FAMILIES.into_iter().map(move |f| (t, f)))
+            {
+                let cs: Vec<_> = comps
+                    .iter()
+                    .filter(|c| c.threads == t && family_of(&c.variant).0 == family)
+                    .collect();
+                if cs.is_empty() {
+                    continue;
+                }
                 let groups: Vec<String> = cs.iter().map(|c| c.variant.clone()).collect();
                 let values: Vec<Vec<Option<f64>>> = cs
                     .iter()
@@ -689,10 +735,10 @@ fn model_report(
                             .collect()
                     })
                     .collect();
-                let name = format!("peers_t{t}.svg");
+                let name = format!("peers_t{t}_{slug}.svg");
                 let svg = grouped_bars(
                     &format!(
-                        "Median ms per image, {t} thread{}, batch 1 (lower is faster)",
+                        "{family}: median ms per image, {t} thread{}, batch 1 (lower is faster)",
                         if t == 1 { "" } else { "s" }
                     ),
                     "ms",
@@ -700,7 +746,7 @@ fn model_report(
                     &series,
                     &values,
                 )?;
-                let _ = writeln!(md, "\n![peers at {t} threads]({name})");
+                let _ = writeln!(md, "\n![peers at {t} threads, {family}]({name})");
                 files.push((name, svg));
             }
             let _ = writeln!(md, "\n### Speed targets (issue 6)\n");
