@@ -370,7 +370,8 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     let u = x.abs();
     let e = if u > SIGMOID_CUTOFF { 0.0 } else { exp(-u) };
     let d = 1.0 + e;
-    if x < 0.0 { e / d } else { 1.0 / d }
+    // The SIMD tiers select the numerator, then divide once: the same quotient.
+    (if x < 0.0 { e } else { 1.0 }) / d
 }
 
 /// SiLU by the shared scheme: `x * sigmoid(x)`.

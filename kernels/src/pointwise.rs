@@ -464,9 +464,18 @@ impl BlockGrid {
         } else {
             let want = 4 * threads;
             let n = panels * nr;
-            (1..=max_row_groups.min(want))
-                .map(|rg| (rg, want.div_ceil(rg).clamp(1, panels_1)))
-                .min_by_key(|&(rg, pg)| (p * pg + n * rg, std::cmp::Reverse(rg * pg)))
+            let grids =
+                (1..=max_row_groups.min(want)).map(|rg| (rg, want.div_ceil(rg).clamp(1, panels_1)));
+            let bytes = |&(rg, pg): &(usize, usize)| (p * pg + n * rg, std::cmp::Reverse(rg * pg));
+            // A block per thread at least, where the rows allow: with one panel (n <= nr, the
+            // 16- and 24-wide projections of MobileNetV2 and the EfficientNets) every grid reads
+            // the input once, a row split only adds weight reads, so the fewest bytes alone chose
+            // one block and the second thread idled (1.00x at 56x56 144->24 on Zen 5).
+            grids
+                .clone()
+                .filter(|&(rg, pg)| rg * pg >= threads)
+                .min_by_key(bytes)
+                .or_else(|| grids.min_by_key(bytes))
                 .unwrap_or((1, 1))
         };
         BlockGrid {
@@ -497,6 +506,23 @@ impl BlockGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_panel_problem_gives_every_thread_rows() {
+        // 56x56 rows, 24 columns (one 32-column panel): one row group per thread at least.
+        for threads in 2..=4 {
+            let grid = BlockGrid::new(3136, 1, 32, threads);
+            assert!(
+                grid.len() >= threads,
+                "{threads} threads: {} blocks",
+                grid.len()
+            );
+            let rows: Vec<usize> = (0..grid.len()).map(|i| grid.block(i).0.len()).collect();
+            assert!(rows.iter().all(|&r| r >= 3136 / (4 * threads)), "{rows:?}");
+        }
+        // Too few rows to split (fewer than two row quanta): one block.
+        assert_eq!(BlockGrid::new(12, 1, 16, 2).len(), 1);
+    }
 
     #[test]
     fn blocks_cover_the_problem_exactly_once() {

@@ -153,7 +153,8 @@ pub(crate) unsafe fn sigmoid(x: float32x4_t) -> float32x4_t {
         let e = vbslq_f32(big, zero, exp(vnegq_f32(u)));
         let one = vdupq_n_f32(1.0);
         let d = vaddq_f32(one, e);
-        vbslq_f32(vcltq_f32(x, zero), vdivq_f32(e, d), vdivq_f32(one, d))
+        // One division of the selected numerator: the same bits as dividing both and selecting.
+        vdivq_f32(vbslq_f32(vcltq_f32(x, zero), e, one), d)
     }
 }
 
