@@ -24,7 +24,7 @@
 
 use std::ops::Range;
 
-use crate::ukernel::DwConvGeom;
+use crate::ukernel::{DwConvGeom, DwConvIo};
 
 /// One SIMD register of f32 lanes and the operations the generic loop nests need.
 ///
@@ -138,20 +138,22 @@ pub(crate) trait KxkTier {
 /// and band contract in [`DwConvGeom`]) with the channel-block passes of `P`.
 ///
 /// # Safety
-/// The features of `P`'s tier must be available, `g.k == K`, and `g.check_rows` must accept the
+/// The features of `P`'s tier must be available, `g.k == K`, and `g.check_io` must accept the
 /// geometry, the band and the lengths of the slices.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
     g: &DwConvGeom,
     rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
+    io: DwConvIo<'_>,
 ) {
-    debug_check_band(g, K, &rows, input, weights, bias, output, sums.as_deref());
+    debug_check_band(g, K, &rows, &io);
+    let DwConvIo {
+        input,
+        weights,
+        bias,
+        output,
+        sums,
+    } = io;
     let sums = zeroed_sums(sums);
     let a = BandArgs {
         input: input.as_ptr(),
@@ -191,32 +193,12 @@ pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
 }
 
 /// Debug builds: asserts the band contract every depthwise kernel states (`g.k == k`, and
-/// [`DwConvGeom::check_rows`] accepting the geometry, the band and the slice lengths); release
+/// [`DwConvGeom::check_io`] accepting the geometry, the band and the slice lengths); release
 /// builds check nothing here (the safe API checked it before the call).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn debug_check_band(
-    g: &DwConvGeom,
-    k: usize,
-    rows: &Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &[f32],
-    sums: Option<&[f32]>,
-) {
+pub(crate) fn debug_check_band(g: &DwConvGeom, k: usize, rows: &Range<usize>, io: &DwConvIo<'_>) {
     debug_assert!(g.k == k);
-    debug_assert!(
-        g.check_rows(
-            rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.map(|s| s.len())
-        )
-        .is_ok()
-    );
+    debug_assert!(g.check_io(rows, io).is_ok());
 }
 
 /// The sums zeroed and as a raw pointer, or null without sums.
@@ -521,23 +503,19 @@ macro_rules! kxk_entry {
         /// # Safety
         #[doc = concat!(
             $features, " must be available, `g.k == ", stringify!($k), "`, and ",
-            "[`crate::ukernel::DwConvGeom::check_rows`] must accept `g`, the band and the ",
+            "[`crate::ukernel::DwConvGeom::check_io`] must accept `g`, the band and the ",
             "lengths of the slices."
         )]
         pub(crate) unsafe fn $name(
             g: &$crate::ukernel::DwConvGeom,
             rows: ::std::ops::Range<usize>,
-            input: &[f32],
-            weights: &[f32],
-            bias: &[f32],
-            output: &mut [f32],
-            sums: Option<&mut [f32]>,
+            io: $crate::ukernel::DwConvIo<'_>,
         ) {
             // SAFETY: the tier's features, `g.k == k` and the checked geometry are this
             // function's contract, which is exactly the loop nest's with this tier.
             unsafe {
                 $crate::activation::with_act!(g.act, |A| $crate::dwconv_kxk::dwconv_kxk::<$tier, $k, A>(
-                    g, rows, input, weights, bias, output, sums
+                    g, rows, io
                 ))
             }
         }

@@ -23,7 +23,9 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::generic;
 pub use crate::ukernel::HalfTile;
-use crate::ukernel::{ActivationFn, DwConvFn, DwConvGeom, GemvFn, PointwiseFn, PointwiseHalfFn};
+use crate::ukernel::{
+    ActivationFn, DwConvFn, DwConvGeom, DwConvIo, GemvFn, PointwiseFn, PointwiseHalfFn,
+};
 use crate::{Isa, Precision, portable, scalar};
 
 /// The operations the crate implements.
@@ -234,17 +236,17 @@ impl DwConvKernel {
                 ),
             ));
         }
-        geom.check_rows(
-            &rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.as_ref().map(|s| s.len()),
-        )?;
-        // SAFETY: the ISA was checked available, `geom.k` is this kernel's size, and `check_rows`
+        let io = DwConvIo {
+            input,
+            weights,
+            bias,
+            output,
+            sums,
+        };
+        geom.check_io(&rows, &io)?;
+        // SAFETY: the ISA was checked available, `geom.k` is this kernel's size, and `check_io`
         // validated the geometry, the band and every length: the whole contract of `DwConvFn`.
-        unsafe { (self.f)(geom, rows, input, weights, bias, output, sums) };
+        unsafe { (self.f)(geom, rows, io) };
         Ok(())
     }
 

@@ -25,19 +25,7 @@ use std::ops::Range;
 
 use super::half_model;
 use crate::activation::{Activation, GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
-use crate::ukernel::PointwiseGeom;
-
-/// A half-precision pointwise block function (the shape of `PointwiseHalfFn`).
-pub(crate) type HalfFn = unsafe fn(
-    &PointwiseGeom,
-    *const f32,
-    &[f32],
-    &[u16],
-    *const f32,
-    *mut f32,
-    Range<usize>,
-    Range<usize>,
-);
+use crate::ukernel::{HalfPacked, PointwiseBlock, PointwiseGeom, PointwiseHalfFn};
 
 /// The precision a kernel computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +38,7 @@ pub(crate) enum Half {
 #[derive(Clone, Copy)]
 pub(crate) struct Spec {
     pub name: &'static str,
-    pub f: HalfFn,
+    pub f: PointwiseHalfFn,
     pub nr: usize,
     pub kpack: usize,
     pub half: Half,
@@ -163,16 +151,18 @@ pub(crate) fn run_block(
     // is the input; the ranges lie inside the problem (callers pass sub-ranges of 0..p and
     // 0..ceil(n / nr)).
     unsafe {
-        (spec.f)(
-            g,
-            x.as_ptr(),
-            &packed.0,
-            &packed.1,
-            rp,
-            out.as_mut_ptr().add(GUARD),
-            rows.clone(),
-            panels.clone(),
-        )
+        (spec.f)(PointwiseBlock {
+            geom: g,
+            input: x.as_ptr(),
+            packed: HalfPacked {
+                bias: &packed.0,
+                weights: &packed.1,
+            },
+            residual: rp,
+            output: out.as_mut_ptr().add(GUARD),
+            rows: rows.clone(),
+            panels: panels.clone(),
+        })
     };
     let body = &out[GUARD..GUARD + len];
     for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {

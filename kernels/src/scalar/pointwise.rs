@@ -1,8 +1,6 @@
 //! Portable pointwise GEMM block: 4 rows x 8 columns of accumulators, plain Rust.
 
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock, PointwiseGeom};
 
 const MR: usize = 4;
 const NR: usize = 8;
@@ -11,23 +9,15 @@ const NR: usize = 8;
 ///
 /// # Safety
 /// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
-pub(crate) unsafe fn pointwise_4x8_scalar(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_4x8_scalar(b: PointwiseBlock<'_, &[f32]>) {
+    b.check_f32(NR);
+    let (g, rows) = (b.geom, &b.rows);
     let (k, n) = (g.k, g.n);
-    // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
-    let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
-    let residual = unsafe { residual_slice(residual, g.p * n) };
-    for panel in panels {
-        let b = &packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
-        let (bias, w) = b.split_at(NR);
+    // SAFETY: the caller's contract.
+    let (input, residual) = unsafe { operands(&b) };
+    for panel in b.panels.clone() {
+        let pw = &b.packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
+        let (bias, w) = pw.split_at(NR);
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
         let mut r = rows.start;
@@ -45,7 +35,7 @@ pub(crate) unsafe fn pointwise_4x8_scalar(
             }
             // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
             // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
+            unsafe { store(g, &acc[..mr], residual, b.output, r * n + j0, cols) };
             r += mr;
         }
     }
@@ -83,33 +73,16 @@ pub(crate) fn dpbf16_step(acc: f32, a: f32, b: f32) -> f32 {
 /// # Safety
 /// The contract of [`crate::pointwise::PointwiseHalfFn`] with `HalfTile { nr: 8, kpack: 2,
 /// dtype: Bf16 }` (this kernel needs no CPU feature).
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_bf16_4x8_scalar(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     use crate::convert::{bf16_from_f32, bf16_to_f32};
     const NR: usize = BF16_NR;
+    let (g, rows, HalfPacked { bias, weights }) = (b.geom, &b.rows, b.packed);
     let (k, n) = (g.k, g.n);
     let kp = k.div_ceil(2);
     let panel_len = kp * NR * 2;
-    assert!(
-        rows.end <= g.p
-            && panels.end <= n.div_ceil(NR)
-            && panels.end * panel_len <= weights.len()
-            && panels.end * NR <= bias.len(),
-        "pointwise bf16 block {rows:?} x {panels:?} outside the problem or the packed weights"
-    );
-    // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
-    let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
-    let residual = unsafe { residual_slice(residual, g.p * n) };
+    b.check_half(NR, panel_len);
+    // SAFETY: the caller's contract.
+    let (input, residual) = unsafe { operands(&b) };
     // The block's input rows rounded to bf16 once, K padded to even with a zero (as the kernels
     // do).
     let mut a = vec![0.0f32; rows.len() * 2 * kp];
@@ -119,9 +92,9 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
             *d = bf16_to_f32(bf16_from_f32(x));
         }
     }
-    for panel in panels {
+    for panel in b.panels.clone() {
         let w = &weights[panel * panel_len..(panel + 1) * panel_len];
-        let b = &bias[panel * NR..(panel + 1) * NR];
+        let pb = &bias[panel * NR..(panel + 1) * NR];
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
         let mut r = rows.start;
@@ -129,7 +102,7 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
             let mr = MR.min(rows.end - r);
             let mut acc = [[0.0f32; NR]; MR];
             for (i, row) in acc.iter_mut().enumerate().take(mr) {
-                *row = b.try_into().expect("panel of NR biases");
+                *row = pb.try_into().expect("panel of NR biases");
                 let x = &a[(r - rows.start + i) * 2 * kp..(r - rows.start + i + 1) * 2 * kp];
                 for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
                     for (jj, acc) in row.iter_mut().enumerate() {
@@ -141,19 +114,27 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
             }
             // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
             // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
+            unsafe { store(g, &acc[..mr], residual, b.output, r * n + j0, cols) };
             r += mr;
         }
     }
 }
 
-/// The residual as a slice of `len` floats, or `None` when `residual` is null.
+/// The input (`p * k` floats) and the residual (`p * n` floats, `None` when null) of a block's
+/// call, as slices.
 ///
 /// # Safety
-/// When not null, `residual` is valid for `len` reads and does not alias the output.
-unsafe fn residual_slice<'a>(residual: *const f32, len: usize) -> Option<&'a [f32]> {
+/// As the kernels' contract: `input` is valid for `p * k` reads, and `residual`, when not null,
+/// for `p * n` reads; neither aliases the output.
+unsafe fn operands<'a, W>(b: &PointwiseBlock<'a, W>) -> (&'a [f32], Option<&'a [f32]>) {
+    let g = b.geom;
     // SAFETY: this function's contract.
-    (!residual.is_null()).then(|| unsafe { std::slice::from_raw_parts(residual, len) })
+    unsafe {
+        (
+            std::slice::from_raw_parts(b.input, g.p * g.k),
+            (!b.residual.is_null()).then(|| std::slice::from_raw_parts(b.residual, g.p * g.n)),
+        )
+    }
 }
 
 /// The epilogue of a tile: row `i` of `acc` is output row `i` from offset `o` on (rows `g.n`

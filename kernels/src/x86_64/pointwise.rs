@@ -30,9 +30,7 @@
 //! then the activation, then the residual added in f32, whatever the tile, chunk or block: results do
 //! not depend on how a call is split into blocks (the bitwise thread-count tests rely on it).
 
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::PointwiseBlock;
 use crate::x86_64::SimdF32;
 
 /// Bytes of input rows a row chunk may hold (the input of a chunk is reused by every panel).
@@ -146,24 +144,13 @@ macro_rules! pointwise_entry {
             "`output`; no other thread writes the block at the same time. (The ranges and the ",
             "length of `packed` are checked.)"
         )]
-        pub(crate) unsafe fn $name(
-            g: &$crate::ukernel::PointwiseGeom,
-            input: *const f32,
-            packed: &[f32],
-            residual: *const f32,
-            output: *mut f32,
-            rows: ::std::ops::Range<usize>,
-            panels: ::std::ops::Range<usize>,
-        ) {
+        pub(crate) unsafe fn $name(b: $crate::ukernel::PointwiseBlock<'_, &[f32]>) {
             // SAFETY: this function's contract is the loop nest's with these tiles (the panel
             // width above).
             unsafe {
-                $crate::x86_64::with_act!(g.act, |A| $crate::x86_64::pointwise::pointwise::<
-                    $tiles,
-                    A,
-                >(
-                    g, input, packed, residual, output, rows, panels
-                ))
+                $crate::x86_64::with_act!(b.geom.act, |A| {
+                    $crate::x86_64::pointwise::pointwise::<$tiles, A>(b)
+                })
             }
         }
 
@@ -187,37 +174,19 @@ pub(crate) use pointwise_entry;
 /// `G::NR`, and the features of `G`'s tier available. (The ranges and the length of `packed` are
 /// checked here.)
 #[inline(always)]
-pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n, nr) = (g.k, g.n, G::NR);
+pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(b: PointwiseBlock<'_, &[f32]>) {
+    // Makes every offset below provably in range given only the validity of the pointers.
+    b.check_f32(G::NR);
+    let (input, output, packed, rows) = (b.input, b.output, b.packed, &b.rows);
+    let (k, n, nr) = (b.geom.k, b.geom.n, G::NR);
     let stride = nr * (k + 1);
-    // Cheap once per block, and they make every offset below provably in range given only the
-    // validity of the pointers.
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(nr)
-            && panels.end * stride <= packed.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
     let (mr, min_rows) = (G::MR, G::MIN_ROWS);
     debug_assert!(1 <= min_rows && min_rows <= mr.div_ceil(2));
     let chunk = (CHUNK_BYTES / (4 * k) / mr).max(1) * mr;
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = rows.end.min(r0 + chunk);
-        for panel in panels.clone() {
+        for panel in b.panels.clone() {
             let j0 = panel * nr;
             let cols = nr.min(n - j0);
             let mut r = r0;
@@ -233,7 +202,7 @@ pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
                         a: input.add(r * k),
                         w: packed.as_ptr().add(panel * stride),
                         out: output.add(r * n + j0),
-                        res: offset_or_null(residual, r * n + j0),
+                        res: offset_or_null(b.residual, r * n + j0),
                         k,
                         n,
                         cols,
@@ -359,7 +328,7 @@ pub(crate) mod tests {
 
     use crate::activation::Activation;
     use crate::reference;
-    use crate::ukernel::{PointwiseFn, PointwiseGeom};
+    use crate::ukernel::{PointwiseBlock, PointwiseFn, PointwiseGeom};
 
     const GUARD_BITS: u32 = 0x7fc0_beef;
     const GUARD: usize = 37;
@@ -400,15 +369,15 @@ pub(crate) mod tests {
         // g.n; the input holds p * k floats, the output body and the residual p * n; the ranges lie
         // within the problem.
         unsafe {
-            f(
-                g,
-                x.as_ptr(),
+            f(PointwiseBlock {
+                geom: g,
+                input: x.as_ptr(),
                 packed,
-                rp,
-                out.as_mut_ptr().add(GUARD),
-                rows.clone(),
-                panels.clone(),
-            )
+                residual: rp,
+                output: out.as_mut_ptr().add(GUARD),
+                rows: rows.clone(),
+                panels: panels.clone(),
+            })
         };
         for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
             assert_eq!(v.to_bits(), GUARD_BITS, "guard {i} overwritten");

@@ -18,12 +18,10 @@
 //! [`crate::scalar::pointwise::pointwise_bf16_4x8_scalar`] computes the same, so the results do
 //! not depend on the thread count.
 
-use std::cell::RefCell;
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 use crate::x86_64::SimdF32;
 use crate::x86_64::pointwise::{offset_or_null, tile_rows};
+use std::cell::RefCell;
 
 /// Bytes of converted input rows a row chunk may hold (reused by every panel).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -125,33 +123,16 @@ thread_local! {
 /// The contract of [`crate::pointwise::PointwiseHalfFn`] with `bias` and `weights` packed for
 /// `HalfTile { nr: G::NR, kpack: 2, dtype: Bf16 }`, and the features of `G`'s tier available. (The
 /// ranges and the lengths of `bias` and `weights` are checked here.)
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
+    b: PointwiseBlock<'_, HalfPacked<'_>>,
 ) {
-    let (k, n, nr) = (g.k, g.n, G::NR);
+    let (input, output, HalfPacked { bias, weights }, rows) =
+        (b.input, b.output, b.packed, &b.rows);
+    let (k, n, nr) = (b.geom.k, b.geom.n, G::NR);
     let kp = k.div_ceil(2);
     let panel_len = kp * nr * 2;
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(nr)
-            && panels.end * panel_len <= weights.len()
-            && panels.end * nr <= bias.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
+    b.check_half(nr, panel_len);
     let (mr, min_rows) = (G::MR, G::MIN_ROWS);
     let stride = row_stride(k);
     let chunk = (CHUNK_BYTES / (4 * stride) / mr).max(1) * mr;
@@ -166,7 +147,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
             // SAFETY: rows r0..r1 < p of the input hold k floats each (contract); `buf` holds at
             // least (r1 - r0) * stride u32 (resized above); the features are the contract's.
             unsafe { G::convert_rows(input.add(r0 * k), k, r1 - r0, buf.as_mut_ptr()) };
-            for panel in panels.clone() {
+            for panel in b.panels.clone() {
                 let j0 = panel * nr;
                 let cols = nr.min(n - j0);
                 let mut r = r0;
@@ -184,7 +165,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
                             w: weights.as_ptr().add(panel * panel_len),
                             bias: bias.as_ptr().add(j0),
                             out: output.add(r * n + j0),
-                            res: offset_or_null(residual, r * n + j0),
+                            res: offset_or_null(b.residual, r * n + j0),
                             kp,
                             n,
                             cols,
@@ -310,12 +291,11 @@ pub(crate) unsafe fn convert_rows_portable(src: *const f32, k: usize, rows: usiz
 #[cfg(test)]
 pub(crate) mod tests {
     use core::arch::x86_64::*;
-    use std::ops::Range;
 
     use super::*;
     use crate::activation::Activation;
     use crate::registry::{self, KernelKey, Op};
-    use crate::ukernel::PointwiseHalfFn;
+    use crate::ukernel::{PointwiseGeom, PointwiseHalfFn};
     use crate::x86_64::pointwise::dispatch_tile;
     use crate::x86_64::with_act;
     use crate::{Isa, PackedPointwise, Precision};
@@ -384,23 +364,9 @@ pub(crate) mod tests {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn emulated(
-        g: &PointwiseGeom,
-        input: *const f32,
-        bias: &[f32],
-        weights: &[u16],
-        residual: *const f32,
-        output: *mut f32,
-        rows: Range<usize>,
-        panels: Range<usize>,
-    ) {
+    unsafe fn emulated(b: PointwiseBlock<'_, HalfPacked<'_>>) {
         // SAFETY: the caller's contract; AVX2 and FMA are checked by the test.
-        unsafe {
-            with_act!(g.act, |A| pointwise_bf16::<Tiles, A>(
-                g, input, bias, weights, residual, output, rows, panels
-            ))
-        }
+        unsafe { with_act!(b.geom.act, |A| pointwise_bf16::<Tiles, A>(b)) }
     }
 
     /// Runs `f` (panel width `nr`) and the scalar model on the same packed data; equal bits, and
@@ -474,16 +440,18 @@ pub(crate) mod tests {
                 // SAFETY: the features are checked by the caller; the packing above is the
                 // kernel's layout for g.k, g.n; buffers hold p * k and p * n floats.
                 unsafe {
-                    f(
-                        &g,
-                        x.as_ptr(),
-                        &bias,
-                        &wt,
-                        rp,
-                        out.as_mut_ptr().add(GUARD),
-                        rows.clone(),
-                        pans.clone(),
-                    )
+                    f(PointwiseBlock {
+                        geom: &g,
+                        input: x.as_ptr(),
+                        packed: HalfPacked {
+                            bias: &bias,
+                            weights: &wt,
+                        },
+                        residual: rp,
+                        output: out.as_mut_ptr().add(GUARD),
+                        rows: rows.clone(),
+                        panels: pans.clone(),
+                    })
                 };
                 for (i, v) in out.iter().enumerate() {
                     let inside = i >= GUARD && i < GUARD + p * n && {

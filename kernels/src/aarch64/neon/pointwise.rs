@@ -26,10 +26,9 @@
 //! split into blocks (the tests check both).
 
 use core::arch::aarch64::*;
-use std::ops::Range;
 
 use super::act::{self, with_act};
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::PointwiseBlock;
 
 /// Rows per micro-tile.
 const MR: usize = 8;
@@ -45,22 +44,10 @@ const NR: usize = 8;
 /// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats and
 /// does not alias `output`; no other thread writes the block at the same time. (The ranges and the
 /// length of `packed` are checked here.)
-pub(crate) unsafe fn pointwise_8x8_neon(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_8x8_neon(b: PointwiseBlock<'_, &[f32]>) {
     // SAFETY: NEON and the pointer validity are this function's contract, which is `run`'s whole
     // contract (`run` checks the ranges and the packed length itself).
-    unsafe {
-        with_act!(g.act, |A| run::<A>(
-            g, input, packed, residual, output, rows, panels
-        ))
-    }
+    unsafe { with_act!(b.geom.act, |A| run::<A>(b)) }
 }
 
 /// What a micro-tile needs to know of its panel.
@@ -86,32 +73,14 @@ struct Panel<'a> {
 /// # Safety
 /// As [`pointwise_8x8_neon`].
 #[target_feature(enable = "neon")]
-unsafe fn run<const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n) = (g.k, g.n);
+unsafe fn run<const ACT: u8>(b: PointwiseBlock<'_, &[f32]>) {
+    // Makes every index below provably in range given only the validity of the pointers.
+    b.check_f32(NR);
+    let (input, output, packed, rows) = (b.input, b.output, b.packed, &b.rows);
+    let (k, n) = (b.geom.k, b.geom.n);
     let stride = NR * (k + 1);
-    // Cheap once per block, and they make every index below provably in range given only the
-    // validity of the pointers.
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(NR)
-            && panels.end * stride <= packed.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
-    let residual = (!residual.is_null()).then_some(residual);
-    for panel in panels {
+    let residual = (!b.residual.is_null()).then_some(b.residual);
+    for panel in b.panels.clone() {
         let j0 = panel * NR;
         let t = Panel {
             input,
@@ -274,9 +243,11 @@ unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
+
     use super::*;
     use crate::activation::Activation;
-    use crate::pointwise::{PackedPointwise, PointwiseFn};
+    use crate::pointwise::{PackedPointwise, PointwiseFn, PointwiseGeom};
     use crate::reference;
     use crate::registry::{self, Op};
     use crate::scalar::pointwise::pointwise_4x8_scalar;
@@ -317,15 +288,15 @@ mod tests {
         // the input, the output body and the residual, which is a distinct allocation; the ranges
         // lie inside the problem (callers pass sub-ranges of 0..p and 0..ceil(n / 8)).
         unsafe {
-            f(
-                g,
-                x.as_ptr(),
-                packed.data(),
-                rp,
-                out.as_mut_ptr().add(GUARD),
-                rows.clone(),
-                panels.clone(),
-            )
+            f(PointwiseBlock {
+                geom: g,
+                input: x.as_ptr(),
+                packed: packed.data(),
+                residual: rp,
+                output: out.as_mut_ptr().add(GUARD),
+                rows: rows.clone(),
+                panels: panels.clone(),
+            })
         };
         let body = &out[GUARD..GUARD + len];
         for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
