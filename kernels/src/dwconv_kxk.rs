@@ -147,14 +147,8 @@ pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
     io: DwConvIo<'_>,
 ) {
     debug_check_band(g, K, &rows, &io);
-    let DwConvIo {
-        input,
-        weights,
-        bias,
-        output,
-        sums,
-    } = io;
-    let sums = zeroed_sums(sums);
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let sums = zeroed_sums(io.sums);
     let a = BandArgs {
         input: input.as_ptr(),
         weights: weights.as_ptr(),

@@ -338,11 +338,10 @@ pub fn linear(
     y
 }
 
-/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64): the test data of the kernel
-/// crate's own tests. (The conformance crate keeps the same generator for its tests: it sees only
-/// the public API, and this is test-only.)
-#[cfg(test)]
-pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64 from `seed`, `len` of them):
+/// the test data of the kernel crate's tests, of the conformance tests and of the examples, the same
+/// on every platform.
+pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
     let mut s = seed;
     (0..len)
         .map(|_| {

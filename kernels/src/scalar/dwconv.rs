@@ -12,13 +12,8 @@ use crate::ukernel::{DwConvGeom, DwConvIo};
 /// needs no CPU feature and indexes only with bounds checks).
 fn dwconv_scalar<const K: usize>(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
     debug_assert_eq!(g.k, K);
-    let DwConvIo {
-        input,
-        weights,
-        bias,
-        output,
-        mut sums,
-    } = io;
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let mut sums = io.sums;
     let (h, w, c, s, p) = (g.h, g.w, g.c, g.stride, K / 2);
     let (oh, ow) = (g.oh(), g.ow());
     let mut acc = vec![0.0f32; c];

@@ -70,14 +70,8 @@ pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
     let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
     debug_check_band(g, 3, &rows, &io);
-    let DwConvIo {
-        input,
-        weights,
-        bias,
-        output,
-        sums,
-    } = io;
-    let sums = zeroed_sums(sums);
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let sums = zeroed_sums(io.sums);
     let wp = weights.as_ptr();
     let r0 = rows.start;
     for r in rows {
@@ -508,15 +502,7 @@ pub(crate) mod tests {
 
     /// Deterministic values in [-1, 1).
     fn fill(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        crate::reference::rand_vec(seed, len, 1.0)
     }
 
     const GUARD: usize = 37;

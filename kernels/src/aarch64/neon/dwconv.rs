@@ -44,13 +44,8 @@ pub(crate) unsafe fn dwconv3x3_c8_neon(g: &DwConvGeom, rows: Range<usize>, io: D
 /// lengths.
 #[target_feature(enable = "neon")]
 unsafe fn run<const ACT: u8>(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
-    let DwConvIo {
-        input,
-        weights,
-        bias,
-        output,
-        mut sums,
-    } = io;
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let mut sums = io.sums;
     let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
     // Output columns 1..int_end read input columns ox*s-1 ..= ox*s+1, all inside the image: the
