@@ -97,6 +97,27 @@ pub(crate) unsafe trait SimdF32: Copy {
     unsafe fn act<const ACT: u8>(v: Self) -> Self;
 }
 
+/// The methods of a register trait ([`SimdF32`], `crate::x86_64::act::ActVec`) that are one
+/// intrinsic on register operands, written as a table inside the `impl` block:
+/// `register_ops! { fn add(a, b) = _mm256_add_ps; fn zero() = _mm256_setzero_ps; }` defines
+/// `#[inline(always)] unsafe fn add(a: Self, b: Self) -> Self { _mm256_add_ps(a, b) }` and
+/// `zero`. Every operand and the result are `Self`; methods taking memory or a scalar, or whose
+/// intrinsic orders its operands otherwise, stay written out.
+macro_rules! register_ops {
+    ($(fn $name:ident($($arg:ident),*) = $intrinsic:path;)*) => {
+        $(
+            #[inline(always)]
+            unsafe fn $name($($arg: Self),*) -> Self {
+                // SAFETY: the intrinsic reads and writes registers only, and the method's contract
+                // (the trait's) guarantees the features of the implementing tier, which include
+                // the intrinsic's.
+                unsafe { $intrinsic($($arg),*) }
+            }
+        )*
+    };
+}
+pub(crate) use register_ops;
+
 /// What a channel-block pass needs besides the block: the band and raw views of the buffers.
 #[derive(Debug)]
 pub(crate) struct BandArgs {

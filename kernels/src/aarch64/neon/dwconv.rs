@@ -18,7 +18,7 @@ use core::arch::aarch64::*;
 use super::act::{self, act_of_code, with_act};
 use std::ops::Range;
 
-use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry, register_ops};
 use crate::ukernel::{DwConvGeom, DwConvIo};
 
 /// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
@@ -413,10 +413,8 @@ unsafe impl SimdF32 for float32x4_t {
         // SAFETY: NEON is available (contract). `vfmaq_f32(c, a, b)` = c + a * b, one rounding.
         unsafe { vfmaq_f32(c, a, b) }
     }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: NEON is available (contract).
-        unsafe { vaddq_f32(a, b) }
+    register_ops! {
+        fn add(a, b) = vaddq_f32;
     }
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: Self) -> Self {
