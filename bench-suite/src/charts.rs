@@ -122,6 +122,21 @@ fn finish<'a, 'b: 'a>(
     root.present().map_err(err)
 }
 
+/// Renders a chart `width` x 520 pixels: `draw` draws on the white drawing area (and presents
+/// it); returns the SVG text.
+fn svg_chart(
+    width: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+    }
+    Ok(svg)
+}
+
 /// Stacked bars: for each of `bars` (label, values per series), the values stacked in series order.
 /// Returns the SVG text.
 pub fn stacked_bars(
@@ -130,17 +145,14 @@ pub fn stacked_bars(
     series: &[&str],
     bars: &[(String, Vec<f64>)],
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(900, |root| {
         let top = bars
             .iter()
             .map(|(_, v)| v.iter().sum::<f64>())
             .fold(0.0f64, f64::max);
         let ymax = y_top_with_legend(top, series.len(), 520);
         let n = bars.len().max(1);
-        let mut chart = item_chart(&root, title, n, ymax)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
         draw_item_mesh(&mut chart, bars.len(), |i| bars[i].0.clone(), y_label)?;
         for (si, name) in series.iter().enumerate() {
             let c = colour(si);
@@ -158,9 +170,9 @@ pub fn stacked_bars(
                 .collect();
             draw_bars(&mut chart, rects, name, si)?;
         }
-        finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperLeft)?;
+        Ok(())
+    })
 }
 
 /// One bar per layer (in execution order) of achieved GFLOP/s, coloured by series (`kinds[i]`
@@ -171,10 +183,7 @@ pub fn bars_against_peak(
     values: &[(usize, f64)],
     peak: f64,
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1100, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(1100, |root| {
         let top = values.iter().map(|v| v.1).fold(peak, f64::max);
         // One legend line per kind present, plus the peak line.
         let kinds = (0..series.len())
@@ -182,7 +191,7 @@ pub fn bars_against_peak(
             .count();
         let ymax = y_top_with_legend(top, kinds + 1, 520);
         let n = values.len().max(1);
-        let mut chart = item_chart(&root, title, n, ymax)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
         // Layer indices are integers: ticks between layers get no label.
         let label = |x: &f64| item_label(*x, n, |i| i.to_string());
         chart
@@ -218,9 +227,9 @@ pub fn bars_against_peak(
             .map_err(err)?
             .label(format!("measured FMA peak {peak:.1} GFLOP/s"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLACK.stroke_width(2)));
-        finish(&mut chart, &root, SeriesLabelPosition::UpperRight)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
 }
 
 /// Grouped bars: for each of `groups` (x axis), one bar per series side by side; `values[g][s]` is
@@ -232,10 +241,7 @@ pub fn grouped_bars(
     series: &[String],
     values: &[Vec<Option<f64>>],
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1000, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(1000, |root| {
         let top = values
             .iter()
             .flatten()
@@ -244,7 +250,7 @@ pub fn grouped_bars(
             .fold(0.0f64, f64::max);
         let ymax = y_top_with_legend(top, series.len(), 520);
         let n = groups.len().max(1);
-        let mut chart = item_chart(&root, title, n, ymax)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
         draw_item_mesh(&mut chart, groups.len(), |i| groups[i].clone(), y_label)?;
         let width = 0.8 / series.len().max(1) as f64;
         for (si, name) in series.iter().enumerate() {
@@ -264,9 +270,9 @@ pub fn grouped_bars(
                 .collect();
             draw_bars(&mut chart, rects, name, si)?;
         }
-        finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperLeft)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
