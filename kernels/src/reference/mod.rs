@@ -1,6 +1,9 @@
 //! The oracle: plain loops that are obviously right and slow on purpose. Production kernels are
 //! tested against these. Computed in f64 and rounded once, so they are as exact as f32 output allows.
 
+#[cfg(test)]
+pub(crate) mod blocks;
+
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::ukernel::DwConvGeom;

@@ -324,16 +324,10 @@ pub(crate) unsafe fn tile<
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::ops::Range;
-
     use crate::activation::Activation;
     use crate::reference;
-    use crate::ukernel::{PointwiseBlock, PointwiseFn, PointwiseGeom};
-
-    const GUARD_BITS: u32 = 0x7fc0_beef;
-    const GUARD: usize = 37;
-
-    pub(crate) use crate::reference::rand_vec;
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
+    use crate::ukernel::{PointwiseFn, PointwiseGeom};
 
     /// `[n, k]` weights and a bias packed in panels of `nr`, as `PackedPointwise::pack` does.
     fn pack(k: usize, n: usize, nr: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
@@ -349,55 +343,9 @@ pub(crate) mod tests {
         data
     }
 
-    /// Runs `f` on the block into a guarded NaN-filled output; checks nothing outside the block
-    /// changed and returns the output.
-    #[allow(clippy::too_many_arguments)]
-    fn run_block(
-        f: PointwiseFn,
-        nr: usize,
-        g: &PointwiseGeom,
-        x: &[f32],
-        packed: &[f32],
-        res: Option<&[f32]>,
-        rows: Range<usize>,
-        panels: Range<usize>,
-    ) -> Vec<f32> {
-        let len = g.p * g.n;
-        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
-        let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
-        // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
-        // g.n; the input holds p * k floats, the output body and the residual p * n; the ranges lie
-        // within the problem.
-        unsafe {
-            f(PointwiseBlock {
-                geom: g,
-                input: x.as_ptr(),
-                packed,
-                residual: rp,
-                output: out.as_mut_ptr().add(GUARD),
-                rows: rows.clone(),
-                panels: panels.clone(),
-            })
-        };
-        for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
-            assert_eq!(v.to_bits(), GUARD_BITS, "guard {i} overwritten");
-        }
-        let body = out[GUARD..GUARD + len].to_vec();
-        for (i, v) in body.iter().enumerate() {
-            let (row, col) = (i / g.n, i % g.n);
-            if !(rows.contains(&row) && panels.contains(&(col / nr))) {
-                assert_eq!(
-                    v.to_bits(),
-                    GUARD_BITS,
-                    "wrote row {row} col {col} outside the block"
-                );
-            }
-        }
-        body
-    }
-
     /// Compares `f` (panel width `nr`) with the reference on edge shapes, every activation, with
     /// and without a residual, and checks that sub-blocks give the same bits as the whole.
+    /// Callers check that `f`'s tier is available.
     pub(crate) fn check_against_reference(f: PointwiseFn, nr: usize) {
         let mut shapes = Vec::new();
         for p in [1, 5, 8, 13, 29] {
@@ -413,47 +361,29 @@ pub(crate) mod tests {
         }
         for (p, k, n, act, residual) in shapes {
             let g = PointwiseGeom { p, k, n, act };
-            let seed = ((p * 131 + k) * 131 + n) as u64;
-            let x = rand_vec(seed, p * k, 2.0);
-            let w = rand_vec(seed ^ 1, n * k, 1.0);
-            let b = rand_vec(seed ^ 2, n, 1.0);
-            let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
+            let Operands { x, w, b, res } = Operands::random(&g, residual);
             let packed = pack(k, n, nr, &w, &b);
             let panels = n.div_ceil(nr);
-            let got = run_block(f, nr, &g, &x, &packed, res.as_deref(), 0..p, 0..panels);
+            let runner = BlockRunner {
+                g: &g,
+                x: &x,
+                res: res.as_deref(),
+                nr,
+            };
+            let what = format!("p{p} k{k} n{n} {act:?}");
+            // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
+            // g.n.
+            let got = unsafe { runner.run(f, &packed[..], 0..p, 0..panels, &what) };
             let mut want = vec![0.0f32; p * n];
             reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
             for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
-                    "p{p} k{k} n{n} {act:?}: out[{i}] = {a}, reference {e}"
+                    "{what}: out[{i}] = {a}, reference {e}"
                 );
             }
-            for (rows, pans) in [
-                (p / 3..p, 0..panels),
-                (0..p.div_ceil(2), panels / 2..panels),
-                (p / 2..p / 2 + 1, panels - 1..panels),
-            ] {
-                let part = run_block(
-                    f,
-                    nr,
-                    &g,
-                    &x,
-                    &packed,
-                    res.as_deref(),
-                    rows.clone(),
-                    pans.clone(),
-                );
-                for (i, v) in part.iter().enumerate() {
-                    if rows.contains(&(i / n)) && pans.contains(&(i % n / nr)) {
-                        assert_eq!(
-                            v.to_bits(),
-                            got[i].to_bits(),
-                            "p{p} k{k} n{n}: block {rows:?} x {pans:?}"
-                        );
-                    }
-                }
-            }
+            // SAFETY: as above.
+            unsafe { runner.check_sub_blocks(f, &packed[..], &got, same_bits, &what) };
         }
     }
 }

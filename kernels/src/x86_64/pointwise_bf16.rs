@@ -294,6 +294,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::activation::Activation;
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::registry::{self, KernelKey, Op};
     use crate::ukernel::{PointwiseGeom, PointwiseHalfFn};
     use crate::x86_64::pointwise::dispatch_tile;
@@ -377,7 +378,6 @@ pub(crate) mod tests {
         nr: usize,
         gelu: crate::activation::tier_test::ScalarGelu,
     ) {
-        use crate::x86_64::pointwise::tests::rand_vec;
         let scalar = registry::find_key(KernelKey {
             op: Op::Pointwise,
             dtype: Precision::Bf16,
@@ -397,11 +397,7 @@ pub(crate) mod tests {
         }
         for (p, k, n, act, residual) in shapes {
             let g = PointwiseGeom { p, k, n, act };
-            let seed = ((p * 131 + k) * 131 + n) as u64;
-            let x = rand_vec(seed, p * k, 2.0);
-            let w = rand_vec(seed ^ 1, n * k, 1.0);
-            let b = rand_vec(seed ^ 2, n, 1.0);
-            let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
+            let Operands { x, w, b, res } = Operands::random(&g, residual);
             let ps = PackedPointwise::pack_for(scalar, k, n, &w, Some(&b)).unwrap();
             let mut want = vec![0.0f32; p * n];
             let ks = crate::Kernels::with_isa(Isa::Scalar)
@@ -433,44 +429,29 @@ pub(crate) mod tests {
                         crate::convert::bf16_from_f32(w[j * k + kk]);
                 }
             }
-            for (rows, pans) in [(0..p, 0..panels), (p / 2..p, panels - 1..panels)] {
-                const GUARD: usize = 19;
-                let mut out = vec![f32::from_bits(0x7fc0_beef); p * n + 2 * GUARD];
-                let rp = res.as_deref().map_or(std::ptr::null(), <[f32]>::as_ptr);
-                // SAFETY: the features are checked by the caller; the packing above is the
-                // kernel's layout for g.k, g.n; buffers hold p * k and p * n floats.
-                unsafe {
-                    f(PointwiseBlock {
-                        geom: &g,
-                        input: x.as_ptr(),
-                        packed: HalfPacked {
-                            bias: &bias,
-                            weights: &wt,
-                        },
-                        residual: rp,
-                        output: out.as_mut_ptr().add(GUARD),
-                        rows: rows.clone(),
-                        panels: pans.clone(),
-                    })
-                };
-                for (i, v) in out.iter().enumerate() {
-                    let inside = i >= GUARD && i < GUARD + p * n && {
-                        let e = i - GUARD;
-                        rows.contains(&(e / n)) && pans.contains(&(e % n / nr))
-                    };
-                    if inside {
-                        let e = i - GUARD;
-                        assert_eq!(
-                            v.to_bits(),
-                            want[e].to_bits(),
-                            "p{p} k{k} n{n} {act:?}: out[{e}] = {v}, model {}",
-                            want[e]
-                        );
-                    } else {
-                        assert_eq!(v.to_bits(), 0x7fc0_beef, "p{p} k{k} n{n}: wrote [{i}]");
-                    }
-                }
+            let runner = BlockRunner {
+                g: &g,
+                x: &x,
+                res: res.as_deref(),
+                nr,
+            };
+            let packed = HalfPacked {
+                bias: &bias,
+                weights: &wt,
+            };
+            let what = format!("p{p} k{k} n{n} {act:?}");
+            // SAFETY: the features are checked by the caller; the packing above is the kernel's
+            // layout for g.k, g.n.
+            let got = unsafe { runner.run(f, packed, 0..p, 0..panels, &what) };
+            for (e, (v, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    v.to_bits(),
+                    w.to_bits(),
+                    "{what}: out[{e}] = {v}, model {w}"
+                );
             }
+            // SAFETY: as above.
+            unsafe { runner.check_sub_blocks(f, packed, &got, same_bits, &what) };
         }
     }
 

@@ -243,18 +243,14 @@ unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
 
 #[cfg(test)]
 mod tests {
-    use std::ops::Range;
-
     use super::*;
     use crate::activation::Activation;
-    use crate::pointwise::{PackedPointwise, PointwiseFn, PointwiseGeom};
+    use crate::pointwise::{PackedPointwise, PointwiseGeom};
     use crate::reference;
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::registry::{self, Op};
     use crate::scalar::pointwise::pointwise_4x8_scalar;
     use crate::{Isa, Kernels};
-
-    const GUARD_BITS: u32 = 0x7fc0_beef;
-    const GUARD: usize = 23;
 
     use crate::reference::rand_vec;
 
@@ -266,54 +262,9 @@ mod tests {
         packed
     }
 
-    /// Runs `f` on the block `rows` x `panels` into an output NaN-filled and guarded on both sides;
-    /// checks that nothing outside the block changed and returns the whole output.
-    #[allow(clippy::too_many_arguments)]
-    fn run_block(
-        f: PointwiseFn,
-        g: &PointwiseGeom,
-        x: &[f32],
-        packed: &PackedPointwise,
-        res: Option<&[f32]>,
-        rows: Range<usize>,
-        panels: Range<usize>,
-        what: &str,
-    ) -> Vec<f32> {
-        let len = g.p * g.n;
-        assert!(g.check(x.len(), len, res.map(<[f32]>::len)).is_ok());
-        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
-        let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
-        // SAFETY: NEON is part of the aarch64 baseline (asserted by the tests of `crate::aarch64`);
-        // `packed` was packed for panel width 8 with g.k and g.n; `check` validated the lengths of
-        // the input, the output body and the residual, which is a distinct allocation; the ranges
-        // lie inside the problem (callers pass sub-ranges of 0..p and 0..ceil(n / 8)).
-        unsafe {
-            f(PointwiseBlock {
-                geom: g,
-                input: x.as_ptr(),
-                packed: packed.data(),
-                residual: rp,
-                output: out.as_mut_ptr().add(GUARD),
-                rows: rows.clone(),
-                panels: panels.clone(),
-            })
-        };
-        let body = &out[GUARD..GUARD + len];
-        for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
-            assert_eq!(v.to_bits(), GUARD_BITS, "{what}: guard {i} overwritten");
-        }
-        for (i, v) in body.iter().enumerate() {
-            let (row, col) = (i / g.n, i % g.n);
-            let inside = rows.contains(&row) && panels.contains(&(col / NR));
-            if !inside {
-                assert_eq!(
-                    v.to_bits(),
-                    GUARD_BITS,
-                    "{what}: wrote row {row} col {col} outside the block"
-                );
-            }
-        }
-        body.to_vec()
+    /// A runner of the problem `g` (panel width 8) on the input `x` and residual `res`.
+    fn runner<'a>(g: &'a PointwiseGeom, x: &'a [f32], res: Option<&'a [f32]>) -> BlockRunner<'a> {
+        BlockRunner { g, x, res, nr: NR }
     }
 
     fn same(a: &[f32], b: &[f32]) -> bool {
@@ -325,34 +276,20 @@ mod tests {
 
     fn check(p: usize, k: usize, n: usize, act: Activation, residual: bool) {
         let g = PointwiseGeom { p, k, n, act };
-        let seed = ((p * 131 + k) * 131 + n) as u64;
-        let x = rand_vec(seed, p * k, 2.0);
-        let w = rand_vec(seed ^ 1, n * k, 1.0);
-        let b = rand_vec(seed ^ 2, n, 1.0);
-        let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
+        let Operands { x, w, b, res } = Operands::random(&g, residual);
         let packed = pack(k, n, &w, Some(&b));
         let panels = n.div_ceil(NR);
         let what = format!("p{p} k{k} n{n} {} res={residual}", act.name());
-        let got = run_block(
-            pointwise_8x8_neon,
-            &g,
-            &x,
-            &packed,
-            res.as_deref(),
-            0..p,
-            0..panels,
-            &what,
-        );
-        let scalar = run_block(
-            pointwise_4x8_scalar,
-            &g,
-            &x,
-            &packed,
-            res.as_deref(),
-            0..p,
-            0..panels,
-            &what,
-        );
+        let run = runner(&g, &x, res.as_deref());
+        // SAFETY: NEON is part of the aarch64 baseline (asserted by the tests of `crate::aarch64`)
+        // and the scalar kernel needs no feature; `packed` was packed for panel width 8, which both
+        // kernels share, with g.k and g.n.
+        let (got, scalar) = unsafe {
+            (
+                run.run(pointwise_8x8_neon, packed.data(), 0..p, 0..panels, &what),
+                run.run(pointwise_4x8_scalar, packed.data(), 0..p, 0..panels, &what),
+            )
+        };
         assert!(
             same(&got, &scalar),
             "{what}: differs from the scalar kernel"
@@ -365,33 +302,8 @@ mod tests {
                 "{what}: out[{i}] = {a}, reference {e}"
             );
         }
-        // Sub-blocks write only themselves, and the same bits as the whole call.
-        for (rows, pans) in [
-            (p / 3..p, 0..panels),
-            (0..p.div_ceil(2), panels / 2..panels),
-            (p / 2..p / 2 + 1, panels - 1..panels),
-            (1.min(p)..p, 0..1),
-        ] {
-            let part = run_block(
-                pointwise_8x8_neon,
-                &g,
-                &x,
-                &packed,
-                res.as_deref(),
-                rows.clone(),
-                pans.clone(),
-                &format!("{what} block {rows:?} x {pans:?}"),
-            );
-            for (i, v) in part.iter().enumerate() {
-                if rows.contains(&(i / n)) && pans.contains(&(i % n / NR)) {
-                    assert_eq!(
-                        v.to_bits(),
-                        got[i].to_bits(),
-                        "{what}: block {rows:?} x {pans:?}"
-                    );
-                }
-            }
-        }
+        // SAFETY: as above.
+        unsafe { run.check_sub_blocks(pointwise_8x8_neon, packed.data(), &got, same_bits, &what) };
     }
 
     #[test]
@@ -428,26 +340,20 @@ mod tests {
         for act in Activation::ALL {
             let g = PointwiseGeom { p, k, n, act };
             let panels = n.div_ceil(NR);
-            let a = run_block(
-                pointwise_8x8_neon,
-                &g,
-                &x,
-                &packed,
-                None,
-                0..p,
-                0..panels,
-                "neon",
-            );
-            let b = run_block(
-                pointwise_4x8_scalar,
-                &g,
-                &x,
-                &packed,
-                None,
-                0..p,
-                0..panels,
-                "scalar",
-            );
+            let run = runner(&g, &x, None);
+            // SAFETY: as in `check`.
+            let (a, b) = unsafe {
+                (
+                    run.run(pointwise_8x8_neon, packed.data(), 0..p, 0..panels, "neon"),
+                    run.run(
+                        pointwise_4x8_scalar,
+                        packed.data(),
+                        0..p,
+                        0..panels,
+                        "scalar",
+                    ),
+                )
+            };
             assert!(same(&a, &b), "{}", act.name());
         }
     }
