@@ -140,6 +140,27 @@ impl Operands {
             res: residual.then(|| rand_vec(seed ^ 3, p * n, 2.0)),
         }
     }
+
+    /// Asserts that `got` (`g`'s output on these operands, with the bias) is within
+    /// `1e-4 (1 + |e|) sqrt(k)` of the reference `e` everywhere (f32 kernels).
+    pub(crate) fn assert_near_reference(&self, g: &PointwiseGeom, got: &[f32], what: &str) {
+        let mut want = vec![0.0f32; g.p * g.n];
+        super::pointwise(
+            g,
+            &self.x,
+            &self.w,
+            Some(&self.b),
+            self.res.as_deref(),
+            &mut want,
+        )
+        .unwrap();
+        for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (g.k as f32).sqrt(),
+                "{what}: out[{i}] = {a}, reference {e}"
+            );
+        }
+    }
 }
 
 /// Same bits.

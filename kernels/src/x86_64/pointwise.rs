@@ -325,7 +325,6 @@ pub(crate) unsafe fn tile<
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::activation::Activation;
-    use crate::reference;
     use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::ukernel::{PointwiseFn, PointwiseGeom};
 
@@ -361,12 +360,13 @@ pub(crate) mod tests {
         }
         for (p, k, n, act, residual) in shapes {
             let g = PointwiseGeom { p, k, n, act };
-            let Operands { x, w, b, res } = Operands::random(&g, residual);
-            let packed = pack(k, n, nr, &w, &b);
+            let ops = Operands::random(&g, residual);
+            let Operands { x, w, b, res } = &ops;
+            let packed = pack(k, n, nr, w, b);
             let panels = n.div_ceil(nr);
             let runner = BlockRunner {
                 g: &g,
-                x: &x,
+                x,
                 res: res.as_deref(),
                 nr,
             };
@@ -374,14 +374,7 @@ pub(crate) mod tests {
             // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
             // g.n.
             let got = unsafe { runner.run(f, &packed[..], 0..p, 0..panels, &what) };
-            let mut want = vec![0.0f32; p * n];
-            reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
-            for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
-                    "{what}: out[{i}] = {a}, reference {e}"
-                );
-            }
+            ops.assert_near_reference(&g, &got, &what);
             // SAFETY: as above.
             unsafe { runner.check_sub_blocks(f, &packed[..], &got, same_bits, &what) };
         }

@@ -246,7 +246,6 @@ mod tests {
     use super::*;
     use crate::activation::Activation;
     use crate::pointwise::{PackedPointwise, PointwiseGeom};
-    use crate::reference;
     use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::registry::{self, Op};
     use crate::scalar::pointwise::pointwise_4x8_scalar;
@@ -276,11 +275,12 @@ mod tests {
 
     fn check(p: usize, k: usize, n: usize, act: Activation, residual: bool) {
         let g = PointwiseGeom { p, k, n, act };
-        let Operands { x, w, b, res } = Operands::random(&g, residual);
-        let packed = pack(k, n, &w, Some(&b));
+        let ops = Operands::random(&g, residual);
+        let Operands { x, w, b, res } = &ops;
+        let packed = pack(k, n, w, Some(b));
         let panels = n.div_ceil(NR);
         let what = format!("p{p} k{k} n{n} {} res={residual}", act.name());
-        let run = runner(&g, &x, res.as_deref());
+        let run = runner(&g, x, res.as_deref());
         // SAFETY: NEON is part of the aarch64 baseline (asserted by the tests of `crate::aarch64`)
         // and the scalar kernel needs no feature; `packed` was packed for panel width 8, which both
         // kernels share, with g.k and g.n.
@@ -294,14 +294,7 @@ mod tests {
             same(&got, &scalar),
             "{what}: differs from the scalar kernel"
         );
-        let mut want = vec![0.0f32; p * n];
-        reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
-        for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
-                "{what}: out[{i}] = {a}, reference {e}"
-            );
-        }
+        ops.assert_near_reference(&g, &got, &what);
         // SAFETY: as above.
         unsafe { run.check_sub_blocks(pointwise_8x8_neon, packed.data(), &got, same_bits, &what) };
     }
