@@ -10,12 +10,15 @@
 //! safe wrappers check every length before they call one.
 //!
 //! Each function type takes its operands as one value of a type defined here ([`DwConvIo`],
-//! [`PointwiseBlock`]) besides the geometry, so a kernel's signature is one short line and the
-//! operand list, its layouts and its checks ([`DwConvGeom::check_io`],
-//! [`PointwiseBlock::check_f32`], [`PointwiseBlock::check_half`]) are written once, here. Kernels
-//! take the struct apart into locals at their entry, before any loop, so the hot loops see the same
-//! scalars and pointers as with separate parameters (a pointwise block or a depthwise band is one
-//! call: passing its operands through memory costs nothing measurable).
+//! [`PointwiseBlock`], [`Gemv`]) besides the geometry and the output window, so a kernel's
+//! signature is one short line and the operand list, its layouts and its checks
+//! ([`DwConvGeom::check_io`], [`PointwiseBlock::check_f32`], [`PointwiseBlock::check_half`],
+//! [`Gemv::lengths_ok`]) are written once, here, instead of in every kernel of every tier, each
+//! tier's loop nest and the registry. Kernels read the struct's fields into locals at their entry,
+//! before any loop, so the hot loops see the same scalars and pointers as with separate parameters
+//! (a pointwise block, a depthwise band or a product window is one call: passing its operands
+//! through memory costs nothing measurable). The compiler still checks every kernel against its
+//! type where the registry stores it.
 
 use std::ops::Range;
 
@@ -438,16 +441,39 @@ pub struct HalfTile {
 
 // Squeeze-excite matrix-vector product ([`crate::se`]).
 
+/// The operands of a matrix-vector product `bias + x . wt` with `n = bias.len()` outputs: `wt` is
+/// `[x.len()][n]` row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct Gemv<'a> {
+    /// The vector, `[rows]`.
+    pub x: &'a [f32],
+    /// The matrix, `[rows][n]` row-major.
+    pub wt: &'a [f32],
+    /// `[n]`.
+    pub bias: &'a [f32],
+}
+
+impl Gemv<'_> {
+    /// Outputs of the product (`bias.len()`).
+    pub fn n(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Whether the lengths fit: `wt` is `[x.len()][n]` and columns `base..base + y_len` lie within
+    /// the `n` outputs.
+    pub fn lengths_ok(&self, y_len: usize, base: usize) -> bool {
+        self.wt.len() == self.x.len() * self.n() && base + y_len <= self.n()
+    }
+}
+
 /// A matrix-vector product kernel ([`crate::registry::Op::Gemv`]; run through [`crate::se::SqueezeExcite`]): columns `base..base + y.len()`
-/// of `bias + x . wt` into `y` (`wt` is `[x.len()][n]` row-major, `bias` `[n]`). Each output is its
-/// bias, then one multiply-add per row of `wt` in row order (fused on the vector tiers), whatever
-/// the window: a split into windows gives the same bits.
+/// of the product `m` into `y`. Each output is its bias, then one multiply-add per row of `wt` in
+/// row order (fused on the vector tiers), whatever the window: a split into windows gives the same
+/// bits.
 ///
 /// # Safety
-/// The kernel's tier must be available; `wt.len() == x.len() * n`, `bias.len() == n` and
-/// `base + y.len() <= n`.
-pub type GemvFn =
-    unsafe fn(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize);
+/// The kernel's tier must be available, and [`Gemv::lengths_ok`] must accept `y.len()` and `base`.
+pub type GemvFn = unsafe fn(m: &Gemv<'_>, y: &mut [f32], base: usize);
 
 // In-place activation ([`crate::elementwise`]).
 
