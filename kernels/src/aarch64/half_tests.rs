@@ -23,6 +23,7 @@
 
 use super::half_model;
 use crate::activation::{Activation, GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
+use crate::isa::Precision;
 use crate::reference::blocks::BlockRunner;
 use crate::ukernel::{HalfPacked, PointwiseGeom, PointwiseHalfFn};
 
@@ -59,18 +60,11 @@ impl Spec {
         }
     }
 
-    fn model(
-        &self,
-        g: &PointwiseGeom,
-        x: &[f32],
-        w: &[f32],
-        b: Option<&[f32]>,
-        r: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
+    /// The precision of the kernel's multiplies.
+    fn precision(&self) -> Precision {
         match self.half {
-            Half::F16 => half_model::pointwise_f16(g, x, w, b, r, out),
-            Half::Bf16 => half_model::pointwise_bf16(g, x, w, b, r, out),
+            Half::F16 => Precision::F16,
+            Half::Bf16 => Precision::Bf16,
         }
     }
 
@@ -220,7 +214,7 @@ pub(crate) fn check_with(
     // was packed by `Spec::pack` for this kernel's layout with g.k and g.n.
     let got = unsafe { run.run(spec.f, packed, 0..p, 0..panels, &what) };
     let mut want = vec![0.0f32; p * n];
-    spec.model(&g, x, w, b, r, &mut want);
+    half_model::pointwise(spec.precision(), &g, x, w, b, r, &mut want);
     for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
         assert!(
             same(a, e),
