@@ -11,34 +11,22 @@ const NR: usize = 8;
 /// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
 pub(crate) unsafe fn pointwise_4x8_scalar(b: PointwiseBlock<'_, &[f32]>) {
     b.check_f32(NR);
-    let (g, rows) = (b.geom, &b.rows);
-    let (k, n) = (g.k, g.n);
+    let k = b.geom.k;
     // SAFETY: the caller's contract.
     let (input, residual) = unsafe { operands(&b) };
-    for panel in b.panels.clone() {
+    let row_sums = |panel: usize, r: usize| {
         let pw = &b.packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
         let (bias, w) = pw.split_at(NR);
-        let j0 = panel * NR;
-        let cols = NR.min(n - j0);
-        let mut r = rows.start;
-        while r < rows.end {
-            let mr = MR.min(rows.end - r);
-            let mut acc = [[0.0f32; NR]; MR];
-            for (i, row) in acc.iter_mut().enumerate().take(mr) {
-                *row = bias.try_into().expect("panel of NR biases");
-                let a = &input[(r + i) * k..(r + i + 1) * k];
-                for (&x, wr) in a.iter().zip(w.chunks_exact(NR)) {
-                    for (acc, &wv) in row.iter_mut().zip(wr) {
-                        *acc = x.mul_add(wv, *acc);
-                    }
-                }
+        let mut row: [f32; NR] = bias.try_into().expect("panel of NR biases");
+        for (&x, wr) in input[r * k..(r + 1) * k].iter().zip(w.chunks_exact(NR)) {
+            for (acc, &wv) in row.iter_mut().zip(wr) {
+                *acc = x.mul_add(wv, *acc);
             }
-            // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
-            // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, b.output, r * n + j0, cols) };
-            r += mr;
         }
-    }
+        row
+    };
+    // SAFETY: the caller's contract.
+    unsafe { tiles(&b, residual, row_sums) }
 }
 
 /// Panel width of [`pointwise_bf16_4x8_scalar`].
@@ -76,8 +64,7 @@ pub(crate) fn dpbf16_step(acc: f32, a: f32, b: f32) -> f32 {
 pub(crate) unsafe fn pointwise_bf16_4x8_scalar(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     use crate::convert::{bf16_from_f32, bf16_to_f32};
     const NR: usize = BF16_NR;
-    let (g, rows, HalfPacked { bias, weights }) = (b.geom, &b.rows, b.packed);
-    let (k, n) = (g.k, g.n);
+    let (k, rows, HalfPacked { bias, weights }) = (b.geom.k, &b.rows, b.packed);
     let kp = k.div_ceil(2);
     let panel_len = kp * NR * 2;
     b.check_half(NR, panel_len);
@@ -92,9 +79,39 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(b: PointwiseBlock<'_, HalfPacked<
             *d = bf16_to_f32(bf16_from_f32(x));
         }
     }
-    for panel in b.panels.clone() {
+    let row_sums = |panel: usize, r: usize| {
         let w = &weights[panel * panel_len..(panel + 1) * panel_len];
-        let pb = &bias[panel * NR..(panel + 1) * NR];
+        let mut row: [f32; NR] = bias[panel * NR..(panel + 1) * NR]
+            .try_into()
+            .expect("panel of NR biases");
+        let x = &a[(r - rows.start) * 2 * kp..(r - rows.start + 1) * 2 * kp];
+        for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
+            for (jj, acc) in row.iter_mut().enumerate() {
+                let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));
+                *acc = dpbf16_step(*acc, pair[1], w1);
+                *acc = dpbf16_step(*acc, pair[0], w0);
+            }
+        }
+        row
+    };
+    // SAFETY: the caller's contract.
+    unsafe { tiles(&b, residual, row_sums) }
+}
+
+/// The loop nest of both kernels: per panel of the block, tiles of up to [`MR`] rows, output row
+/// `r` of panel `panel` holding `row_sums(panel, r)` (the panel's `NR` sums, bias included), then
+/// the epilogue ([`store`]) of the tile.
+///
+/// # Safety
+/// The kernels' contract for `b`'s output, rows and panels; `residual` holds `b`'s `p * n`
+/// residual when there is one.
+unsafe fn tiles<W>(
+    b: &PointwiseBlock<'_, W>,
+    residual: Option<&[f32]>,
+    row_sums: impl Fn(usize, usize) -> [f32; NR],
+) {
+    let (rows, n) = (&b.rows, b.geom.n);
+    for panel in b.panels.clone() {
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
         let mut r = rows.start;
@@ -102,19 +119,11 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(b: PointwiseBlock<'_, HalfPacked<
             let mr = MR.min(rows.end - r);
             let mut acc = [[0.0f32; NR]; MR];
             for (i, row) in acc.iter_mut().enumerate().take(mr) {
-                *row = pb.try_into().expect("panel of NR biases");
-                let x = &a[(r - rows.start + i) * 2 * kp..(r - rows.start + i + 1) * 2 * kp];
-                for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
-                    for (jj, acc) in row.iter_mut().enumerate() {
-                        let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));
-                        *acc = dpbf16_step(*acc, pair[1], w1);
-                        *acc = dpbf16_step(*acc, pair[0], w0);
-                    }
-                }
+                *row = row_sums(panel, r + i);
             }
             // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
             // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, b.output, r * n + j0, cols) };
+            unsafe { store(b.geom, &acc[..mr], residual, b.output, r * n + j0, cols) };
             r += mr;
         }
     }
