@@ -12,7 +12,7 @@
 //! Each function type takes its operands as one value of a type defined here ([`DwConvIo`],
 //! [`PointwiseBlock`], [`Gemv`]) besides the geometry and the output window, so a kernel's
 //! signature is one short line and the operand list, its layouts and its checks
-//! ([`DwConvGeom::check_io`], [`PointwiseBlock::check_f32`], [`PointwiseBlock::check_half`],
+//! ([`DwConvGeom::check_io`], `PointwiseBlock::check_f32` and `check_half`,
 //! [`Gemv::lengths_ok`]) are written once, here, instead of in every kernel of every tier, each
 //! tier's loop nest and the registry. Kernels read the struct's fields into locals at their entry,
 //! before any loop, so the hot loops see the same scalars and pointers as with separate parameters
