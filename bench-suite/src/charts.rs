@@ -1,5 +1,7 @@
 //! SVG charts of the report, drawn with plotters' SVG backend.
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Colours of the series (layer kinds), in order.
@@ -48,6 +50,93 @@ fn item_label(x: f64, n: usize, text: impl Fn(usize) -> String) -> String {
     }
 }
 
+/// A chart on `root` of `n` items along x (item `i` centred at `x = i`) and `0..ymax` along y,
+/// with the caption and margins of every chart of the report.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The [`Chart`] of `n` items up to `ymax`, captioned `title`.
+fn item_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    n: usize,
+    ymax: f64,
+) -> Result<Chart<'a, 'b>, String> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..ymax)
+        .map_err(err)
+}
+
+/// Draws the mesh of a chart of `items` items: no vertical lines, item `i` labelled `text(i)`, the
+/// y axis titled `y_label`.
+fn draw_item_mesh<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    items: usize,
+    text: impl Fn(usize) -> String,
+    y_label: &str,
+) -> Result<(), String> {
+    let label = |x: &f64| item_label(*x, items, &text);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(items.max(1))
+        .x_label_formatter(&label)
+        .y_desc(y_label)
+        .draw()
+        .map_err(err)
+}
+
+/// Draws the bars of series `si`, in its colour, with a swatch labelled `name` in the legend.
+fn draw_bars(
+    chart: &mut Chart<'_, '_>,
+    rects: Vec<Rectangle<(f64, f64)>>,
+    name: &str,
+    si: usize,
+) -> Result<(), String> {
+    let c = colour(si);
+    chart
+        .draw_series(rects)
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+    Ok(())
+}
+
+/// Draws the legend of the labelled series at `position`, on a translucent white frame, and
+/// renders `root` (the chart's drawing area) to its SVG string.
+fn finish<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Renders a chart `width` x 520 pixels: `draw` draws on the white drawing area (and presents
+/// it); returns the SVG text.
+fn svg_chart(
+    width: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+    }
+    Ok(svg)
+}
+
 /// Stacked bars: for each of `bars` (label, values per series), the values stacked in series order.
 /// Returns the SVG text.
 pub fn stacked_bars(
@@ -56,32 +145,15 @@ pub fn stacked_bars(
     series: &[&str],
     bars: &[(String, Vec<f64>)],
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(900, |root| {
         let top = bars
             .iter()
             .map(|(_, v)| v.iter().sum::<f64>())
             .fold(0.0f64, f64::max);
         let ymax = y_top_with_legend(top, series.len(), 520);
         let n = bars.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..ymax)
-            .map_err(err)?;
-        let label = |x: &f64| item_label(*x, bars.len(), |i| bars[i].0.clone());
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(err)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
+        draw_item_mesh(&mut chart, bars.len(), |i| bars[i].0.clone(), y_label)?;
         for (si, name) in series.iter().enumerate() {
             let c = colour(si);
             let rects: Vec<Rectangle<(f64, f64)>> = bars
@@ -96,22 +168,11 @@ pub fn stacked_bars(
                     )
                 })
                 .collect();
-            chart
-                .draw_series(rects)
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+            draw_bars(&mut chart, rects, name, si)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperLeft)?;
+        Ok(())
+    })
 }
 
 /// One bar per layer (in execution order) of achieved GFLOP/s, coloured by series (`kinds[i]`
@@ -122,10 +183,7 @@ pub fn bars_against_peak(
     values: &[(usize, f64)],
     peak: f64,
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1100, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(1100, |root| {
         let top = values.iter().map(|v| v.1).fold(peak, f64::max);
         // One legend line per kind present, plus the peak line.
         let kinds = (0..series.len())
@@ -133,13 +191,7 @@ pub fn bars_against_peak(
             .count();
         let ymax = y_top_with_legend(top, kinds + 1, 520);
         let n = values.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..ymax)
-            .map_err(err)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
         // Layer indices are integers: ticks between layers get no label.
         let label = |x: &f64| item_label(*x, n, |i| i.to_string());
         chart
@@ -165,11 +217,7 @@ pub fn bars_against_peak(
             if rects.is_empty() {
                 continue;
             }
-            chart
-                .draw_series(rects)
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+            draw_bars(&mut chart, rects, name, si)?;
         }
         chart
             .draw_series(LineSeries::new(
@@ -179,16 +227,9 @@ pub fn bars_against_peak(
             .map_err(err)?
             .label(format!("measured FMA peak {peak:.1} GFLOP/s"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
 }
 
 /// Grouped bars: for each of `groups` (x axis), one bar per series side by side; `values[g][s]` is
@@ -200,10 +241,7 @@ pub fn grouped_bars(
     series: &[String],
     values: &[Vec<Option<f64>>],
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1000, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg_chart(1000, |root| {
         let top = values
             .iter()
             .flatten()
@@ -212,22 +250,8 @@ pub fn grouped_bars(
             .fold(0.0f64, f64::max);
         let ymax = y_top_with_legend(top, series.len(), 520);
         let n = groups.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..ymax)
-            .map_err(err)?;
-        let label = |x: &f64| item_label(*x, groups.len(), |i| groups[i].clone());
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(err)?;
+        let mut chart = item_chart(root, title, n, ymax)?;
+        draw_item_mesh(&mut chart, groups.len(), |i| groups[i].clone(), y_label)?;
         let width = 0.8 / series.len().max(1) as f64;
         for (si, name) in series.iter().enumerate() {
             let c = colour(si);
@@ -244,22 +268,11 @@ pub fn grouped_bars(
                     ))
                 })
                 .collect();
-            chart
-                .draw_series(rects)
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+            draw_bars(&mut chart, rects, name, si)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        finish(&mut chart, root, SeriesLabelPosition::UpperLeft)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -44,18 +44,8 @@ pub struct BlockWeights {
     pub project_b: Vec<f32>,
 }
 
-/// Deterministic values in `[-scale, scale)` (xorshift), so runs and tests agree.
-pub fn rand_vec(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
+/// Deterministic values in `[-scale, scale)`, so runs and tests agree.
+pub use mobile_cnn_kernels::reference::rand_vec;
 
 impl BlockWeights {
     /// Random weights of a block with `c` channels, expansion 4, SE reduction 4, scaled so the

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::registry::{self, DwConvKernel, Op};
 use crate::tensor::{AlignedBuf, Shape, Tensor, aligned_from_slice};
 use crate::ukernel::check_k;
-pub use crate::ukernel::{DW_KERNEL_SIZES, DwConvFn, DwConvGeom};
+pub use crate::ukernel::{DW_KERNEL_SIZES, DwConvFn, DwConvGeom, DwConvIo};
 
 /// Converts PyTorch's depthwise weight layout `[c, 1, k, k]` to the kernels' tap-major `[k][k][c]`.
 pub fn dw_weights_from_oihw(c: usize, k: usize, oihw: &[f32]) -> Result<Vec<f32>> {

@@ -183,15 +183,7 @@ mod tests {
     use crate::{DwConv, Isa, reference};
 
     fn rand_vec(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
+        reference::rand_vec(seed, len, 1.0)
     }
 
     /// Outputs and squeeze-excite sums of `run_bands` are the same bits at 1 and 2 threads (bands

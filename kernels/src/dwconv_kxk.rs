@@ -24,7 +24,7 @@
 
 use std::ops::Range;
 
-use crate::ukernel::DwConvGeom;
+use crate::ukernel::{DwConvGeom, DwConvIo};
 
 /// One SIMD register of f32 lanes and the operations the generic loop nests need.
 ///
@@ -97,6 +97,27 @@ pub(crate) unsafe trait SimdF32: Copy {
     unsafe fn act<const ACT: u8>(v: Self) -> Self;
 }
 
+/// The methods of a register trait ([`SimdF32`], `crate::x86_64::act::ActVec`) that are one
+/// intrinsic on register operands, written as a table inside the `impl` block:
+/// `register_ops! { fn add(a, b) = _mm256_add_ps; fn zero() = _mm256_setzero_ps; }` defines
+/// `#[inline(always)] unsafe fn add(a: Self, b: Self) -> Self { _mm256_add_ps(a, b) }` and
+/// `zero`. Every operand and the result are `Self`; methods taking memory or a scalar, or whose
+/// intrinsic orders its operands otherwise, stay written out.
+macro_rules! register_ops {
+    ($(fn $name:ident($($arg:ident),*) = $intrinsic:path;)*) => {
+        $(
+            #[inline(always)]
+            unsafe fn $name($($arg: Self),*) -> Self {
+                // SAFETY: the intrinsic reads and writes registers only, and the method's contract
+                // (the trait's) guarantees the features of the implementing tier, which include
+                // the intrinsic's.
+                unsafe { $intrinsic($($arg),*) }
+            }
+        )*
+    };
+}
+pub(crate) use register_ops;
+
 /// What a channel-block pass needs besides the block: the band and raw views of the buffers.
 #[derive(Debug)]
 pub(crate) struct BandArgs {
@@ -138,21 +159,17 @@ pub(crate) trait KxkTier {
 /// and band contract in [`DwConvGeom`]) with the channel-block passes of `P`.
 ///
 /// # Safety
-/// The features of `P`'s tier must be available, `g.k == K`, and `g.check_rows` must accept the
+/// The features of `P`'s tier must be available, `g.k == K`, and `g.check_io` must accept the
 /// geometry, the band and the lengths of the slices.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
     g: &DwConvGeom,
     rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
+    io: DwConvIo<'_>,
 ) {
-    debug_check_band(g, K, &rows, input, weights, bias, output, sums.as_deref());
-    let sums = zeroed_sums(sums);
+    debug_check_band(g, K, &rows, &io);
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let sums = zeroed_sums(io.sums);
     let a = BandArgs {
         input: input.as_ptr(),
         weights: weights.as_ptr(),
@@ -191,32 +208,12 @@ pub(crate) unsafe fn dwconv_kxk<P: KxkTier, const K: usize, const ACT: u8>(
 }
 
 /// Debug builds: asserts the band contract every depthwise kernel states (`g.k == k`, and
-/// [`DwConvGeom::check_rows`] accepting the geometry, the band and the slice lengths); release
+/// [`DwConvGeom::check_io`] accepting the geometry, the band and the slice lengths); release
 /// builds check nothing here (the safe API checked it before the call).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn debug_check_band(
-    g: &DwConvGeom,
-    k: usize,
-    rows: &Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &[f32],
-    sums: Option<&[f32]>,
-) {
+pub(crate) fn debug_check_band(g: &DwConvGeom, k: usize, rows: &Range<usize>, io: &DwConvIo<'_>) {
     debug_assert!(g.k == k);
-    debug_assert!(
-        g.check_rows(
-            rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.map(|s| s.len())
-        )
-        .is_ok()
-    );
+    debug_assert!(g.check_io(rows, io).is_ok());
 }
 
 /// The sums zeroed and as a raw pointer, or null without sums.
@@ -521,23 +518,19 @@ macro_rules! kxk_entry {
         /// # Safety
         #[doc = concat!(
             $features, " must be available, `g.k == ", stringify!($k), "`, and ",
-            "[`crate::ukernel::DwConvGeom::check_rows`] must accept `g`, the band and the ",
+            "[`crate::ukernel::DwConvGeom::check_io`] must accept `g`, the band and the ",
             "lengths of the slices."
         )]
         pub(crate) unsafe fn $name(
             g: &$crate::ukernel::DwConvGeom,
             rows: ::std::ops::Range<usize>,
-            input: &[f32],
-            weights: &[f32],
-            bias: &[f32],
-            output: &mut [f32],
-            sums: Option<&mut [f32]>,
+            io: $crate::ukernel::DwConvIo<'_>,
         ) {
             // SAFETY: the tier's features, `g.k == k` and the checked geometry are this
             // function's contract, which is exactly the loop nest's with this tier.
             unsafe {
                 $crate::activation::with_act!(g.act, |A| $crate::dwconv_kxk::dwconv_kxk::<$tier, $k, A>(
-                    g, rows, input, weights, bias, output, sums
+                    g, rows, io
                 ))
             }
         }

@@ -7,6 +7,7 @@
 
 use crate::activation::Activation;
 use crate::isa::Isa;
+use crate::ukernel::Gemv;
 
 /// Largest block of outputs the matrix-vector product keeps in registers: 8 AVX-512 registers
 /// (enough independent FMA chains to cover the FMA latency), 16 AVX2 or NEON registers.
@@ -23,20 +24,18 @@ fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FUSED { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// Outputs `j0..j0 + B` of `y = bias + x . wt` (`wt` is `[x.len()][n]`), summed in a local array
-/// the compiler keeps in vector registers, into `y`, which holds columns `base..` (`base <= j0`).
-/// Each output is its bias, then one multiply-add per row in row order, whatever `B` and the window:
-/// a split into windows gives the same bits.
+/// Outputs `j0..j0 + B` of the product `m`, summed in a local array the compiler keeps in vector
+/// registers, into `y`, which holds columns `base..` (`base <= j0`). Each output is its bias, then
+/// one multiply-add per row in row order, whatever `B` and the window: a split into windows gives
+/// the same bits.
 #[inline(always)]
 fn gemv_cols<const B: usize, const FUSED: bool>(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
+    m: &Gemv<'_>,
     j0: usize,
-    bias: &[f32],
     y: &mut [f32],
     base: usize,
 ) {
+    let (x, wt, n, bias) = (m.x, m.wt, m.n(), m.bias);
     let mut acc = [0.0f32; B];
     acc.copy_from_slice(&bias[j0..j0 + B]);
     for (row, &xi) in wt.chunks_exact(n).zip(x) {
@@ -48,51 +47,36 @@ fn gemv_cols<const B: usize, const FUSED: bool>(
     y[j0 - base..j0 - base + B].copy_from_slice(&acc);
 }
 
-/// Columns `base..base + y.len()` of `bias + x . wt` (`wt` `[x.len()][n]`, `bias` `[n]`) into `y`,
-/// in blocks of at most `MAX` outputs.
+/// Columns `base..base + y.len()` of the product `m` into `y`, in blocks of at most `MAX` outputs.
 #[inline(always)]
-fn gemv_body<const MAX: usize, const FUSED: bool>(
-    x: &[f32],
-    wt: &[f32],
-    n: usize,
-    bias: &[f32],
-    y: &mut [f32],
-    base: usize,
-) {
+fn gemv_body<const MAX: usize, const FUSED: bool>(m: &Gemv<'_>, y: &mut [f32], base: usize) {
     let end = base + y.len();
     let mut j0 = base;
     while end - j0 >= MAX {
-        gemv_cols::<MAX, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<MAX, FUSED>(m, j0, y, base);
         j0 += MAX;
     }
     // The rest in blocks of halving width (64, 32, 16, 8), then single columns.
     if MAX > 64 && end - j0 >= 64 {
-        gemv_cols::<64, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<64, FUSED>(m, j0, y, base);
         j0 += 64;
     }
     if end - j0 >= 32 {
-        gemv_cols::<32, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<32, FUSED>(m, j0, y, base);
         j0 += 32;
     }
     if end - j0 >= 16 {
-        gemv_cols::<16, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<16, FUSED>(m, j0, y, base);
         j0 += 16;
     }
     if end - j0 >= 8 {
-        gemv_cols::<8, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<8, FUSED>(m, j0, y, base);
         j0 += 8;
     }
     while j0 < end {
-        gemv_cols::<1, FUSED>(x, wt, n, j0, bias, y, base);
+        gemv_cols::<1, FUSED>(m, j0, y, base);
         j0 += 1;
     }
-}
-
-/// Checks the lengths of a [`GemvFn`] call (the kernels index with bounds checks; this catches a
-/// caller's mistake where the kernel would not).
-#[inline(always)]
-fn gemv_lengths_ok(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &[f32], base: usize) -> bool {
-    wt.len() == x.len() * n && bias.len() == n && base + y.len() <= n
 }
 
 /// Stamps out a tier's [`GemvFn`]: `gemv_entry!(name, Tier, fused, "features", "doc")` defines
@@ -103,20 +87,14 @@ macro_rules! gemv_entry {
         #[doc = concat!("[`GemvFn`] ", $doc)]
         ///
         /// # Safety
-        /// The tier's features must be available; lengths as [`GemvFn`] (checked in debug builds;
-        /// the body indexes with bounds checks).
+        /// The tier's features must be available; lengths as [`GemvFn`] (checked in debug builds,
+        /// where the kernels would not notice a caller's mistake; the body indexes with bounds
+        /// checks).
         $(#[$cfg])*
         $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn $name(
-            x: &[f32],
-            wt: &[f32],
-            n: usize,
-            bias: &[f32],
-            y: &mut [f32],
-            base: usize,
-        ) {
-            debug_assert!(gemv_lengths_ok(x, wt, n, bias, y, base));
-            gemv_body::<{ gemv_block(Isa::$isa) }, $fused>(x, wt, n, bias, y, base)
+        pub(crate) unsafe fn $name(m: &Gemv<'_>, y: &mut [f32], base: usize) {
+            debug_assert!(m.lengths_ok(y.len(), base));
+            gemv_body::<{ gemv_block(Isa::$isa) }, $fused>(m, y, base)
         }
     };
 }

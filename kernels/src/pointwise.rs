@@ -29,7 +29,7 @@ use crate::registry::{self, KernelInfo, KernelKey, Op, PointwiseEntry};
 use crate::tensor::SendPtr;
 use crate::tensor::{ALIGN, AlignedBuf, Shape, Tensor, aligned_zeros};
 use crate::ukernel::HalfTile;
-pub use crate::ukernel::{PointwiseFn, PointwiseGeom, PointwiseHalfFn};
+pub use crate::ukernel::{HalfPacked, PointwiseBlock, PointwiseFn, PointwiseGeom, PointwiseHalfFn};
 use crate::{Isa, Kernels, Precision};
 
 /// The packed weights of one pointwise layer, in the layout of the kernel that packed them.
@@ -337,7 +337,16 @@ impl PackedPointwise {
         let inp = SendPtr(input.as_ptr() as *mut f32);
         let grid = BlockGrid::new(p, panels, self.nr, kernels.threads());
         let run_block = |_slot: usize, i: usize| {
-            let (rows, pan) = grid.block(i);
+            let (rows, panels) = grid.block(i);
+            let block = PointwiseBlock {
+                geom: &g,
+                input: inp.get(),
+                packed: (),
+                residual: res.get(),
+                output: out.get(),
+                rows,
+                panels,
+            };
             // SAFETY: the ISA and precision were checked available and the weights were packed by
             // `pack_for` for this kernel (`f` comes from the same registry entry); `check` validated
             // every length against the geometry; `BlockGrid` gives disjoint blocks inside the
@@ -345,27 +354,10 @@ impl PackedPointwise {
             // shared borrows distinct from the exclusive `output` borrow, so they cannot alias it.
             unsafe {
                 match &self.packing {
-                    Packing::F32 { f, data } => (*f)(
-                        &g,
-                        inp.get(),
-                        data,
-                        res.get(),
-                        out.get(),
-                        rows.clone(),
-                        pan.clone(),
-                    ),
+                    Packing::F32 { f, data } => f(block.with_packed(data)),
                     Packing::Half {
                         f, bias, weights, ..
-                    } => (*f)(
-                        &g,
-                        inp.get(),
-                        bias,
-                        weights,
-                        res.get(),
-                        out.get(),
-                        rows.clone(),
-                        pan.clone(),
-                    ),
+                    } => f(block.with_packed(HalfPacked { bias, weights })),
                 }
             }
         };

@@ -23,7 +23,9 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::generic;
 pub use crate::ukernel::HalfTile;
-use crate::ukernel::{ActivationFn, DwConvFn, DwConvGeom, GemvFn, PointwiseFn, PointwiseHalfFn};
+use crate::ukernel::{
+    ActivationFn, DwConvFn, DwConvGeom, DwConvIo, GemvFn, PointwiseFn, PointwiseHalfFn,
+};
 use crate::{Isa, Precision, portable, scalar};
 
 /// The operations the crate implements.
@@ -131,14 +133,16 @@ impl KernelInfo {
         self.dtype().is_available_on(self.isa)
     }
 
+    /// The error for a request of `what` (e.g. "a depthwise kernel") from this entry.
+    fn not_a(&self, what: &str) -> Error {
+        Error::param("kernel", format!("{} is not {what}", self.name))
+    }
+
     /// The typed depthwise handle, or an error if this entry is another op.
     pub fn dwconv(&self) -> Result<DwConvKernel> {
         match (self.func, self.op) {
             (KernelFn::DwConv(f), Op::DwConv { k }) => Ok(DwConvKernel { info: *self, k, f }),
-            _ => Err(Error::param(
-                "kernel",
-                format!("{} is not a depthwise kernel", self.name),
-            )),
+            _ => Err(self.not_a("a depthwise kernel")),
         }
     }
 
@@ -146,10 +150,7 @@ impl KernelInfo {
     pub(crate) fn gemv_fn(&self) -> Result<GemvFn> {
         match self.func {
             KernelFn::Gemv(f) => Ok(f),
-            _ => Err(Error::param(
-                "kernel",
-                format!("{} is not a matrix-vector kernel", self.name),
-            )),
+            _ => Err(self.not_a("a matrix-vector kernel")),
         }
     }
 
@@ -157,10 +158,7 @@ impl KernelInfo {
     pub(crate) fn activation_fn(&self) -> Result<ActivationFn> {
         match self.func {
             KernelFn::Activation(f) => Ok(f),
-            _ => Err(Error::param(
-                "kernel",
-                format!("{} is not an activation kernel", self.name),
-            )),
+            _ => Err(self.not_a("an activation kernel")),
         }
     }
 
@@ -169,10 +167,7 @@ impl KernelInfo {
         match self.func {
             KernelFn::Pointwise(f, nr) => Ok(PointwiseEntry::F32(f, nr)),
             KernelFn::PointwiseHalf(f, t) => Ok(PointwiseEntry::Half(f, t)),
-            _ => Err(Error::param(
-                "kernel",
-                format!("{} is not a pointwise kernel", self.name),
-            )),
+            _ => Err(self.not_a("a pointwise kernel")),
         }
     }
 
@@ -234,17 +229,17 @@ impl DwConvKernel {
                 ),
             ));
         }
-        geom.check_rows(
-            &rows,
-            input.len(),
-            weights.len(),
-            bias.len(),
-            output.len(),
-            sums.as_ref().map(|s| s.len()),
-        )?;
-        // SAFETY: the ISA was checked available, `geom.k` is this kernel's size, and `check_rows`
+        let io = DwConvIo {
+            input,
+            weights,
+            bias,
+            output,
+            sums,
+        };
+        geom.check_io(&rows, &io)?;
+        // SAFETY: the ISA was checked available, `geom.k` is this kernel's size, and `check_io`
         // validated the geometry, the band and every length: the whole contract of `DwConvFn`.
-        unsafe { (self.f)(geom, rows, input, weights, bias, output, sums) };
+        unsafe { (self.f)(geom, rows, io) };
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::elementwise::Elementwise;
 use crate::error::{Error, Result};
 use crate::registry::{self, Op};
 use crate::tensor::Tensor;
-pub use crate::ukernel::GemvFn;
+pub use crate::ukernel::{Gemv, GemvFn};
 use crate::{Isa, Kernels};
 
 /// The gate applied to `fc2`'s output.
@@ -58,11 +58,12 @@ fn gemv_split(kernels: &Kernels, gemv: GemvFn, x: &[f32], wt: &[f32], bias: &[f3
         1
     };
     let window = n.div_ceil(parts.max(1)).next_multiple_of(8).max(8);
+    let m = Gemv { x, wt, bias };
     kernels.for_each_chunk_mut(y, window, |_, i, win| {
         // SAFETY: `gemv` is the registry's kernel for the tier of a `SqueezeExcite` that `apply`
         // checked against `kernels` (available on this CPU); the lengths were checked at `new`
         // (`wt` is `[x.len()][n]`, `bias` `[n]`) and the window lies inside the n columns.
-        unsafe { gemv(x, wt, n, bias, win, i * window) }
+        unsafe { gemv(&m, win, i * window) }
     });
 }
 

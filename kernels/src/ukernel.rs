@@ -9,12 +9,16 @@
 //! The safety contract of each function type is in its `# Safety` section; the op modules'
 //! safe wrappers check every length before they call one.
 //!
-//! Each function type's parameter list stands again, written out, in every kernel that implements
-//! it and in each tier's generic loop nest (the `duplicates` tool pairs them: about 36 pairs of
-//! six to nine lines). That repetition is kept on purpose: the compiler checks every copy against
-//! the type when the registry stores it, and a reader of a kernel sees its arguments' types where
-//! the unsafe code uses them. Declaring them through one prototype macro (XNNPACK's
-//! `DECLARE_*_UKERNEL_FUNCTION`) would hide exactly that.
+//! Each function type takes its operands as one value of a type defined here ([`DwConvIo`],
+//! [`PointwiseBlock`], [`Gemv`]) besides the geometry and the output window, so a kernel's
+//! signature is one short line and the operand list, its layouts and its checks
+//! ([`DwConvGeom::check_io`], `PointwiseBlock::check_f32` and `check_half`,
+//! [`Gemv::lengths_ok`]) are written once, here, instead of in every kernel of every tier, each
+//! tier's loop nest and the registry. Kernels read the struct's fields into locals at their entry,
+//! before any loop, so the hot loops see the same scalars and pointers as with separate parameters
+//! (a pointwise block, a depthwise band or a product window is one call: passing its operands
+//! through memory costs nothing measurable). The compiler still checks every kernel against its
+//! type where the registry stores it.
 
 use std::ops::Range;
 
@@ -198,6 +202,34 @@ impl DwConvGeom {
         };
         self.check_rows(&all, input, weights, bias, output, sums)
     }
+
+    /// [`check_rows`](Self::check_rows) on the lengths of the buffers of `io`.
+    pub fn check_io(&self, rows: &Range<usize>, io: &DwConvIo<'_>) -> Result<()> {
+        self.check_rows(
+            rows,
+            io.input.len(),
+            io.weights.len(),
+            io.bias.len(),
+            io.output.len(),
+            io.sums.as_ref().map(|s| s.len()),
+        )
+    }
+}
+
+/// The buffers of one depthwise call: all contiguous f32, layouts in [`DwConvGeom`] (`output`
+/// holds the band's rows only; `sums`, when given, `[n, c]` and is overwritten).
+#[derive(Debug)]
+pub struct DwConvIo<'a> {
+    /// NHWC `[n, h, w, c]`, the whole tensor.
+    pub input: &'a [f32],
+    /// Tap-major `[k][k][c]`.
+    pub weights: &'a [f32],
+    /// `[c]`.
+    pub bias: &'a [f32],
+    /// The band's flat output rows, `rows.len() * ow * c` floats.
+    pub output: &'a mut [f32],
+    /// `[n, c]`: the band's partial sums of the activated output.
+    pub sums: Option<&'a mut [f32]>,
 }
 
 /// Signature shared by every depthwise kernel: computes the flat output rows `rows` (layouts and
@@ -205,17 +237,9 @@ impl DwConvGeom {
 ///
 /// # Safety
 /// The caller must ensure that the kernel's instruction set is available on this CPU, that
-/// `geom.k` is the kernel's size, and that [`DwConvGeom::check_rows`] accepts the geometry, the
+/// `geom.k` is the kernel's size, and that [`DwConvGeom::check_io`] accepts the geometry, the
 /// band and the slice lengths.
-pub type DwConvFn = unsafe fn(
-    geom: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
-);
+pub type DwConvFn = unsafe fn(geom: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>);
 
 // Pointwise ([`crate::pointwise`]).
 
@@ -276,7 +300,101 @@ impl PointwiseGeom {
     }
 }
 
-/// One block of a pointwise call: all of K for the rows `rows` and the column panels `panels`.
+/// One block of a pointwise call and the operands of the whole call: all of K for the rows `rows`
+/// (of `0..p`) and the column panels `panels` (of `0..n.div_ceil(nr)`, `nr` the kernel's panel
+/// width). `W` is the packed weights: `&[f32]` for a [`PointwiseFn`] (per panel `[nr biases][k x
+/// nr weights]`, as [`crate::PackedPointwise::pack_for`] packs them), [`HalfPacked`] for a
+/// [`PointwiseHalfFn`].
+///
+/// Input, residual and output are raw pointers: the blocks of one call run on several threads at
+/// once and write disjoint blocks of the one output. Layouts: input `[p, k]`, residual and output
+/// `[p, n]`, all f32 and row-major; `residual` is null when there is none.
+#[derive(Debug, Clone)]
+pub struct PointwiseBlock<'a, W> {
+    /// The problem size and the activation.
+    pub geom: &'a PointwiseGeom,
+    /// `[p, k]`.
+    pub input: *const f32,
+    /// The packed weights and biases.
+    pub packed: W,
+    /// `[p, n]`, added after the activation, or null.
+    pub residual: *const f32,
+    /// `[p, n]`; the block's elements are written, nothing else.
+    pub output: *mut f32,
+    /// Rows (pixels) of the block.
+    pub rows: Range<usize>,
+    /// Column panels of the block.
+    pub panels: Range<usize>,
+}
+
+/// The packed operands of a half-precision kernel (layout in [`PointwiseHalfFn`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HalfPacked<'a> {
+    /// `[panels * nr]` f32, zero past N.
+    pub bias: &'a [f32],
+    /// Per panel `[kp][nr][kpack]` bit patterns of the kernel's precision.
+    pub weights: &'a [u16],
+}
+
+impl<'a, W> PointwiseBlock<'a, W> {
+    /// The same block and operands with the packed weights `packed` (a block is built once and
+    /// handed to a kernel of either kind).
+    pub fn with_packed<V>(self, packed: V) -> PointwiseBlock<'a, V> {
+        PointwiseBlock {
+            geom: self.geom,
+            input: self.input,
+            packed,
+            residual: self.residual,
+            output: self.output,
+            rows: self.rows,
+            panels: self.panels,
+        }
+    }
+
+    /// Panics unless `rows` is a range within `0..p` and `panels` a range within the
+    /// `n.div_ceil(nr)` panels of the problem and the first `packed_panels` panels of the packing.
+    /// Cheap once per block, it makes every offset a kernel derives from the ranges provably in
+    /// bounds given only the validity of the pointers.
+    #[inline(always)]
+    fn check_ranges(&self, nr: usize, packed_panels: usize) {
+        let (rows, panels, p) = (&self.rows, &self.panels, self.geom.p);
+        assert!(
+            rows.start <= rows.end && rows.end <= p,
+            "pointwise rows {rows:?} outside 0..{p}"
+        );
+        assert!(
+            panels.start <= panels.end
+                && panels.end <= self.geom.n.div_ceil(nr)
+                && panels.end <= packed_panels,
+            "pointwise panels {panels:?} outside the packed weights"
+        );
+    }
+}
+
+impl PointwiseBlock<'_, &[f32]> {
+    /// The bounds check of an f32 kernel of panel width `nr` (panels of `nr * (k + 1)` floats):
+    /// panics unless the ranges lie within the problem and the packed weights.
+    #[inline(always)]
+    pub(crate) fn check_f32(&self, nr: usize) {
+        self.check_ranges(nr, self.packed.len() / (nr * (self.geom.k + 1)));
+    }
+}
+
+impl PointwiseBlock<'_, HalfPacked<'_>> {
+    /// The bounds check of a half-precision kernel of panel width `nr` and `panel_len` weights per
+    /// panel: panics unless the ranges lie within the problem, the weights and the biases.
+    #[inline(always)]
+    pub(crate) fn check_half(&self, nr: usize, panel_len: usize) {
+        let packed = &self.packed;
+        self.check_ranges(
+            nr,
+            (packed.weights.len() / panel_len).min(packed.bias.len() / nr),
+        );
+    }
+}
+
+/// A pointwise kernel: one block of a call (operands, layouts and block in [`PointwiseBlock`]),
+/// computing `out = act(in . W + bias) (+ residual)` for the block's rows and panels.
 ///
 /// # Safety
 /// Callers of a [`PointwiseFn`] must guarantee: the kernel's ISA is available; `packed` was packed
@@ -286,15 +404,7 @@ impl PointwiseGeom {
 /// input after other tiles of the block have stored theirs; the safe [`crate::PackedPointwise::run_slices`]
 /// takes them as a shared and an exclusive borrow, so they cannot); `rows` and `panels` lie within
 /// the problem, and no other thread writes the same block of `output` at the same time.
-pub type PointwiseFn = unsafe fn(
-    geom: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-);
+pub type PointwiseFn = unsafe fn(block: PointwiseBlock<'_, &[f32]>);
 
 /// One block of a half-precision pointwise call (weights in bf16 or f16, activations in f32):
 /// all of K for the rows `rows` and the column panels `panels`, computing
@@ -313,16 +423,7 @@ pub type PointwiseFn = unsafe fn(
 /// `output` for writes of `p * n` floats, and `residual`, when not null, for reads of `p * n`
 /// floats; neither `input` nor `residual` aliases `output`; `rows` and `panels` lie within the
 /// problem, and no other thread writes the same block of `output` at the same time.
-pub type PointwiseHalfFn = unsafe fn(
-    geom: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-);
+pub type PointwiseHalfFn = unsafe fn(block: PointwiseBlock<'_, HalfPacked<'_>>);
 
 /// Packed layout of a half-precision pointwise kernel: weights of `kpack` consecutive input
 /// channels of one output channel sit side by side (`[k / kpack][nr][kpack]` per panel, K padded
@@ -340,16 +441,39 @@ pub struct HalfTile {
 
 // Squeeze-excite matrix-vector product ([`crate::se`]).
 
+/// The operands of a matrix-vector product `bias + x . wt` with `n = bias.len()` outputs: `wt` is
+/// `[x.len()][n]` row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct Gemv<'a> {
+    /// The vector, `[rows]`.
+    pub x: &'a [f32],
+    /// The matrix, `[rows][n]` row-major.
+    pub wt: &'a [f32],
+    /// `[n]`.
+    pub bias: &'a [f32],
+}
+
+impl Gemv<'_> {
+    /// Outputs of the product (`bias.len()`).
+    pub fn n(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Whether the lengths fit: `wt` is `[x.len()][n]` and columns `base..base + y_len` lie within
+    /// the `n` outputs.
+    pub fn lengths_ok(&self, y_len: usize, base: usize) -> bool {
+        self.wt.len() == self.x.len() * self.n() && base + y_len <= self.n()
+    }
+}
+
 /// A matrix-vector product kernel ([`crate::registry::Op::Gemv`]; run through [`crate::se::SqueezeExcite`]): columns `base..base + y.len()`
-/// of `bias + x . wt` into `y` (`wt` is `[x.len()][n]` row-major, `bias` `[n]`). Each output is its
-/// bias, then one multiply-add per row of `wt` in row order (fused on the vector tiers), whatever
-/// the window: a split into windows gives the same bits.
+/// of the product `m` into `y`. Each output is its bias, then one multiply-add per row of `wt` in
+/// row order (fused on the vector tiers), whatever the window: a split into windows gives the same
+/// bits.
 ///
 /// # Safety
-/// The kernel's tier must be available; `wt.len() == x.len() * n`, `bias.len() == n` and
-/// `base + y.len() <= n`.
-pub type GemvFn =
-    unsafe fn(x: &[f32], wt: &[f32], n: usize, bias: &[f32], y: &mut [f32], base: usize);
+/// The kernel's tier must be available, and [`Gemv::lengths_ok`] must accept `y.len()` and `base`.
+pub type GemvFn = unsafe fn(m: &Gemv<'_>, y: &mut [f32], base: usize);
 
 // In-place activation ([`crate::elementwise`]).
 

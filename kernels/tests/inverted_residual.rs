@@ -23,22 +23,26 @@ fn reference_block(w: &BlockWeights, x: &Tensor) -> Vec<f32> {
     let s = x.shape();
     let (c, e) = (w.c, w.e);
     let p = s.n * s.h * s.w;
-    let mut hidden = vec![0.0; p * e];
-    let g1 = PointwiseGeom {
-        p,
-        k: c,
-        n: e,
-        act: Activation::HardSwish,
+    // Reference pointwise `[p, k] -> [p, n]` with bias and an optional residual.
+    let pointwise = |x: &[f32], n: usize, w: &[f32], b: &[f32], act, residual| {
+        let g = PointwiseGeom {
+            p,
+            k: x.len() / p,
+            n,
+            act,
+        };
+        let mut y = vec![0.0; p * n];
+        reference::pointwise(&g, x, w, Some(b), residual, &mut y).unwrap();
+        y
     };
-    reference::pointwise(
-        &g1,
+    let hidden = pointwise(
         x.as_slice(),
+        e,
         &w.expand_w,
-        Some(&w.expand_b),
+        &w.expand_b,
+        Activation::HardSwish,
         None,
-        &mut hidden,
-    )
-    .unwrap();
+    );
     let g = DwConvGeom {
         n: s.n,
         h: s.h,
@@ -67,23 +71,14 @@ fn reference_block(w: &BlockWeights, x: &Tensor) -> Vec<f32> {
     let scale = reference::se_scale_from_means(&se, &means);
     let mut dw_t = Tensor::from_slice(g.output_shape(), &dw).unwrap();
     reference::scale_channels(&mut dw_t, &scale);
-    let mut out = vec![0.0; p * c];
-    let g2 = PointwiseGeom {
-        p,
-        k: e,
-        n: c,
-        act: Activation::Identity,
-    };
-    reference::pointwise(
-        &g2,
+    pointwise(
         dw_t.as_slice(),
+        c,
         &w.project_w,
-        Some(&w.project_b),
+        &w.project_b,
+        Activation::Identity,
         Some(x.as_slice()),
-        &mut out,
     )
-    .unwrap();
-    out
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! found.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The first tensor where a checkpoint differs from the variant asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +144,15 @@ pub enum Error {
 fn shape(s: &[usize]) -> String {
     let parts: Vec<String> = s.iter().map(usize::to_string).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// The bytes of the file at `path`, or [`Error::Io`] naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "read",
+        source,
+    })
 }
 
 impl fmt::Display for Error {

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, read_file};
 
 /// ImageNet mean per RGB channel (timm's `IMAGENET_DEFAULT_MEAN`).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -89,11 +89,7 @@ impl Rgb8 {
     /// decoder fills what is missing).
     pub fn open_with(path: impl AsRef<Path>, allow_truncated: bool) -> Result<Rgb8, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            action: "read",
-            source,
-        })?;
+        let bytes = read_file(path)?;
         Rgb8::decode_with(path, &bytes, allow_truncated)
     }
 

@@ -105,20 +105,8 @@ pub fn shifted(data: &[f32], shift: usize) -> (Vec<f32>, std::ops::Range<usize>)
     (v, shift..shift + data.len())
 }
 
-/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64).
-pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
+/// Deterministic pseudo-random floats in `[-amp, amp)` (the kernel crate's generator).
+pub use mobile_cnn_kernels::reference::rand_vec;
 
 /// One pointwise test problem, shared by the f32 and bf16 pointwise tests (one case table): `p`
 /// rows (pixels), `k` input and `n` output channels, the epilogue, the seed of the random operands,

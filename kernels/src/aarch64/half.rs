@@ -17,10 +17,9 @@
 
 use core::arch::aarch64::*;
 use core::arch::asm;
-use std::ops::Range;
 
 use super::neon::act;
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 
 /// Rounds four f32 lanes to f16 (`FCVTN`, round to nearest even; beyond 65504 gives infinity).
 ///
@@ -236,34 +235,17 @@ pub(crate) trait HalfTile<const V: usize> {
 /// The contract of [`crate::pointwise::PointwiseHalfFn`] for the kernel `T` (panel width `4 * V`,
 /// panels of [`HalfTile::panel_len`] halves), its features available. The ranges and the packed
 /// lengths are checked here (a panic when out of bounds).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn run_panels<T: HalfTile<V>, const V: usize, const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
+    b: PointwiseBlock<'_, HalfPacked<'_>>,
 ) {
-    let (k, n, nr) = (g.k, g.n, 4 * V);
+    let (input, output, HalfPacked { bias, weights }, rows) =
+        (b.input, b.output, b.packed, &b.rows);
+    let (k, n, nr) = (b.geom.k, b.geom.n, 4 * V);
     let stride = T::panel_len(k);
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(nr)
-            && panels.end * stride <= weights.len()
-            && panels.end * nr <= bias.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
-    let residual = (!residual.is_null()).then_some(residual);
-    for panel in panels {
+    b.check_half(nr, stride);
+    let residual = (!b.residual.is_null()).then_some(b.residual);
+    for panel in b.panels.clone() {
         let j0 = panel * nr;
         let t = Panel {
             input,

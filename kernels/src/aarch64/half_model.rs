@@ -18,6 +18,7 @@
 //! `s + e` correctly, which a plain `s as f32` (double rounding) would not.
 
 use crate::activation::Activation;
+use crate::isa::Precision;
 use crate::ukernel::PointwiseGeom;
 
 /// The default f16 NaN (any NaN the model produces; the tests compare NaN-ness only).
@@ -206,8 +207,11 @@ fn epilogue(acc: f32, bias: f32, act: Activation, residual: Option<f32>) -> f32 
     residual.map_or(y, |r| y + r)
 }
 
-/// What `pointwise_f16_8x16_neonfp16` computes for PyTorch-layout weights `[n, k]`, bit for bit.
-pub(crate) fn pointwise_f16(
+/// What the NEON kernel of precision `dtype` (`pointwise_f16_8x16_neonfp16` for
+/// [`Precision::F16`], `pointwise_bf16_8x8_neonbf16` for [`Precision::Bf16`]) computes for
+/// PyTorch-layout weights `[n, k]`, bit for bit.
+pub(crate) fn pointwise(
+    dtype: Precision,
     g: &PointwiseGeom,
     x: &[f32],
     w_nk: &[f32],
@@ -215,52 +219,44 @@ pub(crate) fn pointwise_f16(
     residual: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    let (p, k, n) = (g.p, g.k, g.n);
-    let xh: Vec<u16> = x.iter().map(|&v| round_f16(v)).collect();
-    let wh: Vec<u16> = w_nk.iter().map(|&v| round_f16(v)).collect();
-    for r in 0..p {
-        for j in 0..n {
-            let mut acc = 0u16;
-            for kk in 0..k {
-                acc = fma_f16(xh[r * k + kk], wh[j * k + kk], acc);
-            }
-            out[r * n + j] = epilogue(
-                f16_value(acc) as f32,
-                bias.map_or(0.0, |b| b[j]),
-                g.act,
-                residual.map(|res| res[r * n + j]),
-            );
+    let (k, n) = (g.k, g.n);
+    // The sum of row `r` of `x` times row `j` of the weights, before the epilogue.
+    let dot: Box<dyn Fn(usize, usize) -> f32> = match dtype {
+        Precision::F16 => {
+            let xh: Vec<u16> = x.iter().map(|&v| round_f16(v)).collect();
+            let wh: Vec<u16> = w_nk.iter().map(|&v| round_f16(v)).collect();
+            Box::new(move |r, j| {
+                let mut acc = 0u16;
+                for kk in 0..k {
+                    acc = fma_f16(xh[r * k + kk], wh[j * k + kk], acc);
+                }
+                f16_value(acc) as f32
+            })
         }
-    }
-}
-
-/// What `pointwise_bf16_8x8_neonbf16` computes for PyTorch-layout weights `[n, k]`, bit for bit.
-pub(crate) fn pointwise_bf16(
-    g: &PointwiseGeom,
-    x: &[f32],
-    w_nk: &[f32],
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    let (p, k, n) = (g.p, g.k, g.n);
-    // Pair q of a row: elements 2q and 2q + 1, the second zero past an odd K.
-    let pair = |v: &[f32], base: usize, q: usize| {
-        let second = if 2 * q + 1 < k {
-            round_bf16(v[base + 2 * q + 1])
-        } else {
-            0
-        };
-        [round_bf16(v[base + 2 * q]), second]
+        Precision::Bf16 => {
+            // Pair q of a row: elements 2q and 2q + 1, the second zero past an odd K.
+            let pair = move |v: &[f32], base: usize, q: usize| {
+                let second = if 2 * q + 1 < k {
+                    round_bf16(v[base + 2 * q + 1])
+                } else {
+                    0
+                };
+                [round_bf16(v[base + 2 * q]), second]
+            };
+            Box::new(move |r, j| {
+                let mut acc = 0.0f32;
+                for q in 0..k.div_ceil(2) {
+                    acc = bfdot_add(acc, pair(x, r * k, q), pair(w_nk, j * k, q));
+                }
+                acc
+            })
+        }
+        Precision::F32 => panic!("no half-precision model of f32"),
     };
-    for r in 0..p {
+    for r in 0..g.p {
         for j in 0..n {
-            let mut acc = 0.0f32;
-            for q in 0..k.div_ceil(2) {
-                acc = bfdot_add(acc, pair(x, r * k, q), pair(w_nk, j * k, q));
-            }
             out[r * n + j] = epilogue(
-                acc,
+                dot(r, j),
                 bias.map_or(0.0, |b| b[j]),
                 g.act,
                 residual.map(|res| res[r * n + j]),

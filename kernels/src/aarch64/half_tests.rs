@@ -21,23 +21,11 @@
 //! error (`4 * 2^-24 |y|`, plus GELU's approximation bound), the residual add rounds once more:
 //! `tol = L (E + 2^-24 |acc + b|) + act_err + 2^-24 (|y| + |r|)`.
 
-use std::ops::Range;
-
 use super::half_model;
 use crate::activation::{Activation, GELU_ABS_TOLERANCE, SIGMOID_REL_TOLERANCE};
-use crate::ukernel::PointwiseGeom;
-
-/// A half-precision pointwise block function (the shape of `PointwiseHalfFn`).
-pub(crate) type HalfFn = unsafe fn(
-    &PointwiseGeom,
-    *const f32,
-    &[f32],
-    &[u16],
-    *const f32,
-    *mut f32,
-    Range<usize>,
-    Range<usize>,
-);
+use crate::isa::Precision;
+use crate::reference::blocks::BlockRunner;
+use crate::ukernel::{HalfPacked, PointwiseGeom, PointwiseHalfFn};
 
 /// The precision a kernel computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +38,7 @@ pub(crate) enum Half {
 #[derive(Clone, Copy)]
 pub(crate) struct Spec {
     pub name: &'static str,
-    pub f: HalfFn,
+    pub f: PointwiseHalfFn,
     pub nr: usize,
     pub kpack: usize,
     pub half: Half,
@@ -72,18 +60,11 @@ impl Spec {
         }
     }
 
-    fn model(
-        &self,
-        g: &PointwiseGeom,
-        x: &[f32],
-        w: &[f32],
-        b: Option<&[f32]>,
-        r: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
+    /// The precision of the kernel's multiplies.
+    fn precision(&self) -> Precision {
         match self.half {
-            Half::F16 => half_model::pointwise_f16(g, x, w, b, r, out),
-            Half::Bf16 => half_model::pointwise_bf16(g, x, w, b, r, out),
+            Half::F16 => Precision::F16,
+            Half::Bf16 => Precision::Bf16,
         }
     }
 
@@ -125,70 +106,11 @@ impl Spec {
     }
 }
 
-const GUARD_BITS: u32 = 0x7fc0_beef;
-const GUARD: usize = 23;
-
 pub(crate) use crate::reference::rand_vec;
 
 /// Same bits, or both NaN.
 pub(crate) fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-}
-
-/// Runs the kernel on the block `rows` x `panels` into an output NaN-filled and guarded on both
-/// sides; checks that nothing outside the block changed and returns the whole output.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_block(
-    spec: &Spec,
-    g: &PointwiseGeom,
-    x: &[f32],
-    packed: &(Vec<f32>, Vec<u16>),
-    res: Option<&[f32]>,
-    rows: Range<usize>,
-    panels: Range<usize>,
-    what: &str,
-) -> Vec<f32> {
-    assert!(
-        spec.available(),
-        "{}: run without its CPU feature",
-        spec.name
-    );
-    let len = g.p * g.n;
-    assert!(g.check(x.len(), len, res.map(<[f32]>::len)).is_ok());
-    let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
-    let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
-    // SAFETY: the kernel's CPU feature was just asserted available (runtime detection); `packed`
-    // was packed by `Spec::pack` for this kernel's layout with g.k and g.n; `check` validated the
-    // lengths of the input, the output body and the residual, which is a distinct allocation, as
-    // is the input; the ranges lie inside the problem (callers pass sub-ranges of 0..p and
-    // 0..ceil(n / nr)).
-    unsafe {
-        (spec.f)(
-            g,
-            x.as_ptr(),
-            &packed.0,
-            &packed.1,
-            rp,
-            out.as_mut_ptr().add(GUARD),
-            rows.clone(),
-            panels.clone(),
-        )
-    };
-    let body = &out[GUARD..GUARD + len];
-    for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
-        assert_eq!(v.to_bits(), GUARD_BITS, "{what}: guard {i} overwritten");
-    }
-    for (i, v) in body.iter().enumerate() {
-        let (row, col) = (i / g.n, i % g.n);
-        if !(rows.contains(&row) && panels.contains(&(col / spec.nr))) {
-            assert_eq!(
-                v.to_bits(),
-                GUARD_BITS,
-                "{what}: wrote row {row} col {col} outside the block"
-            );
-        }
-    }
-    body.to_vec()
 }
 
 /// Lipschitz constant of each activation (GELU's slope peaks at about 1.1289, hard-swish's at 1.5,
@@ -270,12 +192,29 @@ pub(crate) fn check_with(
         n,
         act: c.act,
     };
-    let packed = spec.pack(k, n, w, b);
+    assert!(
+        spec.available(),
+        "{}: run without its CPU feature",
+        spec.name
+    );
+    let (bias, weights) = spec.pack(k, n, w, b);
+    let packed = HalfPacked {
+        bias: &bias,
+        weights: &weights,
+    };
     let panels = n.div_ceil(spec.nr);
     let what = format!("{} {c:?}", spec.name);
-    let got = run_block(spec, &g, x, &packed, r, 0..p, 0..panels, &what);
+    let run = BlockRunner {
+        g: &g,
+        x,
+        res: r,
+        nr: spec.nr,
+    };
+    // SAFETY: the kernel's CPU feature was just asserted available (runtime detection); `packed`
+    // was packed by `Spec::pack` for this kernel's layout with g.k and g.n.
+    let got = unsafe { run.run(spec.f, packed, 0..p, 0..panels, &what) };
     let mut want = vec![0.0f32; p * n];
-    spec.model(&g, x, w, b, r, &mut want);
+    half_model::pointwise(spec.precision(), &g, x, w, b, r, &mut want);
     for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
         assert!(
             same(a, e),
@@ -328,29 +267,8 @@ pub(crate) fn check_with(
             }
         }
     }
-    // Sub-blocks write only themselves, and the same bits as the whole call.
-    for (rows, pans) in [
-        (p / 3..p, 0..panels),
-        (0..p.div_ceil(2), panels / 2..panels),
-        (p / 2..p / 2 + 1, panels - 1..panels),
-        (1.min(p)..p, 0..1),
-    ] {
-        let part = run_block(
-            spec,
-            &g,
-            x,
-            &packed,
-            r,
-            rows.clone(),
-            pans.clone(),
-            &format!("{what} block {rows:?} x {pans:?}"),
-        );
-        for (i, v) in part.iter().enumerate() {
-            if rows.contains(&(i / n)) && pans.contains(&(i % n / spec.nr)) {
-                assert!(same(*v, got[i]), "{what}: block {rows:?} x {pans:?}");
-            }
-        }
-    }
+    // SAFETY: as above.
+    unsafe { run.check_sub_blocks(spec.f, packed, &got, same, &what) };
 }
 
 /// Every edge class of the tiles: rows around the row tile (8), input channels around the K step

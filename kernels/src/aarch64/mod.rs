@@ -126,12 +126,7 @@ mod tests {
                 act: Activation::HardSwish,
             };
             let mut want = vec![0.0; p * n];
-            match dtype {
-                Precision::F16 => {
-                    half_model::pointwise_f16(&g, &x, &w, Some(&b), Some(&r), &mut want)
-                }
-                _ => half_model::pointwise_bf16(&g, &x, &w, Some(&b), Some(&r), &mut want),
-            }
+            half_model::pointwise(dtype, &g, &x, &w, Some(&b), Some(&r), &mut want);
             for threads in 1..=3 {
                 let ks = neon
                     .clone()

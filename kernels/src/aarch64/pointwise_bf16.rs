@@ -25,13 +25,12 @@
 //! read); a last panel narrower than 8 channels computed in full, only its valid columns stored.
 
 use core::arch::aarch64::*;
-use std::ops::Range;
 
 use super::half::{
     HalfTile, Panel, bfdot_lane, f32x4_to_bf16_hi, f32x4_to_bf16_lo, run_panels, store_row,
 };
 use super::neon::act::with_act;
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 
 /// Output channels per packed panel (two q registers of four f32 lanes).
 pub(crate) const NR: usize = 8;
@@ -49,45 +48,21 @@ pub(crate) const KPACK: usize = 2;
 /// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats;
 /// neither input nor residual aliases `output`; no other thread writes the block at the same time.
 /// (The ranges and the packed lengths are checked here.)
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pointwise_bf16_8x8_neonbf16(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_bf16_8x8_neonbf16(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     // SAFETY: FEAT_BF16 and the pointer validity are this function's contract, which is `run`'s
     // whole contract (`run` checks the ranges and the packed lengths itself).
-    unsafe {
-        with_act!(g.act, |A| run::<A>(
-            g, input, bias, weights, residual, output, rows, panels
-        ))
-    }
+    unsafe { with_act!(b.geom.act, |A| run::<A>(b)) }
 }
 
 /// The loop nest for activation code `ACT` ([`run_panels`] with this kernel's tiles).
 ///
 /// # Safety
 /// As [`pointwise_bf16_8x8_neonbf16`].
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon,bf16")]
-unsafe fn run<const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+unsafe fn run<const ACT: u8>(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     // SAFETY: this function's contract is `run_panels`'s with `Tiles` (panels of 8 channels),
     // and `Tiles::tile` needs the features this function is compiled with.
-    unsafe { run_panels::<Tiles, 2, ACT>(g, input, bias, weights, residual, output, rows, panels) }
+    unsafe { run_panels::<Tiles, 2, ACT>(b) }
 }
 
 /// This kernel's tiles (weights per panel `[ceil(k / 2)][NR][2]` bf16 bits).

@@ -27,13 +27,12 @@
 //! full with only its valid columns stored and read from the residual.
 
 use core::arch::aarch64::*;
-use std::ops::Range;
 
 use super::half::{
     HalfTile, Panel, f16x8_to_f32x4, f32x4_to_f16x4, fmla_f16_lane, run_panels, store_row,
 };
 use super::neon::act::with_act;
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 
 /// Output channels per packed panel (two q registers of eight f16 lanes).
 pub(crate) const NR: usize = 16;
@@ -49,45 +48,21 @@ pub(crate) const NR: usize = 16;
 /// `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats; neither input
 /// nor residual aliases `output`; no other thread writes the block at the same time. (The ranges
 /// and the packed lengths are checked here.)
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pointwise_f16_8x16_neonfp16(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_f16_8x16_neonfp16(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     // SAFETY: FEAT_FP16 and the pointer validity are this function's contract, which is `run`'s
     // whole contract (`run` checks the ranges and the packed lengths itself).
-    unsafe {
-        with_act!(g.act, |A| run::<A>(
-            g, input, bias, weights, residual, output, rows, panels
-        ))
-    }
+    unsafe { with_act!(b.geom.act, |A| run::<A>(b)) }
 }
 
 /// The loop nest for activation code `ACT` ([`run_panels`] with this kernel's tiles).
 ///
 /// # Safety
 /// As [`pointwise_f16_8x16_neonfp16`].
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon,fp16")]
-unsafe fn run<const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+unsafe fn run<const ACT: u8>(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     // SAFETY: this function's contract is `run_panels`'s with `Tiles` (panels of 16 channels),
     // and `Tiles::tile` needs the features this function is compiled with.
-    unsafe { run_panels::<Tiles, 4, ACT>(g, input, bias, weights, residual, output, rows, panels) }
+    unsafe { run_panels::<Tiles, 4, ACT>(b) }
 }
 
 /// This kernel's tiles (weights per panel `[k][NR]` f16 bits).

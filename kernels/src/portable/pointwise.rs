@@ -6,12 +6,10 @@
 //! ([`super`] says when it is fused), then the activation, then the residual added in f32, whatever
 //! the tile or block: results do not depend on how a call is split.
 
-use std::ops::Range;
-
 use wide::f32x4;
 
 use crate::activation::with_act;
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::PointwiseBlock;
 
 /// Rows per full tile.
 const MR: usize = 4;
@@ -81,18 +79,11 @@ unsafe fn store<const M: usize, const ACT: u8>(
 /// # Safety
 /// As [`pointwise_4x8_portable`].
 #[inline(always)]
-unsafe fn block<const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n) = (g.k, g.n);
-    for panel in panels {
-        let pw = &packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
+unsafe fn block<const ACT: u8>(b: PointwiseBlock<'_, &[f32]>) {
+    let (input, output, residual, rows) = (b.input, b.output, b.residual, &b.rows);
+    let (k, n) = (b.geom.k, b.geom.n);
+    for panel in b.panels.clone() {
+        let pw = &b.packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
         let mut r = rows.start;
@@ -119,19 +110,7 @@ unsafe fn block<const ACT: u8>(
 ///
 /// # Safety
 /// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
-pub(crate) unsafe fn pointwise_4x8_portable(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_4x8_portable(b: PointwiseBlock<'_, &[f32]>) {
     // SAFETY: the caller upholds the `PointwiseFn` contract, which is `block`'s.
-    unsafe {
-        with_act!(g.act, |A| block::<A>(
-            g, input, packed, residual, output, rows, panels
-        ))
-    }
+    unsafe { with_act!(b.geom.act, |A| block::<A>(b)) }
 }

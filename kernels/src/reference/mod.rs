@@ -1,6 +1,9 @@
 //! The oracle: plain loops that are obviously right and slow on purpose. Production kernels are
 //! tested against these. Computed in f64 and rounded once, so they are as exact as f32 output allows.
 
+#[cfg(test)]
+pub(crate) mod blocks;
+
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::ukernel::DwConvGeom;
@@ -338,11 +341,10 @@ pub fn linear(
     y
 }
 
-/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64): the test data of the kernel
-/// crate's own tests. (The conformance crate keeps the same generator for its tests: it sees only
-/// the public API, and this is test-only.)
-#[cfg(test)]
-pub(crate) fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
+/// Deterministic pseudo-random floats in `[-amp, amp)` (SplitMix64 from `seed`, `len` of them):
+/// the test data of the kernel crate's tests, of the conformance tests and of the examples, the same
+/// on every platform.
+pub fn rand_vec(seed: u64, len: usize, amp: f32) -> Vec<f32> {
     let mut s = seed;
     (0..len)
         .map(|_| {

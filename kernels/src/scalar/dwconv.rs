@@ -2,24 +2,18 @@
 
 use std::ops::Range;
 
-use crate::ukernel::DwConvGeom;
+use crate::ukernel::{DwConvGeom, DwConvIo};
 
 /// Portable depthwise kernel of size `K` over the flat output rows `rows` (layouts in
 /// [`DwConvGeom`]). Per output element: the bias, then one fused multiply-add per tap whose input
 /// pixel exists (ky-major, then kx), then the activation; the sums add the outputs in storage order.
 ///
-/// Safe to call with any arguments that [`DwConvGeom::check_rows`] accepts with `g.k == K` (it
+/// Safe to call with any arguments that [`DwConvGeom::check_io`] accepts with `g.k == K` (it
 /// needs no CPU feature and indexes only with bounds checks).
-fn dwconv_scalar<const K: usize>(
-    g: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    mut sums: Option<&mut [f32]>,
-) {
+fn dwconv_scalar<const K: usize>(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
     debug_assert_eq!(g.k, K);
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let mut sums = io.sums;
     let (h, w, c, s, p) = (g.h, g.w, g.c, g.stride, K / 2);
     let (oh, ow) = (g.oh(), g.ow());
     let mut acc = vec![0.0f32; c];
@@ -66,19 +60,11 @@ macro_rules! scalar_entry {
         #[doc = concat!("Portable depthwise ", stringify!($k), "x", stringify!($k), " kernel ([`crate::ukernel::DwConvFn`]).")]
         ///
         /// # Safety
-        /// Safe to call with any arguments that [`DwConvGeom::check_rows`] accepts (it needs no CPU
+        /// Safe to call with any arguments that [`DwConvGeom::check_io`] accepts (it needs no CPU
         /// feature and indexes only with bounds checks); `unsafe` only to share the kernels'
         /// function-pointer type.
-        pub(crate) unsafe fn $name(
-            g: &DwConvGeom,
-            rows: Range<usize>,
-            input: &[f32],
-            weights: &[f32],
-            bias: &[f32],
-            output: &mut [f32],
-            sums: Option<&mut [f32]>,
-        ) {
-            dwconv_scalar::<$k>(g, rows, input, weights, bias, output, sums)
+        pub(crate) unsafe fn $name(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
+            dwconv_scalar::<$k>(g, rows, io)
         }
     };
 }

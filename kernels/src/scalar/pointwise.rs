@@ -1,8 +1,6 @@
 //! Portable pointwise GEMM block: 4 rows x 8 columns of accumulators, plain Rust.
 
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock, PointwiseGeom};
 
 const MR: usize = 4;
 const NR: usize = 8;
@@ -11,44 +9,24 @@ const NR: usize = 8;
 ///
 /// # Safety
 /// The contract of [`crate::ukernel::PointwiseFn`] (this kernel needs no CPU feature).
-pub(crate) unsafe fn pointwise_4x8_scalar(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n) = (g.k, g.n);
-    // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
-    let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
-    let residual = unsafe { residual_slice(residual, g.p * n) };
-    for panel in panels {
-        let b = &packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
-        let (bias, w) = b.split_at(NR);
-        let j0 = panel * NR;
-        let cols = NR.min(n - j0);
-        let mut r = rows.start;
-        while r < rows.end {
-            let mr = MR.min(rows.end - r);
-            let mut acc = [[0.0f32; NR]; MR];
-            for (i, row) in acc.iter_mut().enumerate().take(mr) {
-                *row = bias.try_into().expect("panel of NR biases");
-                let a = &input[(r + i) * k..(r + i + 1) * k];
-                for (&x, wr) in a.iter().zip(w.chunks_exact(NR)) {
-                    for (acc, &wv) in row.iter_mut().zip(wr) {
-                        *acc = x.mul_add(wv, *acc);
-                    }
-                }
+pub(crate) unsafe fn pointwise_4x8_scalar(b: PointwiseBlock<'_, &[f32]>) {
+    b.check_f32(NR);
+    let k = b.geom.k;
+    // SAFETY: the caller's contract.
+    let (input, residual) = unsafe { operands(&b) };
+    let row_sums = |panel: usize, r: usize| {
+        let pw = &b.packed[panel * NR * (k + 1)..(panel + 1) * NR * (k + 1)];
+        let (bias, w) = pw.split_at(NR);
+        let mut row: [f32; NR] = bias.try_into().expect("panel of NR biases");
+        for (&x, wr) in input[r * k..(r + 1) * k].iter().zip(w.chunks_exact(NR)) {
+            for (acc, &wv) in row.iter_mut().zip(wr) {
+                *acc = x.mul_add(wv, *acc);
             }
-            // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
-            // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
-            r += mr;
         }
-    }
+        row
+    };
+    // SAFETY: the caller's contract.
+    unsafe { tiles(&b, residual, row_sums) }
 }
 
 /// Panel width of [`pointwise_bf16_4x8_scalar`].
@@ -83,33 +61,15 @@ pub(crate) fn dpbf16_step(acc: f32, a: f32, b: f32) -> f32 {
 /// # Safety
 /// The contract of [`crate::pointwise::PointwiseHalfFn`] with `HalfTile { nr: 8, kpack: 2,
 /// dtype: Bf16 }` (this kernel needs no CPU feature).
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_bf16_4x8_scalar(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     use crate::convert::{bf16_from_f32, bf16_to_f32};
     const NR: usize = BF16_NR;
-    let (k, n) = (g.k, g.n);
+    let (k, rows, HalfPacked { bias, weights }) = (b.geom.k, &b.rows, b.packed);
     let kp = k.div_ceil(2);
     let panel_len = kp * NR * 2;
-    assert!(
-        rows.end <= g.p
-            && panels.end <= n.div_ceil(NR)
-            && panels.end * panel_len <= weights.len()
-            && panels.end * NR <= bias.len(),
-        "pointwise bf16 block {rows:?} x {panels:?} outside the problem or the packed weights"
-    );
-    // SAFETY: the caller guarantees `input` is valid for `p * k` reads.
-    let input = unsafe { std::slice::from_raw_parts(input, g.p * k) };
-    // SAFETY: the caller guarantees `p * n` readable residual floats when not null.
-    let residual = unsafe { residual_slice(residual, g.p * n) };
+    b.check_half(NR, panel_len);
+    // SAFETY: the caller's contract.
+    let (input, residual) = unsafe { operands(&b) };
     // The block's input rows rounded to bf16 once, K padded to even with a zero (as the kernels
     // do).
     let mut a = vec![0.0f32; rows.len() * 2 * kp];
@@ -119,9 +79,39 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
             *d = bf16_to_f32(bf16_from_f32(x));
         }
     }
-    for panel in panels {
+    let row_sums = |panel: usize, r: usize| {
         let w = &weights[panel * panel_len..(panel + 1) * panel_len];
-        let b = &bias[panel * NR..(panel + 1) * NR];
+        let mut row: [f32; NR] = bias[panel * NR..(panel + 1) * NR]
+            .try_into()
+            .expect("panel of NR biases");
+        let x = &a[(r - rows.start) * 2 * kp..(r - rows.start + 1) * 2 * kp];
+        for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
+            for (jj, acc) in row.iter_mut().enumerate() {
+                let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));
+                *acc = dpbf16_step(*acc, pair[1], w1);
+                *acc = dpbf16_step(*acc, pair[0], w0);
+            }
+        }
+        row
+    };
+    // SAFETY: the caller's contract.
+    unsafe { tiles(&b, residual, row_sums) }
+}
+
+/// The loop nest of both kernels: per panel of the block, tiles of up to [`MR`] rows, output row
+/// `r` of panel `panel` holding `row_sums(panel, r)` (the panel's `NR` sums, bias included), then
+/// the epilogue ([`store`]) of the tile.
+///
+/// # Safety
+/// The kernels' contract for `b`'s output, rows and panels; `residual` holds `b`'s `p * n`
+/// residual when there is one.
+unsafe fn tiles<W>(
+    b: &PointwiseBlock<'_, W>,
+    residual: Option<&[f32]>,
+    row_sums: impl Fn(usize, usize) -> [f32; NR],
+) {
+    let (rows, n) = (&b.rows, b.geom.n);
+    for panel in b.panels.clone() {
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
         let mut r = rows.start;
@@ -129,31 +119,31 @@ pub(crate) unsafe fn pointwise_bf16_4x8_scalar(
             let mr = MR.min(rows.end - r);
             let mut acc = [[0.0f32; NR]; MR];
             for (i, row) in acc.iter_mut().enumerate().take(mr) {
-                *row = b.try_into().expect("panel of NR biases");
-                let x = &a[(r - rows.start + i) * 2 * kp..(r - rows.start + i + 1) * 2 * kp];
-                for (pair, wp) in x.chunks_exact(2).zip(w.chunks_exact(2 * NR)) {
-                    for (jj, acc) in row.iter_mut().enumerate() {
-                        let (w0, w1) = (bf16_to_f32(wp[2 * jj]), bf16_to_f32(wp[2 * jj + 1]));
-                        *acc = dpbf16_step(*acc, pair[1], w1);
-                        *acc = dpbf16_step(*acc, pair[0], w0);
-                    }
-                }
+                *row = row_sums(panel, r + i);
             }
             // SAFETY: rows r..r + mr < p and columns j0..j0 + cols <= n of the output are this
             // call's block (the caller's contract).
-            unsafe { store(g, &acc[..mr], residual, output, r * n + j0, cols) };
+            unsafe { store(b.geom, &acc[..mr], residual, b.output, r * n + j0, cols) };
             r += mr;
         }
     }
 }
 
-/// The residual as a slice of `len` floats, or `None` when `residual` is null.
+/// The input (`p * k` floats) and the residual (`p * n` floats, `None` when null) of a block's
+/// call, as slices.
 ///
 /// # Safety
-/// When not null, `residual` is valid for `len` reads and does not alias the output.
-unsafe fn residual_slice<'a>(residual: *const f32, len: usize) -> Option<&'a [f32]> {
+/// As the kernels' contract: `input` is valid for `p * k` reads, and `residual`, when not null,
+/// for `p * n` reads; neither aliases the output.
+unsafe fn operands<'a, W>(b: &PointwiseBlock<'a, W>) -> (&'a [f32], Option<&'a [f32]>) {
+    let g = b.geom;
     // SAFETY: this function's contract.
-    (!residual.is_null()).then(|| unsafe { std::slice::from_raw_parts(residual, len) })
+    unsafe {
+        (
+            std::slice::from_raw_parts(b.input, g.p * g.k),
+            (!b.residual.is_null()).then(|| std::slice::from_raw_parts(b.residual, g.p * g.n)),
+        )
+    }
 }
 
 /// The epilogue of a tile: row `i` of `acc` is output row `i` from offset `o` on (rows `g.n`

@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use crate::dwconv_kxk::{debug_check_band, ld, st, zeroed_sums};
-use crate::ukernel::DwConvGeom;
+use crate::ukernel::{DwConvGeom, DwConvIo};
 use crate::x86_64::SimdF32;
 
 /// What one output row pass needs besides the channel block.
@@ -59,22 +59,19 @@ pub(crate) trait Tier {
 /// contract in [`DwConvGeom`]) with the channel-block passes of `P`.
 ///
 /// # Safety
-/// The features of `P`'s tier must be available, `g.k == 3`, and `g.check_rows` must accept the
+/// The features of `P`'s tier must be available, `g.k == 3`, and `g.check_io` must accept the
 /// geometry, the band and the lengths of the slices.
 #[inline(always)]
 pub(crate) unsafe fn dwconv3x3<P: Tier, const ACT: u8>(
     g: &DwConvGeom,
     rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
+    io: DwConvIo<'_>,
 ) {
     let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
-    debug_check_band(g, 3, &rows, input, weights, bias, output, sums.as_deref());
-    let sums = zeroed_sums(sums);
+    debug_check_band(g, 3, &rows, &io);
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let sums = zeroed_sums(io.sums);
     let wp = weights.as_ptr();
     let r0 = rows.start;
     for r in rows {
@@ -405,23 +402,19 @@ macro_rules! dwconv_tier {
         ///
         /// # Safety
         #[doc = concat!(
-            $names, " must be available, and [`crate::ukernel::DwConvGeom::check_rows`] must ",
+            $names, " must be available, and [`crate::ukernel::DwConvGeom::check_io`] must ",
             "accept `g` (with `k = 3`), the band and the lengths of the slices."
         )]
         pub(crate) unsafe fn $dw3(
             g: &$crate::ukernel::DwConvGeom,
             rows: ::std::ops::Range<usize>,
-            input: &[f32],
-            weights: &[f32],
-            bias: &[f32],
-            output: &mut [f32],
-            sums: Option<&mut [f32]>,
+            io: $crate::ukernel::DwConvIo<'_>,
         ) {
             // SAFETY: the tier's features and the checked geometry are this function's
             // contract, which is exactly the driver's with this tier.
             unsafe {
                 $crate::x86_64::with_act!(g.act, |A| $crate::x86_64::dwconv::dwconv3x3::<$tier, A>(
-                    g, rows, input, weights, bias, output, sums
+                    g, rows, io
                 ))
             }
         }
@@ -505,19 +498,11 @@ pub(crate) const T: usize = 4;
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::activation::Activation;
-    use crate::ukernel::{DwConvFn, DwConvGeom};
+    use crate::ukernel::{DwConvFn, DwConvGeom, DwConvIo};
 
     /// Deterministic values in [-1, 1).
     fn fill(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        crate::reference::rand_vec(seed, len, 1.0)
     }
 
     const GUARD: usize = 37;
@@ -547,11 +532,13 @@ pub(crate) mod tests {
                 f(
                     g,
                     0..g.rows(),
-                    &input,
-                    &weights,
-                    &bias,
-                    ob,
-                    with_sums.then_some(sb),
+                    DwConvIo {
+                        input: &input,
+                        weights: &weights,
+                        bias: &bias,
+                        output: ob,
+                        sums: with_sums.then_some(sb),
+                    },
                 )
             };
             for (i, (&a, &b)) in out[o0..o0 + out_len].iter().zip(&want).enumerate() {

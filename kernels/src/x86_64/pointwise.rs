@@ -30,9 +30,7 @@
 //! then the activation, then the residual added in f32, whatever the tile, chunk or block: results do
 //! not depend on how a call is split into blocks (the bitwise thread-count tests rely on it).
 
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::PointwiseBlock;
 use crate::x86_64::SimdF32;
 
 /// Bytes of input rows a row chunk may hold (the input of a chunk is reused by every panel).
@@ -146,24 +144,13 @@ macro_rules! pointwise_entry {
             "`output`; no other thread writes the block at the same time. (The ranges and the ",
             "length of `packed` are checked.)"
         )]
-        pub(crate) unsafe fn $name(
-            g: &$crate::ukernel::PointwiseGeom,
-            input: *const f32,
-            packed: &[f32],
-            residual: *const f32,
-            output: *mut f32,
-            rows: ::std::ops::Range<usize>,
-            panels: ::std::ops::Range<usize>,
-        ) {
+        pub(crate) unsafe fn $name(b: $crate::ukernel::PointwiseBlock<'_, &[f32]>) {
             // SAFETY: this function's contract is the loop nest's with these tiles (the panel
             // width above).
             unsafe {
-                $crate::x86_64::with_act!(g.act, |A| $crate::x86_64::pointwise::pointwise::<
-                    $tiles,
-                    A,
-                >(
-                    g, input, packed, residual, output, rows, panels
-                ))
+                $crate::x86_64::with_act!(b.geom.act, |A| {
+                    $crate::x86_64::pointwise::pointwise::<$tiles, A>(b)
+                })
             }
         }
 
@@ -187,37 +174,19 @@ pub(crate) use pointwise_entry;
 /// `G::NR`, and the features of `G`'s tier available. (The ranges and the length of `packed` are
 /// checked here.)
 #[inline(always)]
-pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n, nr) = (g.k, g.n, G::NR);
+pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(b: PointwiseBlock<'_, &[f32]>) {
+    // Makes every offset below provably in range given only the validity of the pointers.
+    b.check_f32(G::NR);
+    let (input, output, packed, rows) = (b.input, b.output, b.packed, &b.rows);
+    let (k, n, nr) = (b.geom.k, b.geom.n, G::NR);
     let stride = nr * (k + 1);
-    // Cheap once per block, and they make every offset below provably in range given only the
-    // validity of the pointers.
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(nr)
-            && panels.end * stride <= packed.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
     let (mr, min_rows) = (G::MR, G::MIN_ROWS);
     debug_assert!(1 <= min_rows && min_rows <= mr.div_ceil(2));
     let chunk = (CHUNK_BYTES / (4 * k) / mr).max(1) * mr;
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = rows.end.min(r0 + chunk);
-        for panel in panels.clone() {
+        for panel in b.panels.clone() {
             let j0 = panel * nr;
             let cols = nr.min(n - j0);
             let mut r = r0;
@@ -233,7 +202,7 @@ pub(crate) unsafe fn pointwise<G: Gemm, const ACT: u8>(
                         a: input.add(r * k),
                         w: packed.as_ptr().add(panel * stride),
                         out: output.add(r * n + j0),
-                        res: offset_or_null(residual, r * n + j0),
+                        res: offset_or_null(b.residual, r * n + j0),
                         k,
                         n,
                         cols,
@@ -355,16 +324,9 @@ pub(crate) unsafe fn tile<
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::ops::Range;
-
     use crate::activation::Activation;
-    use crate::reference;
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::ukernel::{PointwiseFn, PointwiseGeom};
-
-    const GUARD_BITS: u32 = 0x7fc0_beef;
-    const GUARD: usize = 37;
-
-    pub(crate) use crate::reference::rand_vec;
 
     /// `[n, k]` weights and a bias packed in panels of `nr`, as `PackedPointwise::pack` does.
     fn pack(k: usize, n: usize, nr: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
@@ -380,55 +342,9 @@ pub(crate) mod tests {
         data
     }
 
-    /// Runs `f` on the block into a guarded NaN-filled output; checks nothing outside the block
-    /// changed and returns the output.
-    #[allow(clippy::too_many_arguments)]
-    fn run_block(
-        f: PointwiseFn,
-        nr: usize,
-        g: &PointwiseGeom,
-        x: &[f32],
-        packed: &[f32],
-        res: Option<&[f32]>,
-        rows: Range<usize>,
-        panels: Range<usize>,
-    ) -> Vec<f32> {
-        let len = g.p * g.n;
-        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
-        let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
-        // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
-        // g.n; the input holds p * k floats, the output body and the residual p * n; the ranges lie
-        // within the problem.
-        unsafe {
-            f(
-                g,
-                x.as_ptr(),
-                packed,
-                rp,
-                out.as_mut_ptr().add(GUARD),
-                rows.clone(),
-                panels.clone(),
-            )
-        };
-        for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
-            assert_eq!(v.to_bits(), GUARD_BITS, "guard {i} overwritten");
-        }
-        let body = out[GUARD..GUARD + len].to_vec();
-        for (i, v) in body.iter().enumerate() {
-            let (row, col) = (i / g.n, i % g.n);
-            if !(rows.contains(&row) && panels.contains(&(col / nr))) {
-                assert_eq!(
-                    v.to_bits(),
-                    GUARD_BITS,
-                    "wrote row {row} col {col} outside the block"
-                );
-            }
-        }
-        body
-    }
-
     /// Compares `f` (panel width `nr`) with the reference on edge shapes, every activation, with
     /// and without a residual, and checks that sub-blocks give the same bits as the whole.
+    /// Callers check that `f`'s tier is available.
     pub(crate) fn check_against_reference(f: PointwiseFn, nr: usize) {
         let mut shapes = Vec::new();
         for p in [1, 5, 8, 13, 29] {
@@ -444,47 +360,23 @@ pub(crate) mod tests {
         }
         for (p, k, n, act, residual) in shapes {
             let g = PointwiseGeom { p, k, n, act };
-            let seed = ((p * 131 + k) * 131 + n) as u64;
-            let x = rand_vec(seed, p * k, 2.0);
-            let w = rand_vec(seed ^ 1, n * k, 1.0);
-            let b = rand_vec(seed ^ 2, n, 1.0);
-            let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
-            let packed = pack(k, n, nr, &w, &b);
+            let ops = Operands::random(&g, residual);
+            let Operands { x, w, b, res } = &ops;
+            let packed = pack(k, n, nr, w, b);
             let panels = n.div_ceil(nr);
-            let got = run_block(f, nr, &g, &x, &packed, res.as_deref(), 0..p, 0..panels);
-            let mut want = vec![0.0f32; p * n];
-            reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
-            for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
-                    "p{p} k{k} n{n} {act:?}: out[{i}] = {a}, reference {e}"
-                );
-            }
-            for (rows, pans) in [
-                (p / 3..p, 0..panels),
-                (0..p.div_ceil(2), panels / 2..panels),
-                (p / 2..p / 2 + 1, panels - 1..panels),
-            ] {
-                let part = run_block(
-                    f,
-                    nr,
-                    &g,
-                    &x,
-                    &packed,
-                    res.as_deref(),
-                    rows.clone(),
-                    pans.clone(),
-                );
-                for (i, v) in part.iter().enumerate() {
-                    if rows.contains(&(i / n)) && pans.contains(&(i % n / nr)) {
-                        assert_eq!(
-                            v.to_bits(),
-                            got[i].to_bits(),
-                            "p{p} k{k} n{n}: block {rows:?} x {pans:?}"
-                        );
-                    }
-                }
-            }
+            let runner = BlockRunner {
+                g: &g,
+                x,
+                res: res.as_deref(),
+                nr,
+            };
+            let what = format!("p{p} k{k} n{n} {act:?}");
+            // SAFETY: callers check the tier's features; `packed` was packed for `nr` with g.k and
+            // g.n.
+            let got = unsafe { runner.run(f, &packed[..], 0..p, 0..panels, &what) };
+            ops.assert_near_reference(&g, &got, &what);
+            // SAFETY: as above.
+            unsafe { runner.check_sub_blocks(f, &packed[..], &got, same_bits, &what) };
         }
     }
 }

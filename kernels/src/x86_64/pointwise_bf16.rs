@@ -18,12 +18,10 @@
 //! [`crate::scalar::pointwise::pointwise_bf16_4x8_scalar`] computes the same, so the results do
 //! not depend on the thread count.
 
-use std::cell::RefCell;
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 use crate::x86_64::SimdF32;
 use crate::x86_64::pointwise::{offset_or_null, tile_rows};
+use std::cell::RefCell;
 
 /// Bytes of converted input rows a row chunk may hold (reused by every panel).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -125,33 +123,16 @@ thread_local! {
 /// The contract of [`crate::pointwise::PointwiseHalfFn`] with `bias` and `weights` packed for
 /// `HalfTile { nr: G::NR, kpack: 2, dtype: Bf16 }`, and the features of `G`'s tier available. (The
 /// ranges and the lengths of `bias` and `weights` are checked here.)
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
+    b: PointwiseBlock<'_, HalfPacked<'_>>,
 ) {
-    let (k, n, nr) = (g.k, g.n, G::NR);
+    let (input, output, HalfPacked { bias, weights }, rows) =
+        (b.input, b.output, b.packed, &b.rows);
+    let (k, n, nr) = (b.geom.k, b.geom.n, G::NR);
     let kp = k.div_ceil(2);
     let panel_len = kp * nr * 2;
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(nr)
-            && panels.end * panel_len <= weights.len()
-            && panels.end * nr <= bias.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
+    b.check_half(nr, panel_len);
     let (mr, min_rows) = (G::MR, G::MIN_ROWS);
     let stride = row_stride(k);
     let chunk = (CHUNK_BYTES / (4 * stride) / mr).max(1) * mr;
@@ -166,7 +147,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
             // SAFETY: rows r0..r1 < p of the input hold k floats each (contract); `buf` holds at
             // least (r1 - r0) * stride u32 (resized above); the features are the contract's.
             unsafe { G::convert_rows(input.add(r0 * k), k, r1 - r0, buf.as_mut_ptr()) };
-            for panel in panels.clone() {
+            for panel in b.panels.clone() {
                 let j0 = panel * nr;
                 let cols = nr.min(n - j0);
                 let mut r = r0;
@@ -184,7 +165,7 @@ pub(crate) unsafe fn pointwise_bf16<G: GemmBf16, const ACT: u8>(
                             w: weights.as_ptr().add(panel * panel_len),
                             bias: bias.as_ptr().add(j0),
                             out: output.add(r * n + j0),
-                            res: offset_or_null(residual, r * n + j0),
+                            res: offset_or_null(b.residual, r * n + j0),
                             kp,
                             n,
                             cols,
@@ -310,12 +291,12 @@ pub(crate) unsafe fn convert_rows_portable(src: *const f32, k: usize, rows: usiz
 #[cfg(test)]
 pub(crate) mod tests {
     use core::arch::x86_64::*;
-    use std::ops::Range;
 
     use super::*;
     use crate::activation::Activation;
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::registry::{self, KernelKey, Op};
-    use crate::ukernel::PointwiseHalfFn;
+    use crate::ukernel::{PointwiseGeom, PointwiseHalfFn};
     use crate::x86_64::pointwise::dispatch_tile;
     use crate::x86_64::with_act;
     use crate::{Isa, PackedPointwise, Precision};
@@ -384,23 +365,9 @@ pub(crate) mod tests {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn emulated(
-        g: &PointwiseGeom,
-        input: *const f32,
-        bias: &[f32],
-        weights: &[u16],
-        residual: *const f32,
-        output: *mut f32,
-        rows: Range<usize>,
-        panels: Range<usize>,
-    ) {
+    unsafe fn emulated(b: PointwiseBlock<'_, HalfPacked<'_>>) {
         // SAFETY: the caller's contract; AVX2 and FMA are checked by the test.
-        unsafe {
-            with_act!(g.act, |A| pointwise_bf16::<Tiles, A>(
-                g, input, bias, weights, residual, output, rows, panels
-            ))
-        }
+        unsafe { with_act!(b.geom.act, |A| pointwise_bf16::<Tiles, A>(b)) }
     }
 
     /// Runs `f` (panel width `nr`) and the scalar model on the same packed data; equal bits, and
@@ -411,7 +378,6 @@ pub(crate) mod tests {
         nr: usize,
         gelu: crate::activation::tier_test::ScalarGelu,
     ) {
-        use crate::x86_64::pointwise::tests::rand_vec;
         let scalar = registry::find_key(KernelKey {
             op: Op::Pointwise,
             dtype: Precision::Bf16,
@@ -431,11 +397,7 @@ pub(crate) mod tests {
         }
         for (p, k, n, act, residual) in shapes {
             let g = PointwiseGeom { p, k, n, act };
-            let seed = ((p * 131 + k) * 131 + n) as u64;
-            let x = rand_vec(seed, p * k, 2.0);
-            let w = rand_vec(seed ^ 1, n * k, 1.0);
-            let b = rand_vec(seed ^ 2, n, 1.0);
-            let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
+            let Operands { x, w, b, res } = Operands::random(&g, residual);
             let ps = PackedPointwise::pack_for(scalar, k, n, &w, Some(&b)).unwrap();
             let mut want = vec![0.0f32; p * n];
             let ks = crate::Kernels::with_isa(Isa::Scalar)
@@ -467,42 +429,29 @@ pub(crate) mod tests {
                         crate::convert::bf16_from_f32(w[j * k + kk]);
                 }
             }
-            for (rows, pans) in [(0..p, 0..panels), (p / 2..p, panels - 1..panels)] {
-                const GUARD: usize = 19;
-                let mut out = vec![f32::from_bits(0x7fc0_beef); p * n + 2 * GUARD];
-                let rp = res.as_deref().map_or(std::ptr::null(), <[f32]>::as_ptr);
-                // SAFETY: the features are checked by the caller; the packing above is the
-                // kernel's layout for g.k, g.n; buffers hold p * k and p * n floats.
-                unsafe {
-                    f(
-                        &g,
-                        x.as_ptr(),
-                        &bias,
-                        &wt,
-                        rp,
-                        out.as_mut_ptr().add(GUARD),
-                        rows.clone(),
-                        pans.clone(),
-                    )
-                };
-                for (i, v) in out.iter().enumerate() {
-                    let inside = i >= GUARD && i < GUARD + p * n && {
-                        let e = i - GUARD;
-                        rows.contains(&(e / n)) && pans.contains(&(e % n / nr))
-                    };
-                    if inside {
-                        let e = i - GUARD;
-                        assert_eq!(
-                            v.to_bits(),
-                            want[e].to_bits(),
-                            "p{p} k{k} n{n} {act:?}: out[{e}] = {v}, model {}",
-                            want[e]
-                        );
-                    } else {
-                        assert_eq!(v.to_bits(), 0x7fc0_beef, "p{p} k{k} n{n}: wrote [{i}]");
-                    }
-                }
+            let runner = BlockRunner {
+                g: &g,
+                x: &x,
+                res: res.as_deref(),
+                nr,
+            };
+            let packed = HalfPacked {
+                bias: &bias,
+                weights: &wt,
+            };
+            let what = format!("p{p} k{k} n{n} {act:?}");
+            // SAFETY: the features are checked by the caller; the packing above is the kernel's
+            // layout for g.k, g.n.
+            let got = unsafe { runner.run(f, packed, 0..p, 0..panels, &what) };
+            for (e, (v, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    v.to_bits(),
+                    w.to_bits(),
+                    "{what}: out[{e}] = {v}, model {w}"
+                );
             }
+            // SAFETY: as above.
+            unsafe { runner.check_sub_blocks(f, packed, &got, same_bits, &what) };
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-use crate::error::{Error, KeyDifference};
+use crate::error::{Error, KeyDifference, read_file};
 use crate::families::repvit::official;
 
 /// One tensor of a checkpoint.
@@ -115,11 +115,7 @@ impl StateDict {
     /// Reads a safetensors file.
     pub fn read(path: impl AsRef<Path>) -> Result<StateDict, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            action: "read",
-            source,
-        })?;
+        let bytes = read_file(path)?;
         StateDict::from_bytes(path, &bytes)
     }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use npyz::{DType, Endianness, NpyFile, Order, TypeChar};
 
-use crate::error::Error;
+use crate::error::{Error, read_file};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -280,24 +280,16 @@ pub fn parse_converting(path: &Path, bytes: &[u8]) -> Result<(Array, Option<Stri
     Ok((Array { shape, data }, note))
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        action: "read",
-        source,
-    })
-}
-
 /// Reads a `.npy` file (any float dtype, byte order and memory order; see the module docs).
 pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     let path = path.as_ref();
-    parse(path, &read_bytes(path)?)
+    parse(path, &read_file(path)?)
 }
 
 /// As [`read`], with the conversion note of [`parse_converting`].
 pub fn read_converting(path: impl AsRef<Path>) -> Result<(Array, Option<String>), Error> {
     let path = path.as_ref();
-    parse_converting(path, &read_bytes(path)?)
+    parse_converting(path, &read_file(path)?)
 }
 
 /// Encodes a float32 array as `.npy` (version 1.0) bytes.

@@ -18,8 +18,8 @@ use core::arch::aarch64::*;
 use super::act::{self, act_of_code, with_act};
 use std::ops::Range;
 
-use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry};
-use crate::ukernel::DwConvGeom;
+use crate::dwconv_kxk::{self as kxk, BandArgs, KxkTier, SimdF32, kxk_entry, register_ops};
+use crate::ukernel::{DwConvGeom, DwConvIo};
 
 /// Depthwise 3x3, stride 1 or 2, padding 1, NEON, 8 channels per block: the flat output rows
 /// `rows` (layouts and band contract in [`DwConvGeom`]). When `sums` is given it is overwritten
@@ -27,43 +27,25 @@ use crate::ukernel::DwConvGeom;
 /// inputs.
 ///
 /// # Safety
-/// NEON must be available, `g.k == 3`, and [`DwConvGeom::check_rows`] must accept `g`, the band
+/// NEON must be available, `g.k == 3`, and [`DwConvGeom::check_io`] must accept `g`, the band
 /// and the lengths of the slices (the contract of [`crate::ukernel::DwConvFn`]).
-pub(crate) unsafe fn dwconv3x3_c8_neon(
-    g: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    sums: Option<&mut [f32]>,
-) {
-    kxk::debug_check_band(g, 3, &rows, input, weights, bias, output, sums.as_deref());
+pub(crate) unsafe fn dwconv3x3_c8_neon(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
+    kxk::debug_check_band(g, 3, &rows, &io);
     // SAFETY: NEON is available and the geometry and lengths were checked: this function's contract,
     // which is `run`'s whole contract.
-    unsafe {
-        with_act!(g.act, |A| run::<A>(
-            g, rows, input, weights, bias, output, sums
-        ))
-    }
+    unsafe { with_act!(g.act, |A| run::<A>(g, rows, io)) }
 }
 
 /// The loop nest for activation code `ACT`: images and output rows; each row goes to [`row`] with
 /// the compile-time range of its valid kernel rows.
 ///
 /// # Safety
-/// As [`dwconv3x3_c8_neon`]: NEON available, `g.check_rows` accepts the band and the slice
+/// As [`dwconv3x3_c8_neon`]: NEON available, `g.check_io` accepts the band and the slice
 /// lengths.
 #[target_feature(enable = "neon")]
-unsafe fn run<const ACT: u8>(
-    g: &DwConvGeom,
-    rows: Range<usize>,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-    mut sums: Option<&mut [f32]>,
-) {
+unsafe fn run<const ACT: u8>(g: &DwConvGeom, rows: Range<usize>, io: DwConvIo<'_>) {
+    let (input, weights, bias, output) = (io.input, io.weights, io.bias, io.output);
+    let mut sums = io.sums;
     let (h, w, c, s) = (g.h, g.w, g.c, g.stride);
     let (oh, ow) = (g.oh(), g.ow());
     // Output columns 1..int_end read input columns ox*s-1 ..= ox*s+1, all inside the image: the
@@ -431,10 +413,8 @@ unsafe impl SimdF32 for float32x4_t {
         // SAFETY: NEON is available (contract). `vfmaq_f32(c, a, b)` = c + a * b, one rounding.
         unsafe { vfmaq_f32(c, a, b) }
     }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: NEON is available (contract).
-        unsafe { vaddq_f32(a, b) }
+    register_ops! {
+        fn add(a, b) = vaddq_f32;
     }
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: Self) -> Self {
@@ -471,21 +451,17 @@ mod tests {
         let sl = g.n * g.c;
         let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
         let mut sums = vec![f32::from_bits(GUARD_BITS); sl + 2 * GUARD];
-        let s = with_sums.then(|| &mut sums[GUARD..GUARD + sl]);
-        assert!(
-            g.check_rows(
-                &(0..g.rows()),
-                x.len(),
-                wt.len(),
-                bias.len(),
-                len,
-                s.as_ref().map(|s| s.len())
-            )
-            .is_ok()
-        );
+        let io = DwConvIo {
+            input: x,
+            weights: wt,
+            bias,
+            output: &mut out[GUARD..GUARD + len],
+            sums: with_sums.then(|| &mut sums[GUARD..GUARD + sl]),
+        };
+        assert!(g.check_io(&(0..g.rows()), &io).is_ok());
         // SAFETY: NEON is part of the aarch64 baseline (`Isa::Neon.is_available()` is asserted in
-        // `crate::aarch64`), and `check` accepted the geometry and every length just above.
-        unsafe { f(g, 0..g.rows(), x, wt, bias, &mut out[GUARD..GUARD + len], s) };
+        // `crate::aarch64`), and `check_io` accepted the geometry and every length just above.
+        unsafe { f(g, 0..g.rows(), io) };
         for buf in [
             &out[..GUARD],
             &out[GUARD + len..],
@@ -602,11 +578,21 @@ mod tests {
         let mut out = vec![0.0; g.output_shape().len()];
         let mut a = vec![1e6f32; 18];
         let mut b = vec![-7.0f32; 18];
-        assert!(g.check(x.len(), 81, 9, out.len(), Some(18)).is_ok());
-        // SAFETY: NEON is part of the aarch64 baseline; `check` accepted the lengths just above.
-        unsafe { dwconv3x3_c8_neon(&g, 0..g.rows(), &x, &wt, &bias, &mut out, Some(&mut a)) };
-        // SAFETY: as above.
-        unsafe { dwconv3x3_c8_neon(&g, 0..g.rows(), &x, &wt, &bias, &mut out, Some(&mut b)) };
+        let mut run = |sums: &mut [f32]| {
+            let io = DwConvIo {
+                input: &x,
+                weights: &wt,
+                bias: &bias,
+                output: &mut out,
+                sums: Some(sums),
+            };
+            assert!(g.check_io(&(0..g.rows()), &io).is_ok());
+            // SAFETY: NEON is part of the aarch64 baseline; `check_io` accepted the lengths just
+            // above.
+            unsafe { dwconv3x3_c8_neon(&g, 0..g.rows(), io) };
+        };
+        run(&mut a);
+        run(&mut b);
         assert!(same(&a, &b));
     }
 

@@ -26,10 +26,9 @@
 //! split into blocks (the tests check both).
 
 use core::arch::aarch64::*;
-use std::ops::Range;
 
 use super::act::{self, with_act};
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::PointwiseBlock;
 
 /// Rows per micro-tile.
 const MR: usize = 8;
@@ -45,22 +44,10 @@ const NR: usize = 8;
 /// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats and
 /// does not alias `output`; no other thread writes the block at the same time. (The ranges and the
 /// length of `packed` are checked here.)
-pub(crate) unsafe fn pointwise_8x8_neon(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_8x8_neon(b: PointwiseBlock<'_, &[f32]>) {
     // SAFETY: NEON and the pointer validity are this function's contract, which is `run`'s whole
     // contract (`run` checks the ranges and the packed length itself).
-    unsafe {
-        with_act!(g.act, |A| run::<A>(
-            g, input, packed, residual, output, rows, panels
-        ))
-    }
+    unsafe { with_act!(b.geom.act, |A| run::<A>(b)) }
 }
 
 /// What a micro-tile needs to know of its panel.
@@ -86,32 +73,14 @@ struct Panel<'a> {
 /// # Safety
 /// As [`pointwise_8x8_neon`].
 #[target_feature(enable = "neon")]
-unsafe fn run<const ACT: u8>(
-    g: &PointwiseGeom,
-    input: *const f32,
-    packed: &[f32],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let (k, n) = (g.k, g.n);
+unsafe fn run<const ACT: u8>(b: PointwiseBlock<'_, &[f32]>) {
+    // Makes every index below provably in range given only the validity of the pointers.
+    b.check_f32(NR);
+    let (input, output, packed, rows) = (b.input, b.output, b.packed, &b.rows);
+    let (k, n) = (b.geom.k, b.geom.n);
     let stride = NR * (k + 1);
-    // Cheap once per block, and they make every index below provably in range given only the
-    // validity of the pointers.
-    assert!(
-        rows.start <= rows.end && rows.end <= g.p,
-        "pointwise rows {rows:?} outside 0..{}",
-        g.p
-    );
-    assert!(
-        panels.start <= panels.end
-            && panels.end <= n.div_ceil(NR)
-            && panels.end * stride <= packed.len(),
-        "pointwise panels {panels:?} outside the packed weights"
-    );
-    let residual = (!residual.is_null()).then_some(residual);
-    for panel in panels {
+    let residual = (!b.residual.is_null()).then_some(b.residual);
+    for panel in b.panels.clone() {
         let j0 = panel * NR;
         let t = Panel {
             input,
@@ -276,14 +245,11 @@ unsafe fn tile<const ACT: u8, const M: usize>(t: &Panel<'_>, r: usize) {
 mod tests {
     use super::*;
     use crate::activation::Activation;
-    use crate::pointwise::{PackedPointwise, PointwiseFn};
-    use crate::reference;
+    use crate::pointwise::{PackedPointwise, PointwiseGeom};
+    use crate::reference::blocks::{BlockRunner, Operands, same_bits};
     use crate::registry::{self, Op};
     use crate::scalar::pointwise::pointwise_4x8_scalar;
     use crate::{Isa, Kernels};
-
-    const GUARD_BITS: u32 = 0x7fc0_beef;
-    const GUARD: usize = 23;
 
     use crate::reference::rand_vec;
 
@@ -295,54 +261,9 @@ mod tests {
         packed
     }
 
-    /// Runs `f` on the block `rows` x `panels` into an output NaN-filled and guarded on both sides;
-    /// checks that nothing outside the block changed and returns the whole output.
-    #[allow(clippy::too_many_arguments)]
-    fn run_block(
-        f: PointwiseFn,
-        g: &PointwiseGeom,
-        x: &[f32],
-        packed: &PackedPointwise,
-        res: Option<&[f32]>,
-        rows: Range<usize>,
-        panels: Range<usize>,
-        what: &str,
-    ) -> Vec<f32> {
-        let len = g.p * g.n;
-        assert!(g.check(x.len(), len, res.map(<[f32]>::len)).is_ok());
-        let mut out = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
-        let rp = res.map_or(std::ptr::null(), <[f32]>::as_ptr);
-        // SAFETY: NEON is part of the aarch64 baseline (asserted by the tests of `crate::aarch64`);
-        // `packed` was packed for panel width 8 with g.k and g.n; `check` validated the lengths of
-        // the input, the output body and the residual, which is a distinct allocation; the ranges
-        // lie inside the problem (callers pass sub-ranges of 0..p and 0..ceil(n / 8)).
-        unsafe {
-            f(
-                g,
-                x.as_ptr(),
-                packed.data(),
-                rp,
-                out.as_mut_ptr().add(GUARD),
-                rows.clone(),
-                panels.clone(),
-            )
-        };
-        let body = &out[GUARD..GUARD + len];
-        for (i, v) in out[..GUARD].iter().chain(&out[GUARD + len..]).enumerate() {
-            assert_eq!(v.to_bits(), GUARD_BITS, "{what}: guard {i} overwritten");
-        }
-        for (i, v) in body.iter().enumerate() {
-            let (row, col) = (i / g.n, i % g.n);
-            let inside = rows.contains(&row) && panels.contains(&(col / NR));
-            if !inside {
-                assert_eq!(
-                    v.to_bits(),
-                    GUARD_BITS,
-                    "{what}: wrote row {row} col {col} outside the block"
-                );
-            }
-        }
-        body.to_vec()
+    /// A runner of the problem `g` (panel width 8) on the input `x` and residual `res`.
+    fn runner<'a>(g: &'a PointwiseGeom, x: &'a [f32], res: Option<&'a [f32]>) -> BlockRunner<'a> {
+        BlockRunner { g, x, res, nr: NR }
     }
 
     fn same(a: &[f32], b: &[f32]) -> bool {
@@ -354,73 +275,28 @@ mod tests {
 
     fn check(p: usize, k: usize, n: usize, act: Activation, residual: bool) {
         let g = PointwiseGeom { p, k, n, act };
-        let seed = ((p * 131 + k) * 131 + n) as u64;
-        let x = rand_vec(seed, p * k, 2.0);
-        let w = rand_vec(seed ^ 1, n * k, 1.0);
-        let b = rand_vec(seed ^ 2, n, 1.0);
-        let res = residual.then(|| rand_vec(seed ^ 3, p * n, 2.0));
-        let packed = pack(k, n, &w, Some(&b));
+        let ops = Operands::random(&g, residual);
+        let Operands { x, w, b, res } = &ops;
+        let packed = pack(k, n, w, Some(b));
         let panels = n.div_ceil(NR);
         let what = format!("p{p} k{k} n{n} {} res={residual}", act.name());
-        let got = run_block(
-            pointwise_8x8_neon,
-            &g,
-            &x,
-            &packed,
-            res.as_deref(),
-            0..p,
-            0..panels,
-            &what,
-        );
-        let scalar = run_block(
-            pointwise_4x8_scalar,
-            &g,
-            &x,
-            &packed,
-            res.as_deref(),
-            0..p,
-            0..panels,
-            &what,
-        );
+        let run = runner(&g, x, res.as_deref());
+        // SAFETY: NEON is part of the aarch64 baseline (asserted by the tests of `crate::aarch64`)
+        // and the scalar kernel needs no feature; `packed` was packed for panel width 8, which both
+        // kernels share, with g.k and g.n.
+        let (got, scalar) = unsafe {
+            (
+                run.run(pointwise_8x8_neon, packed.data(), 0..p, 0..panels, &what),
+                run.run(pointwise_4x8_scalar, packed.data(), 0..p, 0..panels, &what),
+            )
+        };
         assert!(
             same(&got, &scalar),
             "{what}: differs from the scalar kernel"
         );
-        let mut want = vec![0.0f32; p * n];
-        reference::pointwise(&g, &x, &w, Some(&b), res.as_deref(), &mut want).unwrap();
-        for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (a - e).abs() <= 1e-4 * (1.0 + e.abs()) * (k as f32).sqrt(),
-                "{what}: out[{i}] = {a}, reference {e}"
-            );
-        }
-        // Sub-blocks write only themselves, and the same bits as the whole call.
-        for (rows, pans) in [
-            (p / 3..p, 0..panels),
-            (0..p.div_ceil(2), panels / 2..panels),
-            (p / 2..p / 2 + 1, panels - 1..panels),
-            (1.min(p)..p, 0..1),
-        ] {
-            let part = run_block(
-                pointwise_8x8_neon,
-                &g,
-                &x,
-                &packed,
-                res.as_deref(),
-                rows.clone(),
-                pans.clone(),
-                &format!("{what} block {rows:?} x {pans:?}"),
-            );
-            for (i, v) in part.iter().enumerate() {
-                if rows.contains(&(i / n)) && pans.contains(&(i % n / NR)) {
-                    assert_eq!(
-                        v.to_bits(),
-                        got[i].to_bits(),
-                        "{what}: block {rows:?} x {pans:?}"
-                    );
-                }
-            }
-        }
+        ops.assert_near_reference(&g, &got, &what);
+        // SAFETY: as above.
+        unsafe { run.check_sub_blocks(pointwise_8x8_neon, packed.data(), &got, same_bits, &what) };
     }
 
     #[test]
@@ -457,26 +333,20 @@ mod tests {
         for act in Activation::ALL {
             let g = PointwiseGeom { p, k, n, act };
             let panels = n.div_ceil(NR);
-            let a = run_block(
-                pointwise_8x8_neon,
-                &g,
-                &x,
-                &packed,
-                None,
-                0..p,
-                0..panels,
-                "neon",
-            );
-            let b = run_block(
-                pointwise_4x8_scalar,
-                &g,
-                &x,
-                &packed,
-                None,
-                0..p,
-                0..panels,
-                "scalar",
-            );
+            let run = runner(&g, &x, None);
+            // SAFETY: as in `check`.
+            let (a, b) = unsafe {
+                (
+                    run.run(pointwise_8x8_neon, packed.data(), 0..p, 0..panels, "neon"),
+                    run.run(
+                        pointwise_4x8_scalar,
+                        packed.data(),
+                        0..p,
+                        0..panels,
+                        "scalar",
+                    ),
+                )
+            };
             assert!(same(&a, &b), "{}", act.name());
         }
     }

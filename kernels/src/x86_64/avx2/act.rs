@@ -8,6 +8,7 @@
 use core::arch::x86_64::*;
 
 use crate::activation::{GELU_POLY, GELU_SCALE, GELU_SEGMENTS};
+use crate::dwconv_kxk::register_ops;
 use crate::x86_64::act::ActVec;
 
 /// Row `k` of the GELU table, lane `j` taking segment `idx[j] % 8`.
@@ -24,25 +25,11 @@ unsafe fn gelu_row(idx: __m256i, k: usize) -> __m256 {
 // SAFETY: every method executes AVX/AVX2/FMA instructions on registers only (the GELU table rows
 // are read within their bounds), and their contracts require those features.
 unsafe impl ActVec for __m256 {
-    #[inline(always)]
-    unsafe fn max(a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_max_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn min(a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_min_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_mul_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn div(a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_div_ps(a, b) }
+    register_ops! {
+        fn max(a, b) = _mm256_max_ps;
+        fn min(a, b) = _mm256_min_ps;
+        fn mul(a, b) = _mm256_mul_ps;
+        fn div(a, b) = _mm256_div_ps;
     }
     #[inline(always)]
     unsafe fn abs(x: __m256) -> __m256 {

@@ -2,11 +2,12 @@
 
 use core::arch::x86_64::*;
 
+use crate::dwconv_kxk::register_ops;
 use crate::x86_64::SimdF32;
 
-// The AVX-512, NEON and portable implementations have the same shape (one intrinsic per method):
-// a deliberate repetition, one implementation per register type, since the masks differ in type
-// (`__m256i`, `__mmask16`, a lane count) and the masked forms in operand order.
+// One implementation per register type (AVX-512, NEON and portable have their own): the masks
+// differ in type (`__m256i`, `__mmask16`, a lane count) and the masked forms in operand order. The
+// methods that are one intrinsic on registers are the `register_ops!` table.
 // SAFETY: every method executes AVX/AVX2/FMA instructions only, and their contracts require those
 // features; memory is touched only within the ranges each method's contract names.
 unsafe impl SimdF32 for __m256 {
@@ -21,11 +22,6 @@ unsafe impl SimdF32 for __m256 {
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
         }
-    }
-    #[inline(always)]
-    unsafe fn zero() -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m256 {
@@ -54,15 +50,10 @@ unsafe impl SimdF32 for __m256 {
         // `vmaskmovps` does not access unselected lanes.
         unsafe { _mm256_maskstore_ps(p, m, v) }
     }
-    #[inline(always)]
-    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-        // SAFETY: FMA is available (contract).
-        unsafe { _mm256_fmadd_ps(a, b, c) }
-    }
-    #[inline(always)]
-    unsafe fn add(a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is available (contract).
-        unsafe { _mm256_add_ps(a, b) }
+    register_ops! {
+        fn zero() = _mm256_setzero_ps;
+        fn fma(a, b, c) = _mm256_fmadd_ps;
+        fn add(a, b) = _mm256_add_ps;
     }
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: __m256) -> __m256 {

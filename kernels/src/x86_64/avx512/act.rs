@@ -9,6 +9,7 @@
 use core::arch::x86_64::*;
 
 use crate::activation::{GELU32_CLAMP, GELU32_POLY, GELU32_SCALE, ROUND_MAGIC};
+use crate::dwconv_kxk::register_ops;
 use crate::x86_64::act::ActVec;
 
 /// Row `k` of the 32-segment GELU table, lane `j` taking segment `idx[j] mod 32`.
@@ -27,30 +28,12 @@ unsafe fn gelu32_row(idx: __m512i, k: usize) -> __m512 {
 // SAFETY: every method executes AVX-512F instructions on registers only (the GELU table rows are
 // read within their bounds), and their contracts require that feature.
 unsafe impl ActVec for __m512 {
-    #[inline(always)]
-    unsafe fn max(a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_max_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn min(a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_min_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_mul_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn div(a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_div_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn abs(x: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_abs_ps(x) }
+    register_ops! {
+        fn max(a, b) = _mm512_max_ps;
+        fn min(a, b) = _mm512_min_ps;
+        fn mul(a, b) = _mm512_mul_ps;
+        fn div(a, b) = _mm512_div_ps;
+        fn abs(x) = _mm512_abs_ps;
     }
     #[inline(always)]
     unsafe fn neg(x: __m512) -> __m512 {

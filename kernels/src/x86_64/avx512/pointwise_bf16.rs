@@ -6,13 +6,11 @@
 //! Each `vdpbf16ps zmm` does 32 multiply-adds where `vfmadd231ps zmm` does 16, so the tile has the
 //! f32 8x32 tile's register shape with twice the work per instruction.
 
-use core::arch::x86_64::*;
-use std::ops::Range;
-
-use crate::ukernel::PointwiseGeom;
+use crate::ukernel::{HalfPacked, PointwiseBlock};
 use crate::x86_64::pointwise::dispatch_tile;
 use crate::x86_64::pointwise_bf16::{self, Bf16Dot, GemmBf16, TileBf16, row_stride};
 use crate::x86_64::with_act;
+use core::arch::x86_64::*;
 
 /// Panel width: two `zmm` of 16 lanes.
 pub(crate) const NR: usize = 32;
@@ -134,21 +132,11 @@ impl GemmBf16 for Tiles {
 /// for writes of `g.p * g.n` floats, `residual` (when not null) for reads of `g.p * g.n` floats;
 /// neither aliases `output`; no other thread writes the block at the same time. (The ranges and
 /// the lengths of `bias` and `weights` are checked.)
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pointwise_bf16_8x32_avx512bf16(
-    g: &PointwiseGeom,
-    input: *const f32,
-    bias: &[f32],
-    weights: &[u16],
-    residual: *const f32,
-    output: *mut f32,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
+pub(crate) unsafe fn pointwise_bf16_8x32_avx512bf16(b: PointwiseBlock<'_, HalfPacked<'_>>) {
     // SAFETY: this function's contract is the loop nest's with `Tiles` (panel width 32).
     unsafe {
-        with_act!(g.act, |A| pointwise_bf16::pointwise_bf16::<Tiles, A>(
-            g, input, bias, weights, residual, output, rows, panels
+        with_act!(b.geom.act, |A| pointwise_bf16::pointwise_bf16::<Tiles, A>(
+            b
         ))
     }
 }

@@ -2,6 +2,7 @@
 
 use core::arch::x86_64::*;
 
+use crate::dwconv_kxk::register_ops;
 use crate::x86_64::SimdF32;
 
 // SAFETY: every method executes AVX-512F instructions only, and their contracts require that
@@ -14,11 +15,6 @@ unsafe impl SimdF32 for __m512 {
     unsafe fn mask_first(n: usize) -> __mmask16 {
         debug_assert!(n <= 16);
         ((1u32 << n) - 1) as __mmask16
-    }
-    #[inline(always)]
-    unsafe fn zero() -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m512 {
@@ -47,15 +43,10 @@ unsafe impl SimdF32 for __m512 {
         // masked-off lanes are not accessed.
         unsafe { _mm512_mask_storeu_ps(p, m, v) }
     }
-    #[inline(always)]
-    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_fmadd_ps(a, b, c) }
-    }
-    #[inline(always)]
-    unsafe fn add(a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (contract).
-        unsafe { _mm512_add_ps(a, b) }
+    register_ops! {
+        fn zero() = _mm512_setzero_ps;
+        fn fma(a, b, c) = _mm512_fmadd_ps;
+        fn add(a, b) = _mm512_add_ps;
     }
     #[inline(always)]
     unsafe fn act<const ACT: u8>(v: __m512) -> __m512 {
