@@ -11,10 +11,11 @@
 # PRECISIONS (default "f32", plus "bf16" when this CPU's widest tier has a bf16 GEMM: AVX512_BF16
 # or NEON BF16). The older tree is checked out as a detached worktree under target/model-before/
 # with its own target dir; both `repvit` binaries are built with the release profile before any
-# timing. Each run is `repvit bench --json --no-layers --iters ITERS` (random weights, batch 1,
-# 224 x 224). The table gives per (variant, threads, precision) the median over rounds of each
-# run's median ms, both sides, and after / before (< 1: faster now). It measures, it does not
-# assert; the raw JSON lines go to target/model-before-after.jsonl.
+# timing. Each run is `repvit bench --json --no-layers --iters ITERS` (random weights, batch 1, each
+# model at its own input size: 224 x 224, MobileNetV4-M 256, -L 384). The table gives per (variant,
+# threads, precision) the median over rounds of each run's median ms, both sides, and after /
+# before (< 1: faster now). It measures, it does not assert; the raw JSON lines go to
+# target/model-before-after.jsonl.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
